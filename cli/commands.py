@@ -1,0 +1,23 @@
+"""Commands beyond `models`; each is a few lines over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from .app import app, console, user_errors
+
+
+@app.command()
+@user_errors
+def lens(
+    model: str = typer.Option("gemma3-270m", help="Alias, Hugging Face id, local directory or .gguf file."),
+    word: str = typer.Option("eau", help="French word to translate into Chinese."),
+    backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
+    top_k: int = typer.Option(3, help="Top tokens shown per layer."),
+) -> None:
+    """Print a per-layer logit-lens table for a built-in fr->zh translation prompt."""
+    from dftlens import load_model
+    from dftlens.analysis.quick_lens import lens_table, translation_prompt
+
+    lm = load_model(model, backend=backend)
+    console.print(lens_table(lm, translation_prompt(word), top_k=top_k).to_string(index=False))

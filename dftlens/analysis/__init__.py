@@ -1,0 +1,1 @@
+"""Logit lens, language token sets, linear probes and the layer choice."""

@@ -1,0 +1,97 @@
+"""Turn a GGUF file into an ordinary Hugging Face directory, once.
+
+transformers dequantises GGUF at every load (about a minute for Gemma-3-270M on a
+laptop CPU). We pay that once: convert, save as safetensors in the user cache,
+check the saved copy reproduces the in-memory model's logits, and only then rename
+the directory into place. A half-written cache directory is never used because it
+never carries the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import DftlensError
+from ..io import ensure_disk_space
+from ..paths import cache_root
+
+MANIFEST = "dftlens_cache.json"
+
+
+def _file_digest(path: Path) -> str:
+    """A cheap identity for a GGUF file: size plus a hash of its first and last MiB."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(2**20))
+        f.seek(max(0, size - 2**20))
+        h.update(f.read(2**20))
+    return h.hexdigest()[:16]
+
+
+def cached_dir_for(gguf_path: Path) -> Path:
+    return cache_root() / "models" / f"{gguf_path.stem}-{_file_digest(gguf_path)}"
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / MANIFEST).is_file() and (directory / "config.json").is_file()
+
+
+def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
+    """Return a cached HF directory for ``gguf_path``, converting it on first use."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path).resolve()
+    target = cached_dir_for(gguf_path)
+    if is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_disk_space(target.parent, needed_bytes=4 * gguf_path.stat().st_size + 2**28)
+    if progress:
+        print(f"Converting {gguf_path.name} to a cached Hugging Face model (once; about a minute)...")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+    ).eval()
+    # The model object remembers it came from GGUF and refuses save_pretrained;
+    # after dequantisation its weights are ordinary float tensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if not getattr(model.config, "architectures", None):
+        model.config.architectures = [type(model).__name__]
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _verify(model, tokenizer, tmp)
+        (tmp / MANIFEST).write_text(json.dumps({"source": str(gguf_path), "digest": _file_digest(gguf_path)}))
+        if target.exists():  # an incomplete leftover from an older dftlens: replace it
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _verify(model, tokenizer, directory: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    ids = tokenizer("Français: \"eau\" - English: \"", return_tensors="pt").input_ids
+    with torch.no_grad():
+        a, b = model(ids).logits, reloaded(ids).logits
+    if not torch.allclose(a, b, atol=1e-4, rtol=1e-4):
+        raise DftlensError(
+            f"The converted copy in {directory} does not reproduce the GGUF model's logits; "
+            "it was discarded. Upgrade transformers and gguf, then try again."
+        )

@@ -1,0 +1,230 @@
+"""The one model interface that analysis and training share.
+
+A :class:`LensModel` wraps a Hugging Face causal LM loaded once, and reads or
+attaches to its activations by TransformerLens hook names through one of two
+engines (TransformerLens ``TransformerBridge`` or nnsight). Everything above this
+module speaks hook names only and never needs to know which engine runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol, Union
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..errors import LayerError
+from .architecture import Architecture, describe
+from .hooks import SITES, execution_order, hook_name, parse_hook_name
+
+# None: every position; "last": each row's last real token; a LongTensor
+# [batch] or [batch, k] of positions to keep.
+Positions = Union[None, str, torch.Tensor]
+
+
+class Engine(Protocol):
+    """Runs a forward pass and hands each requested activation to ``keep``.
+
+    The engine calls ``keep(name, tensor)`` in execution order and stops the
+    forward pass once the last requested hook has fired: nothing above it runs.
+    """
+
+    name: str
+
+    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None]) -> None: ...
+
+
+@dataclass
+class Capture:
+    """Activations read at named hooks, already reduced to the requested positions."""
+
+    activations: dict[str, torch.Tensor]
+    attention_mask: torch.Tensor
+    positions: torch.Tensor | None = None  # the positions kept, [batch, k], if not all
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.activations[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.activations
+
+    def stack(self, names: Iterable[str]) -> torch.Tensor:
+        """[len(names), batch, ...] in the order given."""
+        return torch.stack([self.activations[n] for n in names])
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real token; the same for left and right padding."""
+    idx = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.bool() * (idx + 1)).argmax(dim=1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+@dataclass
+class LensModel:
+    hf_model: torch.nn.Module
+    tokenizer: object
+    engine: Engine
+    name: str = "model"
+    path: str | None = None  # local HF directory it was loaded from
+    arch: Architecture = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.arch = describe(self.hf_model)
+
+    # ---- what the model is -------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self.engine.name
+
+    @property
+    def config(self):
+        return self.hf_model.config
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.hf_model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    def check_layer(self, layer: int, what: str = "layer") -> int:
+        if not 0 <= int(layer) < self.n_layers:
+            raise LayerError(
+                f"{what} {layer} is out of range: {self.name} has blocks 0..{self.n_layers - 1}."
+            )
+        return int(layer)
+
+    def hook_name(self, layer: int, site: str = "resid_post") -> str:
+        return hook_name(self.check_layer(layer), site)
+
+    def hook_names(self, site: str = "resid_post", layers: Iterable[int] | None = None) -> list[str]:
+        layers = range(self.n_layers) if layers is None else layers
+        return [self.hook_name(layer, site) for layer in layers]
+
+    def validate_hook(self, name: str) -> str:
+        layer, _ = parse_hook_name(name)
+        self.check_layer(layer, what=f"Hook {name!r} names layer")
+        return name
+
+    # ---- inputs ------------------------------------------------------------
+    def tokenize(
+        self,
+        texts: list[str],
+        padding_side: str | None = None,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Tokenise with the tokenizer's own BOS convention (added once, never twice)."""
+        tok = self.tokenizer
+        previous = tok.padding_side
+        if padding_side:
+            tok.padding_side = padding_side
+        try:
+            enc = tok(
+                list(texts),
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=add_special_tokens,
+                truncation=max_length is not None,
+                max_length=max_length,
+            )
+        finally:
+            tok.padding_side = previous
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+
+    # ---- running -----------------------------------------------------------
+    def capture(
+        self,
+        batch: dict[str, torch.Tensor],
+        names: Iterable[str],
+        positions: Positions = None,
+        grad: bool = False,
+    ) -> Capture:
+        """Read the activations at ``names`` (hook names) for one batch.
+
+        Only what is asked for is kept: the forward pass stops after the last
+        requested hook, and with ``positions`` only those positions are stored.
+        With ``grad=True`` the tensors stay in the autograd graph (for losses).
+        """
+        names = sorted({self.validate_hook(n) for n in names}, key=execution_order)
+        mask = batch["attention_mask"]
+        index = self._position_index(positions, mask)
+        kept: dict[str, torch.Tensor] = {}
+
+        def keep(name: str, act: torch.Tensor) -> None:
+            if index is not None:
+                act = act.gather(1, index.unsqueeze(-1).expand(-1, -1, act.shape[-1]))
+                if positions == "last":
+                    act = act[:, 0]
+            kept[name] = act
+
+        run_batch = {**batch, "position_ids": position_ids_from_mask(mask)}
+        with torch.set_grad_enabled(grad):
+            self.engine.run(run_batch, names, keep)
+        return Capture(kept, mask, index)
+
+    def forward_logits(self, batch: dict[str, torch.Tensor], logits_to_keep: int = 0) -> torch.Tensor:
+        """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
+        return self.hf_model(
+            **batch, position_ids=position_ids_from_mask(batch["attention_mask"]), logits_to_keep=logits_to_keep
+        ).logits
+
+    def unembed(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """The logit lens: the model's own final norm, LM head and logit soft-cap.
+
+        ``frozen=True`` runs the same modules with detached parameters, so a loss
+        on these logits trains what produced ``resid`` but neither the norm nor the
+        head; with tied embeddings the shared matrix keeps its gradient through
+        the input lookup of the main loss.
+        """
+        norm = self.hf_model.get_submodule(self.arch.norm_path)
+        head = self.hf_model.get_output_embeddings()
+        if frozen:
+            detached = lambda m: {k: v.detach() for k, v in m.named_parameters()}  # noqa: E731
+            logits = functional_call(head, detached(head), (functional_call(norm, detached(norm), (resid,)),))
+        else:
+            logits = head(norm(resid))
+        if self.arch.softcap:
+            logits = torch.tanh(logits / self.arch.softcap) * self.arch.softcap
+        return logits
+
+    logit_lens = unembed
+
+    def log_probs(self, resid: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.unembed(resid).float(), dim=-1)
+
+    def _position_index(self, positions: Positions, mask: torch.Tensor) -> torch.Tensor | None:
+        if positions is None:
+            return None
+        if isinstance(positions, str):
+            if positions != "last":
+                raise ValueError(f"positions must be None, 'last' or a tensor, not {positions!r}")
+            return last_token_index(mask).unsqueeze(1)
+        positions = positions.to(mask.device).long()
+        return positions.unsqueeze(1) if positions.dim() == 1 else positions
+
+    def with_backend(self, backend: str, **engine_options) -> "LensModel":
+        """The same loaded weights behind another engine (nothing is reloaded)."""
+        from .engines import make_engine
+
+        engine = make_engine(backend, self.hf_model, self.tokenizer, self.name, self.path, **engine_options)
+        return LensModel(self.hf_model, self.tokenizer, engine, self.name, self.path)
+
+
+__all__ = ["LensModel", "Capture", "Engine", "SITES", "last_token_index", "position_ids_from_mask"]
