@@ -51,7 +51,8 @@ def models() -> None:
     console.print(table)
 
 
-from . import commands  # noqa: E402,F401  (registers the other commands on `app`)
+# Each verb lives in its own module and registers itself on `app`.
+from . import evaluate, lens, probe, train  # noqa: E402,F401
 
 
 def main() -> None:

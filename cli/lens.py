@@ -1,4 +1,4 @@
-"""Commands beyond `models`; each is a few lines over the library."""
+"""`dftlens lens`: a one-prompt logit-lens table (the quickest look at the English pivot)."""
 
 from __future__ import annotations
 
