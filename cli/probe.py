@@ -1,7 +1,72 @@
-"""`dftlens probe`: a thin layer over the library."""
+"""`dftlens probe`: find the LC and ET layers and write layers.json with its evidence."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from .app import app, console, user_errors
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    from dftlens.errors import DataError
+
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        src, sep, tgt = part.partition(":")
+        if not sep or not src or not tgt:
+            raise DataError(f"--pairs entry {part!r} is not input:target (e.g. fr:zh).")
+        pairs.append((src, tgt))
+    return pairs
+
+
+def _csv(text: Optional[str]) -> Optional[list[str]]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@app.command()
+@user_errors
+def probe(
+    model: str = typer.Option("gemma3-270m", help="Alias, Hugging Face id, local directory or .gguf file."),
+    pairs: str = typer.Option("fr:zh,de:ja,zh:fr", help="Translation pairs input:target, comma-separated."),
+    tasks: str = typer.Option("translation,repetition,cloze", help="Which of Wendler's tasks to run."),
+    mono_langs: Optional[str] = typer.Option(None, help="Languages for repetition/cloze (default: the targets)."),
+    words: Optional[Path] = typer.Option(None, help="Parallel word file (JSONL/CSV); default: bundled."),
+    sentences: Optional[Path] = typer.Option(None, help="Parallel sentence file or FLORES dir; default: bundled."),
+    max_items: int = typer.Option(60, help="Prompts per task and pair (0 = all)."),
+    probes: bool = typer.Option(True, help="Run the linear probes on parallel sentences."),
+    lc_layer: Optional[int] = typer.Option(None, help="Override the LC layer (0-based block index)."),
+    et_layer: Optional[int] = typer.Option(None, help="Override the ET layer (0-based block index)."),
+    backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
+    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
+    seed: int = typer.Option(0, help="Seed for demonstrations and probe splits."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/probe-<model>-<time>)."),
+    overwrite: bool = typer.Option(False, help="Replace results already in --out."),
+) -> None:
+    """Run the logit lens and probes on parallel prompts and choose the LC and ET layers."""
+    from dftlens import load_model
+    from dftlens.analysis.run import OUTPUTS, ProbeConfig, run_probe
+    from dftlens.io import prepare_output_dir
+
+    out = out or Path("runs") / f"probe-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
+    prepare_output_dir(out, OUTPUTS, overwrite)  # fail before an expensive run, not after
+    config = ProbeConfig(
+        pairs=_pairs(pairs), tasks=_csv(tasks), mono_langs=_csv(mono_langs),
+        words=str(words) if words else None, sentences=str(sentences) if sentences else None,
+        max_items=max_items or None, run_probes=probes, batch_size=batch_size, seed=seed,
+        lc_layer=lc_layer, et_layer=et_layer,
+    )
+    lm = load_model(model, backend=backend)
+    result = run_probe(lm, config)
+    result.save(out, overwrite=True)
+    console.print(result.summary().to_string(index=False))
+    ev = result.choice.evidence
+    console.print(
+        f"\nLC layer {result.choice.lc_layer} ({ev.get('lc_decided_by')}), "
+        f"ET layer {result.choice.et_layer} ({ev.get('et_decided_by')}) of {result.n_layers}; "
+        f"hooks {result.choice.hooks['lc']}, {result.choice.hooks['et']}"
+    )
+    console.print(f"Wrote {out}/layers.json, lens.csv, lens_items.csv, probes.csv, report.html")

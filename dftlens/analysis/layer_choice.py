@@ -1,0 +1,160 @@
+"""Choosing the language-conversion (LC) and English-thinking (ET) layers.
+
+The DFT paper picks, by eye, the first and second sharp drop of the logit-lens
+entropy. dftlens turns that into a deterministic rule that also uses the
+language probabilities and the probes, and records which signal decided:
+
+1. Curves are means over translation prompts with a non-English input, each
+   (input, target) pair weighted equally.
+2. ET (``decided_by="english_onset"``): the first layer in ``1..L-2`` whose P(English
+   answer) reaches ``onset_frac`` of its peak over those layers -- where the
+   residual stream starts to decode the English word, the paper's second entropy
+   drop. If English never reaches ``min_en_mass`` the model shows no English pivot
+   and ET falls back to the second sharp entropy drop (``"entropy_second_drop"``).
+3. LC (``decided_by="alignment"``): the first layer in ``1..ET-1`` where the
+   cross-lingual retrieval accuracy of parallel sentences reaches ``align_frac`` of
+   its best value below ET -- the input has been mapped into a shared space. Without
+   probe results, the first sharp entropy drop below ET (``"entropy_first_drop"``),
+   else the steepest drop (``"entropy_steepest_drop"``).
+4. A "sharp drop" at layer l is H(l) - H(l-1) <= -``drop_frac`` x (max H - min H).
+5. The result always satisfies 0 < LC < ET < L-1; user overrides replace either.
+Layer numbers are 0-based block indices; the hooks are ``blocks.{l}.hook_resid_post``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, LayerError
+from ..models.hooks import hook_name, parse_hook_name
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    onset_frac: float = 0.5
+    min_en_mass: float = 0.01
+    align_frac: float = 0.9
+    drop_frac: float = 0.25
+
+
+@dataclass
+class LayerChoice:
+    model: str
+    n_layers: int
+    lc_layer: int
+    et_layer: int
+    languages: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+    site: str = "resid_post"
+
+    @property
+    def hooks(self) -> dict[str, str]:
+        return {"lc": hook_name(self.lc_layer, self.site), "et": hook_name(self.et_layer, self.site)}
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("site")
+        data["hooks"] = self.hooks
+        return data
+
+    def save(self, path: str | Path) -> None:
+        from ..io import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LayerChoice":
+        """Read a layers.json; the hook names in it are authoritative."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            lc_layer, site = parse_hook_name(data["hooks"]["lc"])
+            et_layer, _ = parse_hook_name(data["hooks"]["et"])
+            return cls(data["model"], int(data["n_layers"]), lc_layer, et_layer,
+                       list(data.get("languages", [])), dict(data.get("evidence", {})), site)
+        except FileNotFoundError:
+            raise DataError(f"{path} does not exist; run `dftlens probe` first or pass --lc-layer/--et-layer.") from None
+        except (json.JSONDecodeError, KeyError, TypeError, LayerError) as exc:
+            raise DataError(f"{path} is not a dftlens layers.json ({type(exc).__name__}: {exc}).") from None
+
+
+def sharp_drops(entropy: np.ndarray, drop_frac: float) -> list[int]:
+    """Layers l whose entropy fell by at least drop_frac of the curve's range from l-1."""
+    span = float(np.nanmax(entropy) - np.nanmin(entropy))
+    delta = np.diff(entropy)
+    return [int(l) + 1 for l in np.flatnonzero(delta <= -drop_frac * span)] if span > 0 else []
+
+
+def translation_curves(lens_items: pd.DataFrame) -> pd.DataFrame:
+    """Per layer means over translation prompts with non-English input, pairs weighted equally."""
+    rows = lens_items[(lens_items["task"] == "translation") & (lens_items["input_lang"] != "en")]
+    if rows.empty:
+        rows = lens_items
+    per_pair = rows.groupby(["input_lang", "target_lang", "layer"])[["p_en", "p_target", "entropy_bits"]].mean()
+    return per_pair.groupby("layer").mean().sort_index()
+
+
+def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | None = None,
+                  params: RuleParams = RuleParams()) -> tuple[int, int, dict]:
+    """Apply the rule in the module docstring; returns (lc, et, evidence)."""
+    if n_layers < 4:
+        raise LayerError(f"Choosing LC < ET needs at least 4 layers; the model has {n_layers}.")
+    entropy = curves["entropy_bits"].to_numpy(float)
+    p_en = curves["p_en"].to_numpy(float)
+    drops = sharp_drops(entropy, params.drop_frac)
+    inner = np.arange(1, n_layers - 1)
+    peak = float(p_en[inner].max())
+    evidence: dict = {"rule": asdict(params), "sharp_entropy_drops": drops, "p_en_peak": round(peak, 4)}
+
+    if peak >= params.min_en_mass:
+        et = int(inner[np.argmax(p_en[inner] >= params.onset_frac * peak)])
+        evidence["et_decided_by"] = "english_onset"
+    else:
+        late = [d for d in drops if 1 < d < n_layers - 1]
+        et = late[1] if len(late) > 1 else (late[0] if late else n_layers // 2)
+        evidence["et_decided_by"] = "entropy_second_drop" if len(late) > 1 else "entropy_fallback"
+    et = int(min(max(et, 2), n_layers - 2))
+
+    below = np.arange(1, et)
+    if alignment is not None and alignment.notna().any():
+        align = alignment.reindex(range(n_layers)).to_numpy(float)
+        best = np.nanmax(align[: et])
+        lc = int(below[np.argmax(np.nan_to_num(align[below]) >= params.align_frac * best)]) \
+            if (np.nan_to_num(align[below]) >= params.align_frac * best).any() else int(below[-1])
+        evidence["lc_decided_by"] = "alignment"
+        evidence["alignment_at_lc"] = round(float(align[lc]), 4)
+        evidence["alignment_best_below_et"] = round(float(best), 4)
+    else:
+        early = [d for d in drops if 1 <= d < et]
+        if early:
+            lc, evidence["lc_decided_by"] = early[0], "entropy_first_drop"
+        else:
+            lc = int(below[np.argmin(np.diff(entropy)[below - 1])])
+            evidence["lc_decided_by"] = "entropy_steepest_drop"
+    evidence.update({
+        "entropy_at_lc": round(float(entropy[lc]), 3), "entropy_at_et": round(float(entropy[et]), 3),
+        "p_en_at_et": round(float(p_en[et]), 4), "p_target_at_et": round(float(curves["p_target"].iloc[et]), 4),
+        "curves": {c: [round(float(v), 4) for v in curves[c]] for c in ("p_en", "p_target", "entropy_bits")},
+    })
+    if alignment is not None:
+        evidence["curves"]["alignment"] = [round(float(v), 4) for v in alignment.reindex(range(n_layers))]
+    return int(lc), et, evidence
+
+
+def apply_overrides(lc: int, et: int, evidence: dict, n_layers: int,
+                    lc_override: int | None, et_override: int | None) -> tuple[int, int]:
+    for name, value in (("--lc-layer", lc_override), ("--et-layer", et_override)):
+        if value is not None and not 0 <= value < n_layers:
+            raise LayerError(f"{name} {value} is out of range: the model has blocks 0..{n_layers - 1}.")
+    if lc_override is not None:
+        evidence["lc_decided_by"], evidence["lc_rule_choice"], lc = "user override", lc, lc_override
+    if et_override is not None:
+        evidence["et_decided_by"], evidence["et_rule_choice"], et = "user override", et, et_override
+    if lc >= et:
+        raise LayerError(f"The LC layer ({lc}) must come before the ET layer ({et}); adjust --lc-layer/--et-layer.")
+    return lc, et

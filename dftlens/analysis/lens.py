@@ -1,0 +1,80 @@
+"""Logit-lens measurements at the last position of each prompt, for every layer.
+
+Per item and layer: P(English answer), P(target answer), P(input-language word)
+(Wendler's token-prefix sets), entropy in bits, the top tokens, and the MWork-style
+share of the top-k tokens that are English / target / other. Only the last real
+position is decoded: the forward pass stops after the last block (the model's own
+head never runs) and the lens decodes one position per layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data.prompts import PromptItem
+from ..models import LensModel
+from .scripts import classify
+from .token_sets import TokenSets
+
+SHARES = ("en", "target", "input", "other")
+PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
+ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
+LAYER_CHUNK = 6  # layers decoded at once: bounds memory at chunk x batch x vocab floats
+
+
+def _mass(probs: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
+    """Probability on a token set, per layer: probs [layers, vocab] -> [layers]."""
+    if not ids:
+        return torch.zeros(probs.shape[0])
+    return probs[:, sorted(ids)].sum(-1)
+
+
+@torch.no_grad()
+def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch_size: int = 16,
+            top_k: int = 10, show_tokens: int = 3, progress: bool = True, desc: str = "logit lens") -> pd.DataFrame:
+    """One row per item and layer (see ITEM_COLUMNS)."""
+    names = lm.hook_names()
+    rows = []
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="prompt", leave=False)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        batch = lm.tokenize([it.prompt for it in chunk])
+        resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
+        for first in range(0, lm.n_layers, LAYER_CHUNK):
+            logp = lm.log_probs(resid[first:first + LAYER_CHUNK]).cpu()  # [chunk, batch, vocab]
+            rows.extend(_rows_for_layers(lm, chunk, logp, first, token_sets, top_k, show_tokens))
+        bar.update(len(chunk))
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_tokens):
+    probs = logp.exp()
+    entropy = -(probs * logp).nan_to_num().sum(-1) / math.log(2)  # [layers, batch]
+    top_ids = logp.topk(top_k, dim=-1).indices  # [layers, batch, k]
+    rows = []
+    for b, item in enumerate(chunk):
+        en_ids, tgt_ids = token_sets.ids(item.answer_en), token_sets.ids(item.answer)
+        p_en, p_tgt = _mass(probs[:, b], en_ids), _mass(probs[:, b], tgt_ids)
+        track_input = item.input_lang not in ("en", item.target_lang)
+        in_ids = token_sets.ids(item.answer_input) if track_input else frozenset()
+        p_in = _mass(probs[:, b], in_ids) if track_input else None
+        for k in range(probs.shape[0]):
+            ids = top_ids[k, b].tolist()
+            tokens = lm.tokenizer.convert_ids_to_tokens(ids)
+            classes = [classify(t, i, item.target_lang, en_ids, tgt_ids, in_ids) for t, i in zip(tokens, ids)]
+            rows.append({
+                "task": item.task, "input_lang": item.input_lang, "target_lang": item.target_lang,
+                "item_id": item.item_id, "layer": first_layer + k,
+                "p_en": float(p_en[k]), "p_target": float(p_tgt[k]),
+                "p_input": float(p_in[k]) if p_in is not None else np.nan,
+                "entropy_bits": float(entropy[k, b]),
+                **{f"share_{c}": classes.count(c) / top_k for c in SHARES},
+                "top_tokens": " ".join(tokens[:show_tokens]),
+            })
+    return rows

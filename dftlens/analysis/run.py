@@ -1,0 +1,157 @@
+"""`dftlens probe` as a Python API: prompts -> logit lens -> probes -> layer choice.
+
+    from dftlens import load_model
+    from dftlens.analysis.run import ProbeConfig, run_probe
+
+    lm = load_model("gemma3-270m")
+    result = run_probe(lm, ProbeConfig(pairs=[("fr", "zh")], max_items=40))
+    result.lens            # per task/pair/layer means with 95% CIs (lens.csv)
+    result.choice.to_dict()
+    result.save("runs/my-probe")
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..data.parallel import ParallelData, load_sentences, load_words
+from ..data.prompts import TASKS, PromptItem, build_items
+from ..errors import DataError
+from ..io import prepare_output_dir, write_csv, write_json
+from ..models import LensModel
+from .layer_choice import LayerChoice, apply_overrides, choose_layers, translation_curves
+from .lens import PROB_COLUMNS, measure
+from .stats import summarise
+from .token_sets import TokenSets
+
+OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html"]
+PROBE_LANGUAGES = ["en", "zh", "fr", "de", "ru", "ja", "es", "vi", "ar"]
+
+
+@dataclass
+class ProbeConfig:
+    pairs: list[tuple[str, str]] = field(default_factory=lambda: [("fr", "zh"), ("de", "ja"), ("zh", "fr")])
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    # Repetition and cloze run in these languages; default: the pairs' target languages.
+    mono_langs: list[str] | None = None
+    words: str | None = None  # path; None = the bundled words
+    sentences: str | None = None  # path or FLORES dir; None = the bundled sentences
+    probe_langs: list[str] = field(default_factory=lambda: list(PROBE_LANGUAGES))
+    max_items: int | None = 60  # per task and language pair; None = all
+    run_probes: bool = True
+    batch_size: int = 16
+    top_k: int = 10
+    seed: int = 0
+    lc_layer: int | None = None
+    et_layer: int | None = None
+
+    def languages(self) -> list[str]:
+        langs = {"en"} | {lang for pair in self.pairs for lang in pair} | set(self.monolingual())
+        return sorted(langs)
+
+    def monolingual(self) -> list[str]:
+        return self.mono_langs if self.mono_langs is not None else sorted({t for _, t in self.pairs})
+
+
+@dataclass
+class ProbeResult:
+    model: str
+    n_layers: int
+    config: ProbeConfig
+    lens: pd.DataFrame  # summary with CIs, one row per task/input/target/layer
+    lens_items: pd.DataFrame  # one row per item and layer
+    probes: pd.DataFrame
+    choice: LayerChoice
+    counts: pd.DataFrame  # prompts built / dropped for token overlap / used, per task and pair
+
+    def summary(self) -> pd.DataFrame:
+        """A short table for the terminal: per task and pair, the peaks and where they are."""
+        rows = []
+        for (task, src, tgt), g in self.lens.groupby(["task", "input_lang", "target_lang"]):
+            g = g.set_index("layer")
+            rows.append({
+                "task": task, "pair": f"{src}->{tgt}", "items": int(g["n_items"].iloc[0]),
+                "max P(en)": round(g["p_en"].max(), 3), "at layer": int(g["p_en"].idxmax()),
+                f"P(target) L{self.n_layers - 1}": round(g["p_target"].iloc[-1], 3),
+                "max entropy": round(g["entropy_bits"].max(), 1), "at": int(g["entropy_bits"].idxmax()),
+            })
+        return pd.DataFrame(rows)
+
+    def save(self, out: str | Path, overwrite: bool = False, report: bool = True) -> Path:
+        out = prepare_output_dir(out, OUTPUTS, overwrite)
+        write_csv(out / "lens.csv", self.lens)
+        write_csv(out / "lens_items.csv", self.lens_items)
+        write_csv(out / "probes.csv", self.probes)
+        if report:
+            from ..viz.report import write_report
+
+            write_report(out / "report.html", self.lens, self.probes, self.choice.to_dict(),
+                         title=f"dftlens probe: {self.model}", summary_df=self.summary())
+        write_json(out / "config.json", asdict(self.config))
+        self.choice.save(out / "layers.json")  # last: its presence means the run completed
+        return out
+
+
+def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: ParallelData | None,
+                       token_sets: TokenSets) -> tuple[list[PromptItem], pd.DataFrame]:
+    """All prompts for the configured tasks, minus those whose English and target token sets overlap."""
+    jobs = [(t, s, d) for t in config.tasks if t == "translation" for s, d in config.pairs]
+    jobs += [(t, lang, lang) for t in config.tasks if t != "translation" for lang in config.monolingual()]
+    items, counts = [], []
+    for task, src, tgt in jobs:
+        built = build_items(task, words, sentences, src, tgt, seed=config.seed)
+        kept = [it for it in built if not token_sets.overlap(it.answer, it.answer_en)]
+        used = kept[: config.max_items] if config.max_items else kept
+        counts.append({"task": task, "input_lang": src, "target_lang": tgt, "built": len(built),
+                       "dropped_overlap": len(built) - len(kept), "used": len(used)})
+        items.extend(used)
+    return items, pd.DataFrame(counts)
+
+
+def alignment_curve(probes: pd.DataFrame) -> pd.Series | None:
+    """Mean cross-lingual retrieval accuracy per layer (over language pairs)."""
+    if probes is None or probes.empty or "retrieval" not in set(probes["probe"]):
+        return None
+    rows = probes[(probes["probe"] == "retrieval") & (probes["metric"] == "accuracy")]
+    return rows.groupby("layer")["value"].mean() if not rows.empty else None
+
+
+def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool = True) -> ProbeResult:
+    config = config or ProbeConfig()
+    unknown = set(config.tasks) - set(TASKS)
+    if unknown:
+        raise DataError(f"Unknown task(s) {', '.join(sorted(unknown))}; use {', '.join(TASKS)}.")
+    for lang_pair in config.pairs:
+        if "en" in lang_pair:
+            raise DataError(f"Pair {lang_pair[0]}:{lang_pair[1]} involves English; the probe compares "
+                            "English with the input and target languages, so pick two non-English ones.")
+    words = load_words(config.words, config.languages())
+    needs_sentences = "cloze" in config.tasks or config.run_probes
+    sentences = load_sentences(config.sentences, sorted(set(config.languages()) | set(config.probe_langs))
+                               if config.run_probes else config.languages()) if needs_sentences else None
+    token_sets = TokenSets(lm.tokenizer)
+    items, counts = build_prompt_items(config, words, sentences, token_sets)
+    if not items:
+        raise DataError("No prompts are left to measure (every item was dropped); add words or change --pairs.")
+
+    lens_items = measure(lm, items, token_sets, batch_size=config.batch_size, top_k=config.top_k, progress=progress)
+    bounds = {c: (0.0, 1.0) for c in PROB_COLUMNS}
+    lens = summarise(lens_items, ["task", "input_lang", "target_lang", "layer"],
+                     PROB_COLUMNS + ["entropy_bits"], bounds=bounds)
+
+    probes = pd.DataFrame()
+    if config.run_probes:
+        from .probes import run_probes
+
+        probe_langs = [lang for lang in config.probe_langs if lang in sentences.languages]
+        probes = run_probes(lm, sentences.by_language(probe_langs), ids=sentences.ids,
+                            seed=config.seed, progress=progress)
+
+    lc, et, evidence = choose_layers(translation_curves(lens_items), lm.n_layers, alignment_curve(probes))
+    lc, et = apply_overrides(lc, et, evidence, lm.n_layers, config.lc_layer, config.et_layer)
+    evidence["prompt_counts"] = counts.to_dict(orient="records")
+    choice = LayerChoice(lm.name, lm.n_layers, lc, et, config.languages(), evidence)
+    return ProbeResult(lm.name, lm.n_layers, config, lens, lens_items, probes, choice, counts)

@@ -1,0 +1,56 @@
+"""Which token ids count as "the model is starting to say this word".
+
+Wendler et al.: the set of ids of every string prefix of the word that is a single
+token, with and without the leading-space marker, plus (for byte-fallback
+tokenizers) the token of the word's first UTF-8 byte. P(language) at a layer is
+the lens probability mass on that set.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+# How vocabularies mark a word-initial space: SentencePiece "▁", byte-level BPE "Ġ".
+SPACE_MARKERS = ("▁", "Ġ")
+
+
+class TokenSets:
+    """Builds and caches answer-word token sets for one tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._cache: dict[str, frozenset[int]] = {}
+
+    @cached_property
+    def vocab(self) -> dict[str, int]:
+        return self.tokenizer.get_vocab()
+
+    @cached_property
+    def _byte_level(self) -> bool:
+        return any(tok.startswith("Ġ") for tok in list(self.vocab)[:5000])
+
+    def _as_vocab_strings(self, text: str) -> list[str]:
+        if self._byte_level:  # GPT-2/Llama-3 style: bytes mapped to printable characters
+            from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+            table = bytes_to_unicode()
+            mapped = "".join(table[b] for b in text.encode("utf-8"))
+            return [mapped, "".join(table[b] for b in (" " + text).encode("utf-8"))]
+        return [text, "▁" + text]
+
+    def ids(self, word: str) -> frozenset[int]:
+        if word in self._cache:
+            return self._cache[word]
+        found: set[int] = set()
+        for end in range(1, len(word) + 1):
+            for candidate in self._as_vocab_strings(word[:end]):
+                if candidate in self.vocab:
+                    found.add(self.vocab[candidate])
+        first_byte = f"<0x{word.encode('utf-8')[0]:02X}>"  # byte-fallback (Llama-2, Gemma)
+        if first_byte in self.vocab:
+            found.add(self.vocab[first_byte])
+        self._cache[word] = frozenset(found)
+        return self._cache[word]
+
+    def overlap(self, word_a: str, word_b: str) -> bool:
+        return bool(self.ids(word_a) & self.ids(word_b))

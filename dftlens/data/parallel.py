@@ -1,0 +1,113 @@
+"""Parallel word and sentence data: one row per concept, one column per language.
+
+Files are JSONL (``{"id": "water", "en": "water", "fr": "eau", "zh": "水"}`` per
+line) or CSV with the same columns; sentences may also come from a FLORES-200
+directory. Every problem is reported with the file, line and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from ..errors import DataError
+from .languages import FLORES_CODES
+
+
+@dataclass
+class ParallelData:
+    """Aligned rows: ``rows[i][lang]`` is concept/sentence ``ids[i]`` in ``lang``."""
+
+    ids: list[str]
+    rows: list[dict[str, str]]
+    source: str
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(set.intersection(*(set(r) for r in self.rows))) if self.rows else []
+
+    def column(self, lang: str) -> list[str]:
+        return [r[lang] for r in self.rows]
+
+    def by_language(self, languages: list[str]) -> dict[str, list[str]]:
+        return {lang: self.column(lang) for lang in languages}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def bundled_path(name: str) -> Path:
+    return Path(str(files("dftlens.data").joinpath("bundled", name)))
+
+
+def load_words(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
+    return load_parallel(path or bundled_path("words.jsonl"), languages)
+
+
+def load_sentences(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
+    path = Path(path) if path else bundled_path("sentences.jsonl")
+    if path.is_dir():
+        return _load_flores(path, languages)
+    return load_parallel(path, languages)
+
+
+def load_parallel(path: str | Path, languages: list[str] | None = None) -> ParallelData:
+    """Read a JSONL or CSV parallel file; require ``languages`` in every row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Data file {path} does not exist.")
+    raw = list(_read_rows(path))
+    if not raw:
+        raise DataError(f"{path} holds no rows.")
+    needed = languages or sorted(k for k in raw[0][1] if k != "id")
+    ids, rows = [], []
+    for line_no, row in raw:
+        for lang in needed:
+            if lang not in row:
+                raise DataError(f"{path}, line {line_no}: no {lang!r} field; the file must have a column per requested language.")
+            value = row[lang]
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{path}, line {line_no}: field {lang!r} is empty or not text.")
+        row_id = str(row.get("id") or line_no)
+        if row_id in ids:
+            raise DataError(f"{path}, line {line_no}: id {row_id!r} appears twice.")
+        ids.append(row_id)
+        rows.append({lang: row[lang].strip() for lang in needed})
+    return ParallelData(ids, rows, str(path))
+
+
+def _read_rows(path: Path):
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            for line_no, row in enumerate(csv.DictReader(f), start=2):
+                yield line_no, row
+        return
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {line_no}: expected a JSON object with one field per language.")
+            yield line_no, row
+
+
+def _load_flores(directory: Path, languages: list[str] | None) -> ParallelData:
+    """A FLORES-200 split directory: one ``{code}.dev`` or ``.devtest`` file per language."""
+    languages = languages or ["en"]
+    columns = {}
+    for lang in languages:
+        stem = FLORES_CODES.get(lang, lang)
+        found = sorted(directory.glob(f"{stem}.dev*"))
+        if not found:
+            raise DataError(f"{directory} has no FLORES file for {lang!r} (expected {stem}.dev or {stem}.devtest).")
+        columns[lang] = found[0].read_text(encoding="utf-8").splitlines()
+    n = min(len(c) for c in columns.values())
+    rows = [{lang: columns[lang][i] for lang in languages} for i in range(n)]
+    return ParallelData([f"flores-{i}" for i in range(n)], rows, str(directory))

@@ -1,0 +1,155 @@
+"""The one model interface: names, captures, the logit lens, both engines, loading errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dftlens import load_model
+from dftlens.errors import LayerError, ModelNotAvailable
+from dftlens.models import hook_name, parse_hook_name
+from dftlens.models.interface import last_token_index
+
+from conftest import FAMILIES
+
+BACKENDS = ("transformer_lens", "nnsight")
+TEXTS = ['Français: "eau" - English: "water"', "the cat", "水"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models):
+    """family -> backend -> LensModel, sharing one set of weights per family."""
+    return {f: {"transformer_lens": m, "nnsight": m.with_backend("nnsight")} for f, m in tiny_models.items()}
+
+
+def _hf_hidden(lm, batch):
+    with torch.no_grad():
+        out = lm.hf_model(**batch, output_hidden_states=True,
+                          position_ids=(batch["attention_mask"].cumsum(1) - 1).clamp(min=0))
+    return out.hidden_states, out.logits
+
+
+def test_hook_names_round_trip():
+    assert hook_name(3) == "blocks.3.hook_resid_post"
+    assert parse_hook_name("blocks.12.hook_resid_mid") == (12, "resid_mid")
+    with pytest.raises(LayerError):
+        parse_hook_name("blocks.x.hook_resid_post")
+    with pytest.raises(LayerError):
+        hook_name(1, "resid_sideways")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_residuals_match_hf_hidden_states(models, family, backend):
+    lm = models[family][backend]
+    batch = lm.tokenize(TEXTS, padding_side="right")
+    hidden, _ = _hf_hidden(lm, batch)
+    names = lm.hook_names("resid_pre") + lm.hook_names("resid_post")
+    cap = lm.capture(batch, names)
+    mask = batch["attention_mask"].bool()
+    for layer in range(lm.n_layers):
+        torch.testing.assert_close(cap[hook_name(layer, "resid_pre")][mask], hidden[layer][mask], atol=1e-5, rtol=1e-4)
+    for layer in range(lm.n_layers - 1):
+        torch.testing.assert_close(cap[hook_name(layer)][mask], hidden[layer + 1][mask], atol=1e-5, rtol=1e-4)
+    # HF's last hidden state is already normalised: ours is the raw residual.
+    norm = lm.hf_model.get_submodule(lm.arch.norm_path)
+    last = cap[hook_name(lm.n_layers - 1)]
+    torch.testing.assert_close(norm(last)[mask], hidden[-1][mask], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_block_sites_add_up(models, family, backend):
+    lm = models[family][backend]
+    batch = lm.tokenize(TEXTS)
+    sites = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+    cap = lm.capture(batch, [hook_name(1, s) for s in sites])
+    a = {s: cap[hook_name(1, s)] for s in sites}
+    torch.testing.assert_close(a["resid_pre"] + a["attn_out"], a["resid_mid"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a["resid_mid"] + a["mlp_out"], a["resid_post"], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_logit_lens_at_last_layer_is_the_models_logits(models, family, backend):
+    lm = models[family][backend]
+    batch = lm.tokenize(TEXTS, padding_side="left")
+    _, logits = _hf_hidden(lm, batch)
+    resid = lm.capture(batch, [hook_name(lm.n_layers - 1)], positions="last")[hook_name(lm.n_layers - 1)]
+    rows = torch.arange(len(TEXTS))
+    with torch.no_grad():
+        torch.testing.assert_close(lm.unembed(resid), logits[rows, last_token_index(batch["attention_mask"])],
+                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lm.unembed(resid, frozen=True), lm.unembed(resid))
+
+
+def test_gemma2_soft_cap_is_applied(models):
+    lm = models["gemma2"]["transformer_lens"]
+    resid = torch.randn(2, lm.d_model) * 50
+    with torch.no_grad():
+        logits = lm.unembed(resid)
+    assert logits.abs().max() <= lm.config.final_logit_softcapping + 1e-5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padding_side_does_not_matter(models, family, backend):
+    lm = models[family][backend]
+    names = lm.hook_names()
+    left = lm.capture(lm.tokenize(TEXTS, padding_side="left"), names, positions="last")
+    right = lm.capture(lm.tokenize(TEXTS, padding_side="right"), names, positions="last")
+    torch.testing.assert_close(left.stack(names), right.stack(names), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_backends_agree(models, family):
+    tl, nn = models[family]["transformer_lens"], models[family]["nnsight"]
+    batch = tl.tokenize(TEXTS)
+    names = [hook_name(l, s) for l in range(tl.n_layers) for s in ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")]
+    a, b = tl.capture(batch, names), nn.capture(batch, names)
+    for name in names:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_flow_through_captures_and_stop_at_the_layer(tiny_dirs, backend):
+    lm = load_model(str(tiny_dirs["llama"]), backend=backend)  # own copy: we touch .grad
+    batch = lm.tokenize(TEXTS)
+    calls = []
+    handle = lm.hf_model.model.layers[2].register_forward_hook(lambda *a: calls.append(1))
+    act = lm.capture(batch, [hook_name(1)], grad=True)[hook_name(1)]
+    handle.remove()
+    assert not calls, "a capture of layer 1 must not run layer 2"
+    act.pow(2).mean().backward()
+    layers = lm.hf_model.model.layers
+    assert layers[0].mlp.down_proj.weight.grad is not None
+    assert layers[1].self_attn.q_proj.weight.grad.abs().sum() > 0
+    assert layers[2].self_attn.q_proj.weight.grad is None
+    no_grad = lm.capture(batch, [hook_name(1)])[hook_name(1)]
+    assert not no_grad.requires_grad
+
+
+def test_positions_tensor_selects_those_positions(models):
+    lm = models["llama"]["transformer_lens"]
+    batch = lm.tokenize(TEXTS, padding_side="right")
+    full = lm.capture(batch, [hook_name(0)])[hook_name(0)]
+    pos = torch.tensor([[0, 1], [0, 2], [0, 1]])
+    some = lm.capture(batch, [hook_name(0)], positions=pos)[hook_name(0)]
+    torch.testing.assert_close(some, full.gather(1, pos.unsqueeze(-1).expand(-1, -1, full.shape[-1])))
+
+
+def test_out_of_range_layer_is_a_clear_error(models):
+    lm = models["llama"]["transformer_lens"]
+    with pytest.raises(LayerError, match="out of range"):
+        lm.capture(lm.tokenize(["x"]), ["blocks.99.hook_resid_post"])
+
+
+def test_unknown_and_missing_models_are_clear_errors(tmp_path):
+    with pytest.raises(ModelNotAvailable, match="Unknown model"):
+        load_model("no-such-alias")
+    with pytest.raises(ModelNotAvailable, match="hf download meta-llama/Llama-2-7b-hf"):
+        load_model("llama2-7b")
+    with pytest.raises(ModelNotAvailable, match="no config.json"):
+        load_model(str(tmp_path))
+    with pytest.raises(ModelNotAvailable, match="does not exist"):
+        load_model(str(tmp_path / "missing.gguf"))
