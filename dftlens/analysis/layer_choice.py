@@ -16,7 +16,8 @@ language probabilities and the probes, and records which signal decided:
    its best value below ET -- the input has been mapped into a shared space. Without
    probe results, the first sharp entropy drop below ET (``"entropy_first_drop"``),
    else the steepest drop (``"entropy_steepest_drop"``).
-4. A "sharp drop" at layer l is H(l) - H(l-1) <= -``drop_frac`` x (max H - min H).
+4. A "sharp drop" at layer l is a fall H(l-1) - H(l) of at least ``drop_frac`` times
+   the largest single-layer fall of the curve.
 5. The result always satisfies 0 < LC < ET < L-1; user overrides replace either.
 Layer numbers are 0-based block indices; the hooks are ``blocks.{l}.hook_resid_post``.
 """
@@ -39,7 +40,7 @@ class RuleParams:
     onset_frac: float = 0.5
     min_en_mass: float = 0.01
     align_frac: float = 0.9
-    drop_frac: float = 0.25
+    drop_frac: float = 0.2
 
 
 @dataclass
@@ -84,10 +85,10 @@ class LayerChoice:
 
 
 def sharp_drops(entropy: np.ndarray, drop_frac: float) -> list[int]:
-    """Layers l whose entropy fell by at least drop_frac of the curve's range from l-1."""
-    span = float(np.nanmax(entropy) - np.nanmin(entropy))
-    delta = np.diff(entropy)
-    return [int(l) + 1 for l in np.flatnonzero(delta <= -drop_frac * span)] if span > 0 else []
+    """Layers l whose entropy fell from l-1 by at least drop_frac of the largest fall."""
+    fall = -np.diff(np.asarray(entropy, dtype=float))
+    biggest = float(np.nanmax(fall)) if len(fall) else 0.0
+    return [int(l) + 1 for l in np.flatnonzero(fall >= drop_frac * biggest)] if biggest > 0 else []
 
 
 def translation_curves(lens_items: pd.DataFrame) -> pd.DataFrame:

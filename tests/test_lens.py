@@ -1,0 +1,76 @@
+"""Token-set rules, the MWork token classes, and the lens measurements."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dftlens.analysis.lens import measure
+from dftlens.analysis.scripts import classify, token_script
+from dftlens.analysis.stats import mean_ci, summarise
+from dftlens.analysis.token_sets import TokenSets
+from dftlens.data.parallel import load_words
+from dftlens.data.prompts import translation_items
+
+
+class FakeTokenizer:
+    def __init__(self, vocab):
+        self._vocab = vocab
+
+    def get_vocab(self):
+        return self._vocab
+
+
+def test_token_set_has_every_single_token_prefix_with_and_without_space_marker():
+    vocab = {t: i for i, t in enumerate(["w", "wa", "water", "▁w", "▁water", "ater", "<0x77>", "▁水", "水", "<0xE6>"])}
+    ts = TokenSets(FakeTokenizer(vocab))
+    assert ts.ids("water") == {vocab[t] for t in ["w", "wa", "water", "▁w", "▁water", "<0x77>"]}
+    assert ts.ids("水") == {vocab["▁水"], vocab["水"], vocab["<0xE6>"]}
+    assert not ts.overlap("water", "水")
+
+
+def test_overlapping_words_are_detected_on_a_real_tokenizer(tiny_models):
+    ts = TokenSets(tiny_models["llama"].tokenizer)
+    assert ts.overlap("water", "Wasser") is False or ts.ids("water") & ts.ids("Wasser")
+    assert ts.overlap("taxi", "taxis")  # shared prefixes: such items get dropped
+
+
+def test_scripts_and_classes():
+    assert token_script("▁water") == "Latin" and token_script("水") == "Han"
+    assert token_script("ミズ") == "Kana" and token_script("вода") == "Cyrillic" and token_script("»") == "none"
+    en, tgt, inp = frozenset({1}), frozenset({2}), frozenset({3})
+    assert classify("water", 1, "zh", en, tgt, inp) == "en"
+    assert classify("湖", 9, "zh", en, tgt, inp) == "target"  # any Han token for a Chinese target
+    assert classify("eau", 3, "zh", en, tgt, inp) == "input"
+    assert classify("lake", 9, "zh", en, tgt, inp) == "en"  # Latin script, target is not Latin
+    assert classify("lac", 9, "fr", en, tgt, inp) == "other"  # Latin target: only the answer sets decide
+
+
+def test_mean_ci_and_summary():
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and lo < 2.0 < hi
+    frame = pd.DataFrame({"g": ["a"] * 3 + ["b"] * 2, "p": [0.1, 0.2, 0.3, 0.9, 1.0]})
+    out = summarise(frame, ["g"], ["p"], bounds={"p": (0.0, 1.0)})
+    assert list(out["n_items"]) == [3, 2] and out["p_hi"].max() <= 1.0
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_measure_is_padding_independent_and_well_formed(tiny_models, family):
+    lm = tiny_models[family]
+    items = translation_items(load_words(languages=["en", "fr", "zh"]), "fr", "zh")[:6]
+    ts = TokenSets(lm.tokenizer)
+    side = lm.tokenizer.padding_side
+    try:
+        lm.tokenizer.padding_side = "left"
+        left = measure(lm, items, ts, batch_size=4, progress=False)
+        lm.tokenizer.padding_side = "right"
+        right = measure(lm, items, ts, batch_size=3, progress=False)
+    finally:
+        lm.tokenizer.padding_side = side
+    assert len(left) == len(items) * lm.n_layers
+    cols = ["p_en", "p_target", "p_input", "entropy_bits", "share_en", "share_target"]
+    pd.testing.assert_frame_equal(left[cols], right[cols], atol=1e-4, rtol=1e-3)
+    assert left[["p_en", "p_target"]].stack().between(0, 1).all()
+    shares = left[["share_en", "share_target", "share_input", "share_other"]].sum(axis=1)
+    assert (shares - 1).abs().max() < 1e-9
+    assert (left["entropy_bits"] >= 0).all() and (left["entropy_bits"] <= 11).all()  # vocab ~2^10
