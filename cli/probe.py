@@ -38,6 +38,8 @@ def probe(
     sentences: Optional[Path] = typer.Option(None, help="Parallel sentence file or FLORES dir; default: bundled."),
     max_items: int = typer.Option(60, help="Prompts per task and pair (0 = all)."),
     probes: bool = typer.Option(True, help="Run the linear probes on parallel sentences."),
+    probe_langs: str = typer.Option("en,zh,fr,de,ru,ja,es,vi,ar", help="Languages for the probes."),
+    max_sentences: int = typer.Option(0, help="Parallel sentences for the probes (0 = all)."),
     lc_layer: Optional[int] = typer.Option(None, help="Override the LC layer (0-based block index)."),
     et_layer: Optional[int] = typer.Option(None, help="Override the ET layer (0-based block index)."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
@@ -56,7 +58,8 @@ def probe(
     config = ProbeConfig(
         pairs=_pairs(pairs), tasks=_csv(tasks), mono_langs=_csv(mono_langs),
         words=str(words) if words else None, sentences=str(sentences) if sentences else None,
-        max_items=max_items or None, run_probes=probes, batch_size=batch_size, seed=seed,
+        max_items=max_items or None, run_probes=probes, probe_langs=_csv(probe_langs),
+        max_sentences=max_sentences or None, batch_size=batch_size, seed=seed,
         lc_layer=lc_layer, et_layer=et_layer,
     )
     lm = load_model(model, backend=backend)

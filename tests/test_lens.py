@@ -31,7 +31,6 @@ def test_token_set_has_every_single_token_prefix_with_and_without_space_marker()
 
 def test_overlapping_words_are_detected_on_a_real_tokenizer(tiny_models):
     ts = TokenSets(tiny_models["llama"].tokenizer)
-    assert ts.overlap("water", "Wasser") is False or ts.ids("water") & ts.ids("Wasser")
     assert ts.overlap("taxi", "taxis")  # shared prefixes: such items get dropped
 
 

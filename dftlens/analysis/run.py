@@ -41,6 +41,7 @@ class ProbeConfig:
     sentences: str | None = None  # path or FLORES dir; None = the bundled sentences
     probe_langs: list[str] = field(default_factory=lambda: list(PROBE_LANGUAGES))
     max_items: int | None = 60  # per task and language pair; None = all
+    max_sentences: int | None = None  # parallel sentences for the probes; None = all
     run_probes: bool = True
     batch_size: int = 16
     top_k: int = 10
@@ -147,8 +148,9 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
         from .probes import run_probes
 
         probe_langs = [lang for lang in config.probe_langs if lang in sentences.languages]
-        probes = run_probes(lm, sentences.by_language(probe_langs), ids=sentences.ids,
-                            seed=config.seed, progress=progress)
+        n = config.max_sentences or len(sentences)
+        texts = {lang: column[:n] for lang, column in sentences.by_language(probe_langs).items()}
+        probes = run_probes(lm, texts, ids=sentences.ids[:n], seed=config.seed, progress=progress)
 
     lc, et, evidence = choose_layers(translation_curves(lens_items), lm.n_layers, alignment_curve(probes))
     lc, et = apply_overrides(lc, et, evidence, lm.n_layers, config.lc_layer, config.et_layer)

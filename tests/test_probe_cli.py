@@ -1,0 +1,67 @@
+"""`dftlens probe` end to end: outputs, the no-overwrite rule, and the embedded model's pivot."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dftlens_cli.app import app
+
+runner = CliRunner()
+SMALL = ["--max-items", "6", "--max-sentences", "12", "--probe-langs", "en,zh,fr,de"]
+
+
+def test_probe_writes_outputs_and_refuses_to_overwrite(tiny_dirs, tmp_path):
+    out = tmp_path / "run"
+    args = ["probe", "--model", str(tiny_dirs["gemma3"]), "--out", str(out), "--pairs", "fr:zh", *SMALL]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    for name in ("layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html"):
+        assert (out / name).is_file()
+    layers = json.loads((out / "layers.json").read_text())
+    assert layers["hooks"]["lc"] == f"blocks.{layers['lc_layer']}.hook_resid_post"
+    assert 0 < layers["lc_layer"] < layers["et_layer"] < layers["n_layers"] - 1
+    lens = pd.read_csv(out / "lens.csv")
+    assert {"task", "input_lang", "target_lang", "layer", "p_en", "p_target", "entropy_bits", "n_items",
+            "p_en_lo", "p_en_hi"} <= set(lens.columns)
+    assert set(pd.read_csv(out / "probes.csv")["probe"]) >= {"lang_id_all", "retrieval"}
+
+    before = (out / "layers.json").read_text()
+    again = runner.invoke(app, args + ["--lc-layer", "1", "--et-layer", "2"])
+    assert again.exit_code == 2 and "--overwrite" in again.output and "Traceback" not in again.output
+    assert (out / "layers.json").read_text() == before
+    forced = runner.invoke(app, args + ["--lc-layer", "1", "--et-layer", "2", "--overwrite"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads((out / "layers.json").read_text())["evidence"]["lc_decided_by"] == "user override"
+
+
+def test_probe_bad_layer_and_bad_pair_are_user_errors(tiny_dirs, tmp_path):
+    base = ["probe", "--model", str(tiny_dirs["llama"]), "--no-probes", "--max-items", "4"]
+    bad_layer = runner.invoke(app, base + ["--out", str(tmp_path / "a"), "--et-layer", "9"])
+    assert bad_layer.exit_code == 2 and "out of range" in bad_layer.output
+    bad_pair = runner.invoke(app, base + ["--out", str(tmp_path / "b"), "--pairs", "fr-zh"])
+    assert bad_pair.exit_code == 2 and "input:target" in bad_pair.output
+    missing = runner.invoke(app, base + ["--out", str(tmp_path / "c"), "--pairs", "fr:xx"])
+    assert missing.exit_code == 2 and "'xx'" in missing.output
+    assert not (tmp_path / "a" / "layers.json").exists()
+
+
+@pytest.mark.embedded
+def test_embedded_probe_shows_the_english_pivot(tmp_path):
+    out = tmp_path / "probe"
+    result = runner.invoke(app, ["probe", "--out", str(out), "--pairs", "fr:zh,de:ja", "--tasks", "translation",
+                                 "--max-items", "24", "--max-sentences", "30", "--probe-langs", "en,zh,fr,de,ja"])
+    assert result.exit_code == 0, result.output
+    lens = pd.read_csv(out / "lens.csv")
+    last = lens["layer"].max()
+    for src, tgt in [("fr", "zh"), ("de", "ja")]:
+        curve = lens[(lens["input_lang"] == src) & (lens["target_lang"] == tgt)].set_index("layer")
+        en_peak = curve["p_en"].idxmax()
+        assert 10 <= en_peak < last  # English peaks in the middle-upper layers...
+        assert curve.loc[last, "p_target"] > curve.loc[last, "p_en"]  # ...the target language wins at the end
+        assert curve.loc[en_peak, "p_en"] > curve.loc[en_peak - 4, "p_en"]
+    layers = json.loads((out / "layers.json").read_text())
+    assert 0 < layers["lc_layer"] < layers["et_layer"] < last
