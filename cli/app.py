@@ -52,7 +52,7 @@ def models() -> None:
 
 
 # Each verb lives in its own module and registers itself on `app`.
-from . import evaluate, lens, probe, train  # noqa: E402,F401
+from . import compare, evaluate, lens, probe, train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def test_rule_on_llama_like_curves_without_probes():
 
 
 def test_alignment_decides_lc_when_probes_ran():
-    align = pd.Series(np.minimum(np.arange(N) / 6, 1.0) * 0.8)  # saturates at layer 6
+    align = pd.Series(np.where(np.arange(N) < 6, 0.1, 0.8) + np.arange(N) * 0.001)  # steps up at layer 6
     lc, et, ev = choose_layers(llama_like_curves(), N, alignment=align)
     assert et == 15 and ev["lc_decided_by"] == "alignment"
     assert lc == 6 and 0 < lc < et

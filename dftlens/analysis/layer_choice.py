@@ -11,11 +11,11 @@ language probabilities and the probes, and records which signal decided:
    residual stream starts to decode the English word, the paper's second entropy
    drop. If English never reaches ``min_en_mass`` the model shows no English pivot
    and ET falls back to the second sharp entropy drop (``"entropy_second_drop"``).
-3. LC (``decided_by="alignment"``): the first layer in ``1..ET-1`` where the
-   cross-lingual retrieval accuracy of parallel sentences reaches ``align_frac`` of
-   its best value below ET -- the input has been mapped into a shared space. Without
-   probe results, the first sharp entropy drop below ET (``"entropy_first_drop"``),
-   else the steepest drop (``"entropy_steepest_drop"``).
+3. LC (``decided_by="alignment"``): the layer in ``1..ET-1`` where the cross-lingual
+   retrieval accuracy of parallel sentences rises most from the layer before -- the
+   sharpest step of mapping the input into a space shared across languages (the
+   earliest such layer on ties). Without probe results, the first sharp entropy drop
+   below ET (``"entropy_first_drop"``), else the steepest drop (``"entropy_steepest_drop"``).
 4. A "sharp drop" at layer l is a fall H(l-1) - H(l) of at least ``drop_frac`` times
    the largest single-layer fall of the curve.
 5. The result always satisfies 0 < LC < ET < L-1; user overrides replace either.
@@ -39,7 +39,6 @@ from ..models.hooks import hook_name, parse_hook_name
 class RuleParams:
     onset_frac: float = 0.5
     min_en_mass: float = 0.01
-    align_frac: float = 0.9
     drop_frac: float = 0.2
 
 
@@ -123,13 +122,11 @@ def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | No
 
     below = np.arange(1, et)
     if alignment is not None and alignment.notna().any():
-        align = alignment.reindex(range(n_layers)).to_numpy(float)
-        best = np.nanmax(align[: et])
-        lc = int(below[np.argmax(np.nan_to_num(align[below]) >= params.align_frac * best)]) \
-            if (np.nan_to_num(align[below]) >= params.align_frac * best).any() else int(below[-1])
+        align = np.nan_to_num(alignment.reindex(range(n_layers)).to_numpy(float))
+        rise = align[below] - align[below - 1]
+        lc = int(below[np.argmax(rise)])
         evidence["lc_decided_by"] = "alignment"
-        evidence["alignment_at_lc"] = round(float(align[lc]), 4)
-        evidence["alignment_best_below_et"] = round(float(best), 4)
+        evidence["alignment_step_at_lc"] = [round(float(align[lc - 1]), 4), round(float(align[lc]), 4)]
     else:
         early = [d for d in drops if 1 <= d < et]
         if early:

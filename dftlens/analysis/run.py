@@ -40,8 +40,8 @@ class ProbeConfig:
     words: str | None = None  # path; None = the bundled words
     sentences: str | None = None  # path or FLORES dir; None = the bundled sentences
     probe_langs: list[str] = field(default_factory=lambda: list(PROBE_LANGUAGES))
-    max_items: int | None = 60  # per task and language pair; None = all
-    max_sentences: int | None = None  # parallel sentences for the probes; None = all
+    max_items: int | None = 32  # per task and language pair; None = all
+    max_sentences: int | None = 60  # parallel sentences for the probes; None = all
     run_probes: bool = True
     batch_size: int = 16
     top_k: int = 10
