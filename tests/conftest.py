@@ -17,7 +17,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist each worker gets one thread: two workers x two threads on two
+# cores oversubscribe the CPU and run several times slower than one thread each.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 FAMILIES = ("llama", "gemma2", "gemma3")
 BUNDLED = Path(__file__).resolve().parents[1] / "dftlens" / "data" / "bundled"

@@ -1,0 +1,93 @@
+"""Writing and printing ``dftlens eval`` results: results.csv, report.html, eval.json, a table."""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+
+from ..io import prepare_output_dir, write_csv, write_json, write_text
+from .registry import summarize_skips
+from .runner import EvalRun, differences
+
+OUTPUTS = ("results.csv", "report.html", "eval.json")
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("dftlens", "lm_eval", "torch", "transformers", "datasets"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "?")
+        except Exception:  # pragma: no cover
+            out[name] = "not installed"
+    return out
+
+
+def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """results.csv (tidy), report.html (table + figures) and eval.json (settings, skips, timings)."""
+    from ..viz.eval_figures import report_html
+
+    out_dir = prepare_output_dir(out, list(OUTPUTS), overwrite)
+    paths = {name: out_dir / name for name in OUTPUTS}
+    skipped = summarize_skips(run.skipped)
+    write_csv(paths["results.csv"], run.frame)
+    wide = differences(run.frame, run.models)
+    settings = {**run.settings, "models": ", ".join(run.models), "runtime": f"{run.seconds:.0f} s"}
+    write_text(paths["report.html"], report_html(run.frame, wide, run.models, skipped=skipped, notes=run.notes,
+                                                 settings=settings))
+    write_json(paths["eval.json"], {
+        "models": run.models, "settings": run.settings, "seconds": round(run.seconds, 1),
+        "model_seconds": {k: round(v, 1) for k, v in run.model_seconds.items()},
+        "skipped": [s.__dict__ for s in run.skipped], "skipped_summary": skipped, "notes": run.notes,
+        "versions": _versions(),
+    })
+    return paths
+
+
+def _fmt(value, stderr=None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{100 * value:.1f}"
+    if stderr is not None and not (isinstance(stderr, float) and math.isnan(stderr)):
+        text += f" ±{100 * stderr:.1f}"
+    return text
+
+
+def results_table(run: EvalRun):
+    """A rich Table: scores in % ± s.e. per model, and Δ (points) to the first model."""
+    from rich.table import Table
+
+    wide = differences(run.frame, run.models)
+    table = Table(title="dftlens eval (zero-shot; % ± standard error)", title_justify="left")
+    for col in ("task", "lang", "metric"):
+        table.add_column(col)
+    for m in run.models:
+        table.add_column(m, justify="right")
+    for m in run.models[1:]:
+        table.add_column(f"Δ {m}", justify="right")
+    for _, r in wide.iterrows():
+        cells = [str(r["task"]), str(r["language"]), str(r["metric"])]
+        cells += [_fmt(r.get(m), r.get(f"{m} stderr")) for m in run.models]
+        for m in run.models[1:]:
+            d = r.get(f"Δ {m}")
+            cells.append("–" if d is None or math.isnan(d) else f"{100 * d:+.1f}")
+        table.add_row(*cells)
+    return table
+
+
+def plain_table(run: EvalRun) -> str:
+    """The same table as fixed-width text (for logs and READMEs)."""
+    wide = differences(run.frame, run.models)
+    header = ["task", "lang", "metric", *run.models, *(f"Δ {m}" for m in run.models[1:])]
+    rows = []
+    for _, r in wide.iterrows():
+        row = [str(r["task"]), str(r["language"]), str(r["metric"])]
+        row += [_fmt(r.get(m), r.get(f"{m} stderr")) for m in run.models]
+        for m in run.models[1:]:
+            d = r.get(f"Δ {m}")
+            row.append("–" if d is None or math.isnan(d) else f"{100 * d:+.1f}")
+        rows.append(row)
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), *(line(r) for r in rows)])

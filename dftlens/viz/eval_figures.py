@@ -1,0 +1,147 @@
+"""Plotly figures and the HTML report for ``dftlens eval``.
+
+The figures are pure functions of the tidy results frame (columns model, task,
+language, metric, value, stderr; values in [0, 1]) and show exactly its numbers,
+as percentages. Error bars are one standard error as lm-eval reports it (over the
+documents of a task). For a difference between two models the bar is
+sqrt(se1^2 + se2^2), which treats the two runs as independent; they score the same
+documents, so the paired standard error is usually smaller.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Iterable, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["scores_figure", "delta_figure", "report_html"]
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+           "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+def _pct(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else 100.0 * x
+
+
+def _models(frame: pd.DataFrame, models: Sequence[str] | None) -> list[str]:
+    return list(models) if models else list(dict.fromkeys(frame["model"]))
+
+
+def _cell(row) -> str:
+    return f"{row['task']} · {row['language']}" if row["language"] else str(row["task"])
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=250)
+    return fig
+
+
+def scores_figure(frame: pd.DataFrame, metric: str, models: Sequence[str] | None = None) -> go.Figure:
+    """Grouped bars: one group per (task, language), one bar per model, ±1 s.e."""
+    sub = frame[frame["metric"] == metric]
+    title = f"{metric} (%) by task and language"
+    if sub.empty:
+        return _empty(title, f"no {metric} results")
+    cells = list(dict.fromkeys(_cell(r) for _, r in sub.iterrows()))
+    fig = go.Figure()
+    for k, model in enumerate(_models(frame, models)):
+        rows = {_cell(r): r for _, r in sub[sub["model"] == model].iterrows()}
+        y = [_pct(rows[c]["value"]) if c in rows else None for c in cells]
+        err = [_pct(rows[c]["stderr"]) if c in rows else None for c in cells]
+        fig.add_bar(
+            name=model, x=cells, y=y, marker_color=PALETTE[k % len(PALETTE)],
+            error_y=dict(type="data", array=[e if e is not None else 0 for e in err], visible=True),
+            hovertemplate=f"{model}<br>%{{x}}<br>{metric} %{{y:.1f}}%<extra></extra>",
+        )
+    fig.update_layout(title=title, barmode="group", yaxis_title=f"{metric} (%)", yaxis_range=[0, 100],
+                      legend_title="model", height=420)
+    return fig
+
+
+def delta_figure(frame: pd.DataFrame, metric: str, models: Sequence[str] | None = None) -> go.Figure:
+    """Each further model minus the first, in percentage points, ±sqrt(se1²+se2²)."""
+    models = _models(frame, models)
+    title = f"{metric}: difference to {models[0] if models else 'the first model'} (points)"
+    sub = frame[frame["metric"] == metric]
+    if len(models) < 2 or sub.empty:
+        return _empty(title, "needs two or more models")
+    base = {_cell(r): r for _, r in sub[sub["model"] == models[0]].iterrows()}
+    cells = list(base)
+    fig = go.Figure()
+    for k, model in enumerate(models[1:], start=1):
+        rows = {_cell(r): r for _, r in sub[sub["model"] == model].iterrows()}
+        y, err = [], []
+        for c in cells:
+            if c not in rows:
+                y.append(None)
+                err.append(0)
+                continue
+            a, b = base[c], rows[c]
+            y.append(_pct(b["value"] - a["value"]))
+            se = math.sqrt(sum(float(s) ** 2 for s in (a["stderr"], b["stderr"]) if pd.notna(s)))
+            err.append(100.0 * se)
+        fig.add_bar(name=model, x=cells, y=y, marker_color=PALETTE[k % len(PALETTE)],
+                    error_y=dict(type="data", array=err, visible=True),
+                    hovertemplate=f"{model}<br>%{{x}}<br>Δ %{{y:+.1f}} points<extra></extra>")
+    fig.add_hline(y=0, line_color="#444", line_width=1)
+    fig.update_layout(title=title, barmode="group", yaxis_title="Δ (points)", legend_title="model", height=380)
+    return fig
+
+
+def _table_html(wide: pd.DataFrame, models: Sequence[str]) -> str:
+    head = ["task", "language", "metric", *models, *(f"Δ {m}" for m in models[1:])]
+    out = ["<table><thead><tr>", *(f"<th>{html.escape(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    for _, r in wide.iterrows():
+        cells = [html.escape(str(r["task"])), html.escape(str(r["language"])), html.escape(str(r["metric"]))]
+        for m in models:
+            v, se = _pct(r.get(m)), _pct(r.get(f"{m} stderr"))
+            cells.append("–" if v is None else f"{v:.1f}" + (f" ± {se:.1f}" if se is not None else ""))
+        for m in models[1:]:
+            d = _pct(r.get(f"Δ {m}"))
+            cells.append("–" if d is None else f"{d:+.1f}")
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def report_html(frame: pd.DataFrame, wide: pd.DataFrame, models: Sequence[str], *,
+                skipped: Iterable[str] = (), notes: Iterable[str] = (), settings: dict | None = None,
+                title: str = "dftlens eval") -> str:
+    """A self-contained HTML page (plotly.js inlined, so it opens offline)."""
+    models = list(models)
+    metrics = list(dict.fromkeys(frame["metric"])) if not frame.empty else []
+    figures = [scores_figure(frame, m, models) for m in metrics]
+    if len(models) > 1:
+        figures += [delta_figure(frame, m, models) for m in metrics]
+    parts = []
+    for k, fig in enumerate(figures):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(k == 0), default_width="100%"))
+    settings_html = ""
+    if settings:
+        settings_html = "<ul>" + "".join(
+            f"<li><b>{html.escape(str(k))}</b>: "
+            f"{html.escape(', '.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))}</li>"
+            for k, v in settings.items()) + "</ul>"
+    lists = ""
+    for heading, items in (("Notes", list(notes)), ("Not run", list(skipped))):
+        if items:
+            lists += f"<h2>{heading}</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+    table = _table_html(wide, models) if not wide.empty else "<p>No results.</p>"
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>Models: {html.escape(', '.join(models))}. Scores in %, ± one standard error; "
+            f"Δ is each model minus the first, in points.</p>{settings_html}{table}{lists}"
+            + "".join(parts) + "</body></html>")

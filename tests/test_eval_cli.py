@@ -1,0 +1,64 @@
+"""`dftlens eval` end to end: two tiny checkpoints side by side -> table, CSV, HTML report."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dftlens_cli.app import app
+
+runner = CliRunner()
+
+
+def test_eval_two_models_side_by_side(tiny_dirs, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tiny_dirs["gemma3"]), "-m", str(tiny_dirs["llama"]),
+            "--tasks", "shipped,xnli", "--langs", "zh,en", "--limit", "3", "--batch-size", "4",
+            "--threads", "1", "--out", str(out)]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out / "results.csv")
+    assert list(frame.columns[:6]) == ["model", "task", "language", "metric", "value", "stderr"]
+    # 2 models x 2 languages x (acc + f1 + exact_match)
+    assert len(frame) == 12
+    assert set(frame["task"]) == {"dftlens_mcqa", "dftlens_qa"}
+    assert set(frame["metric"]) == {"acc", "f1", "exact_match"}
+    assert frame["value"].between(0, 1).all() and (frame["n"] == 3).all()
+    assert frame["model"].nunique() == 2
+    # the printed table has the difference to the first model
+    assert f"Δ {tiny_dirs['llama']}" in result.output
+    assert "dftlens_mcqa" in result.output and "exact_match" in result.output
+    # xnli's data is not on this machine: a note, and the run went on
+    assert "not run: xnli (zh, en): dataset facebook/xnli" in " ".join(result.output.split())
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "plotly" in html.lower() and "difference to" in html and "facebook/xnli" in html
+    meta = json.loads((out / "eval.json").read_text(encoding="utf-8"))
+    assert meta["settings"]["limit"] == 3 and len(meta["models"]) == 2 and meta["skipped"]
+
+    # the same --out again is refused without --overwrite, before any work
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output and "Traceback" not in again.output
+
+
+def test_eval_user_errors_and_task_listing(tmp_path):
+    bad = runner.invoke(app, ["eval", "--langs", "viet nam", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "Not a language code" in bad.output
+    listing = runner.invoke(app, ["eval", "--list-tasks", "--tasks", "paper", "--langs", "vi,ar"],
+                            env={"COLUMNS": "250"})
+    assert listing.exit_code == 0, listing.output
+    for name in ("xnli_vi", "xstorycloze_ar", "mlqa_vi_vi", "m_mmlu_ar", "truthfulqa_vi_mc1", "dftlens_mkqa_ar"):
+        assert name in listing.output
+    assert "xcopa (ar)" in listing.output and "xstorycloze (vi)" in listing.output
+
+
+@pytest.mark.embedded
+def test_eval_embedded_model_quick(tmp_path):
+    result = runner.invoke(app, ["eval", "--langs", "zh", "--limit", "3", "--threads", "1",
+                                 "--out", str(tmp_path / "e")], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(tmp_path / "e" / "results.csv")
+    assert set(frame["model"]) == {"gemma3-270m"} and len(frame) == 3
+    assert frame["value"].between(0, 1).all()
