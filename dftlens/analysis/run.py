@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,10 +102,14 @@ def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: Para
     """All prompts for the configured tasks, minus those whose English and target token sets overlap."""
     jobs = [(t, s, d) for t in config.tasks if t == "translation" for s, d in config.pairs]
     jobs += [(t, lang, lang) for t in config.tasks if t != "translation" for lang in config.monolingual()]
+    # One seeded order of concepts for every job: --max-items then takes the same
+    # varied sample for each pair, not the first (thematically grouped) lines of the file.
+    rank = {item_id: i for i, item_id in enumerate(random.Random(config.seed).sample(words.ids, len(words.ids)))}
     items, counts = [], []
     for task, src, tgt in jobs:
         built = build_items(task, words, sentences, src, tgt, seed=config.seed)
-        kept = [it for it in built if not token_sets.overlap(it.answer, it.answer_en)]
+        kept = sorted((it for it in built if not token_sets.overlap(it.answer, it.answer_en)),
+                      key=lambda it: rank[it.item_id])
         used = kept[: config.max_items] if config.max_items else kept
         counts.append({"task": task, "input_lang": src, "target_lang": tgt, "built": len(built),
                        "dropped_overlap": len(built) - len(kept), "used": len(used)})

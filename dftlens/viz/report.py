@@ -1,0 +1,211 @@
+"""``report.html``: one self-contained page with the probe's figures and its layer choice.
+
+The page embeds plotly.js once, inline (with the first figure), so it opens offline
+and can be mailed around as a single file. It is written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .. import __version__
+from ..io import write_text
+from .figures import (
+    choice_dict,
+    entropy_figure,
+    latent_language_figure,
+    probe_figure,
+    token_share_figure,
+)
+
+__all__ = ["write_report", "render_report", "evidence_rows"]
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+p.meta { color: #666; margin-top: 0; }
+p.note { color: #444; max-width: 60rem; }
+table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.figure { margin: 1rem 0 2rem 0; }
+"""
+
+_NOTES = {
+    "latent": (
+        "Logit lens at the last prompt position: the probability of the answer's English "
+        "tokens (blue) and target-language tokens (red), and the input language (green) where "
+        "it differs, with 95% confidence intervals over items. The row below each panel is the "
+        "entropy of the lens distribution in bits."
+    ),
+    "entropy": "Logit-lens entropy per layer; the paper's rule reads its first and second sharp drop.",
+    "share": (
+        "MWork view: the share of the top-k logit-lens tokens per layer that are English, "
+        "target-language, or other."
+    ),
+    "probes": (
+        "Linear probes on mean-pooled sentence residuals: language identity (with a control task "
+        "and the majority baseline) and retrieval of each sentence's translation by cosine similarity."
+    ),
+}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _flatten(evidence: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(evidence, Mapping):
+        return [] if evidence is None else [(prefix or "evidence", evidence)]
+    items: list[tuple[str, Any]] = []
+    for key, value in evidence.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            items.extend(_flatten(value, name))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+            items.extend((f"{name}[{i}]", v) for i, v in enumerate(value))  # e.g. prompt counts
+        else:
+            items.append((name, value))
+    return items
+
+
+def evidence_rows(evidence: Any) -> list[tuple[str, str]]:
+    """The (possibly nested) evidence dict as (key, formatted value) rows: what decided
+    first (``*decided_by*``), then single values, then per-layer curves and records."""
+    def rank(item: tuple[str, Any]) -> int:
+        key, value = item
+        if "decided_by" in key:
+            return 0
+        return 2 if isinstance(value, (list, tuple, np.ndarray, Mapping)) else 1
+
+    items = sorted(_flatten(evidence), key=rank)  # stable: the probe's order within each rank
+    return [(key, _fmt(value)) for key, value in items]
+
+
+def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return (f"<table><thead><tr><th>{html.escape(header[0])}</th><th>{html.escape(header[1])}</th></tr>"
+            f"</thead><tbody>{body}</tbody></table>")
+
+
+def _choice_section(choice: dict) -> str:
+    if not choice:
+        return "<p class='note'>No layer choice was given.</p>"
+    main = []
+    for key, label in (("model", "model"), ("n_layers", "layers"),
+                       ("lc_layer", "LC layer (end of language conversion)"),
+                       ("et_layer", "ET layer (end of English thinking)")):
+        if key in choice and choice[key] is not None:
+            main.append((label, _fmt(choice[key])))
+    hooks = choice.get("hooks")
+    if isinstance(hooks, Mapping):
+        main.extend((f"hook ({k})", _fmt(v)) for k, v in hooks.items())
+    if choice.get("languages"):
+        main.append(("languages", _fmt(choice["languages"])))
+    evidence = choice.get("evidence") or {}
+    if isinstance(evidence, Mapping):
+        for kind in ("lc", "et"):  # the probe writes lc_decided_by / et_decided_by; accept decided_by.lc too
+            by = evidence.get(f"{kind}_decided_by")
+            if by is None and isinstance(evidence.get("decided_by"), Mapping):
+                by = evidence["decided_by"].get(kind)
+            if by is not None:
+                main.append((f"{kind.upper()} decided by", _fmt(by)))
+    out = ["<h2>Layer choice</h2>", _table(main, ("", "value"))]
+    ev = evidence_rows(evidence)
+    if ev:
+        out += ["<h3>Evidence</h3>", _table(ev, ("signal", "value"))]
+    return "\n".join(out)
+
+
+def _summary_section(summary_df: pd.DataFrame | None) -> str:
+    if summary_df is None or len(summary_df) == 0:
+        return ""
+    table = summary_df.to_html(index=False, escape=True, border=0, float_format=lambda v: f"{v:.3g}",
+                               na_rep="–", classes="summary")
+    return "<h2>Summary</h2>\n" + table
+
+
+def _figures(lens_df, probes_df, choice) -> list[tuple[str, str, go.Figure]]:
+    figs: list[tuple[str, str, go.Figure]] = []
+    if lens_df is not None and len(lens_df):
+        figs.append(("latent", "Latent language per layer", latent_language_figure(lens_df, choice=choice)))
+        figs.append(("entropy", "Entropy", entropy_figure(lens_df, choice=choice)))
+        share = token_share_figure(lens_df, choice=choice)
+        if share is not None:
+            figs.append(("share", "Token language shares", share))
+    if probes_df is not None and len(probes_df):
+        figs.append(("probes", "Linear probes", probe_figure(probes_df, choice=choice)))
+    return figs
+
+
+def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None, *,
+                  title: str = "dftlens probe report", summary_df: pd.DataFrame | None = None,
+                  figures: list[tuple[str, go.Figure]] | None = None) -> str:
+    """The report as an HTML string (see :func:`write_report`). ``figures`` appends extra
+    (heading, figure) pairs after the standard ones."""
+    c = choice_dict(choice)
+    figs = _figures(lens_df, probes_df, c)
+    figs += [(f"extra{i}", heading, fig) for i, (heading, fig) in enumerate(figures or [])]
+    parts = []
+    for i, (key, heading, fig) in enumerate(figs):
+        div = fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{key}",
+                          config={"responsive": True, "displaylogo": False})
+        note = f"<p class='note'>{html.escape(_NOTES[key])}</p>" if key in _NOTES else ""
+        parts.append(f"<section class='figure'><h2>{html.escape(heading)}</h2>{note}\n{div}</section>")
+    if not figs:
+        parts.append("<p class='note'>No lens or probe results to plot.</p>")
+    meta = f"dftlens {html.escape(__version__)}"
+    if c.get("model"):
+        meta = f"model {html.escape(str(c['model']))} · " + meta
+    return "\n".join([
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>{meta}</p>",
+        _choice_section(c),
+        _summary_section(summary_df),
+        *parts,
+        "</body></html>",
+        "",
+    ])
+
+
+def write_report(path: Path | str, lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None,
+                 *, title: str = "dftlens probe report", summary_df: pd.DataFrame | None = None,
+                 figures: list[tuple[str, go.Figure]] | None = None) -> Path:
+    """Write one self-contained HTML report to ``path`` (atomically) and return the path.
+
+    Contents: a heading, the layer choice (LC, ET, hooks) with its evidence as a table, an
+    optional summary table, then the latent-language, entropy, token-share (when the lens
+    table has ``share_*`` columns) and probe figures, each with the chosen layers marked.
+    plotly.js is embedded inline exactly once, so the file opens without a network.
+    """
+    path = Path(path)
+    write_text(path, render_report(lens_df, probes_df, choice, title=title, summary_df=summary_df, figures=figures))
+    return path

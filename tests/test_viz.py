@@ -1,0 +1,325 @@
+"""Figures and report.html, built from synthetic lens / probe tables (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from dftlens.viz.figures import (
+    compare_latent_figure,
+    entropy_figure,
+    latent_language_figure,
+    probe_figure,
+    token_share_figure,
+)
+from dftlens.viz.report import evidence_rows, write_report
+
+N_LAYERS = 12
+CHOICE = {
+    "model": "tiny-test-model",
+    "n_layers": N_LAYERS,
+    "lc_layer": 2,
+    "et_layer": 8,
+    "hooks": {"lc": "blocks.2.hook_resid_post", "et": "blocks.8.hook_resid_post"},
+    # The shape the probe's layer rule records (dftlens.analysis.layer_choice).
+    "evidence": {
+        "rule": {"onset_frac": 0.5, "drop_frac": 0.25}, "sharp_entropy_drops": [2, 9], "p_en_peak": 0.6,
+        "et_decided_by": "english_onset", "lc_decided_by": "alignment", "alignment_at_lc": 0.81,
+        "curves": {"p_en": [0.0] * N_LAYERS, "entropy_bits": [np.float64(3.0)] * N_LAYERS},
+        "prompt_counts": [{"task": "translation", "input_lang": "fr", "target_lang": "zh", "built": 150,
+                           "dropped_overlap": 4, "used": 30}],
+    },
+}
+
+
+def make_lens(pairs=(("fr", "zh"), ("de", "ja"), ("en", "zh")), tasks=("translation", "repetition"),
+              n_layers=N_LAYERS, n_items=30) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        for src, tgt in pairs:
+            if task == "repetition":
+                src = tgt
+            for layer in range(n_layers):
+                t = layer / (n_layers - 1)
+                p_en = 0.6 * math.exp(-(((t - 0.65) / 0.15) ** 2))
+                p_tgt = 0.8 / (1 + math.exp(-(t - 0.9) * 30))
+                has_input = src not in ("en", tgt)
+                p_in = 0.05 * (1 - t) if has_input else np.nan
+                ent = 12 * (1 - t) + 1
+                rows.append({
+                    "task": task, "input_lang": src, "target_lang": tgt, "layer": layer, "n_items": n_items,
+                    "p_en": p_en, "p_en_lo": max(0, p_en - 0.05), "p_en_hi": p_en + 0.05,
+                    "p_target": p_tgt, "p_target_lo": max(0, p_tgt - 0.05), "p_target_hi": min(1, p_tgt + 0.05),
+                    "p_input": p_in, "p_input_lo": p_in * 0.5, "p_input_hi": p_in * 1.5,
+                    "entropy_bits": ent, "entropy_bits_lo": ent - 0.3, "entropy_bits_hi": ent + 0.3,
+                    "share_en": p_en, "share_target": 0.5 * p_tgt, "share_input": 0.1 if has_input else 0.0,
+                    "share_other": 0.9 - p_en - 0.5 * p_tgt,
+                })
+    return pd.DataFrame(rows).drop_duplicates(["task", "input_lang", "target_lang", "layer"])
+
+
+def make_probes(n_layers=N_LAYERS) -> pd.DataFrame:
+    """The probe table's shape: lang-id rows with control, baseline and selectivity (and its CI);
+    retrieval rows per language pair with centred / un-centred accuracy and cosine margin."""
+    rows = []
+    for layer in range(n_layers):
+        for probe in ("lang_id_all", "lang_id_latin"):
+            v = 0.5 + 0.4 * layer / n_layers
+            rows.append({"layer": layer, "probe": probe, "metric": "accuracy", "value": v, "ci_low": v - 0.05,
+                         "ci_high": v + 0.05, "control": 0.3, "baseline": 0.12, "selectivity": v - 0.3,
+                         "selectivity_ci_low": v - 0.35, "selectivity_ci_high": v - 0.25, "lang_pair": np.nan,
+                         "n": 400})
+        for pair in ("zh-en", "ja-en"):
+            v = 0.2 + 0.6 * math.sin(math.pi * layer / n_layers)
+            for metric, value in (("accuracy", v), ("accuracy_uncentred", v / 2), ("cos_margin", v / 5),
+                                  ("cos_margin_uncentred", v / 10)):
+                rows.append({"layer": layer, "probe": "retrieval", "metric": metric, "value": value,
+                             "ci_low": value - 0.05, "ci_high": value + 0.05, "control": np.nan,
+                             "baseline": 0.01 if metric.startswith("acc") else 0.0, "selectivity": np.nan,
+                             "lang_pair": pair, "n": 100})
+    return pd.DataFrame(rows)
+
+
+def bands(fig: go.Figure) -> list:
+    return [t for t in fig.data if t.fill == "toself"]
+
+
+def lines(fig: go.Figure) -> list:
+    return [t for t in fig.data if t.fill != "toself"]
+
+
+def vline_layers(fig: go.Figure) -> set[float]:
+    return {s.x0 for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1}
+
+
+def texts(fig: go.Figure) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
+# ------------------------------------------------------------------ latent language
+
+
+def test_latent_language_facets_bands_and_markers():
+    lens = make_lens()
+    fig = latent_language_figure(lens, choice=CHOICE)
+    facets = [t for t in texts(fig) if "→" in t]
+    # translation fr->zh, de->ja, en->zh and repetition zh->zh, ja->ja
+    assert len(facets) == 5
+    assert any("translation: fr → zh (n=30)" in t for t in facets)
+    # Every drawn line has its CI band.
+    names = [t.name for t in lines(fig)]
+    assert names.count("P(English)") == 5 and names.count("P(target)") == 5
+    assert names.count("P(input)") == 2  # fr->zh and de->ja only (en->zh and repetitions have none)
+    assert names.count("entropy (bits)") == 5
+    assert len(bands(fig)) == len(lines(fig))
+    for band in bands(fig):
+        assert band.fillcolor.startswith("rgba(") and band.hoverinfo == "skip"
+    # LC and ET marked and labelled in each facet.
+    assert vline_layers(fig) == {2, 8}
+    assert texts(fig).count("LC 2") == 5 and texts(fig).count("ET 8") == 5
+    # Hover carries n_items; legend shows each role once.
+    assert all("n_items" in t.hovertemplate for t in lines(fig))
+    assert sum(1 for t in lines(fig) if t.showlegend) == 4
+    assert "tiny-test-model" in fig.layout.title.text
+    # One probability scale for all panels, from 0 and never above 1; [0, 1] on request.
+    assert fig.layout.yaxis.autorangeoptions.clipmax == 1.02 and fig.layout.yaxis3.matches == "y"
+    assert latent_language_figure(lens, prob_axis="full").layout.yaxis.range == (0, 1.02)
+    with pytest.raises(ValueError, match="prob_axis"):
+        latent_language_figure(lens, prob_axis="log")
+
+
+def test_latent_language_target_english_has_no_duplicate_line():
+    lens = make_lens(pairs=(("fr", "en"),), tasks=("translation",))
+    fig = latent_language_figure(lens)
+    assert [t.name for t in lines(fig)] == ["P(English)", "P(input)", "entropy (bits)"]
+
+
+def test_latent_language_filters_task_and_pairs():
+    lens = make_lens()
+    fig = latent_language_figure(lens, task="translation", pairs=[("fr", "zh"), "de:ja"])
+    assert sorted(t for t in texts(fig) if "→" in t) == sorted(
+        ["<b>translation: fr → zh (n=30)</b>", "<b>translation: de → ja (n=30)</b>"])
+    empty = latent_language_figure(lens, task="cloze")
+    assert "No lens rows" in texts(empty)[0]
+
+
+def test_latent_language_without_optional_columns():
+    lens = make_lens(tasks=("translation",))
+    optional = [c for c in lens.columns if c.endswith(("_lo", "_hi")) or c.startswith(("p_input", "share_"))]
+    bare = lens.drop(columns=optional + ["n_items"])
+    fig = latent_language_figure(bare, choice=None)
+    assert not bands(fig)
+    assert not fig.layout.shapes
+    assert {t.name for t in lines(fig)} == {"P(English)", "P(target)", "entropy (bits)"}
+    assert all("n_items" not in t.hovertemplate for t in lines(fig))
+    assert token_share_figure(bare) is None
+    # Entropy row can be switched off.
+    no_ent = latent_language_figure(bare, entropy=False)
+    assert "entropy (bits)" not in {t.name for t in no_ent.data}
+
+
+def test_choice_object_with_to_dict_and_nan_layers():
+    class Choice:
+        def to_dict(self):
+            return {"lc_layer": 3, "et_layer": 7, "n_layers": N_LAYERS}
+
+    fig = latent_language_figure(make_lens(tasks=("translation",)), choice=Choice())
+    assert vline_layers(fig) == {3, 7}
+    partial = entropy_figure(make_lens(), choice={"lc_layer": 4, "et_layer": float("nan")})
+    assert vline_layers(partial) == {4}
+
+
+# ------------------------------------------------------------------ other figures
+
+
+def test_entropy_figure_one_line_per_facet():
+    fig = entropy_figure(make_lens(), choice=CHOICE)
+    assert len(lines(fig)) == 5 and len(bands(fig)) == 5
+    # The older CI column names (entropy_lo / entropy_hi) work too.
+    legacy = make_lens().rename(columns={"entropy_bits_lo": "entropy_lo", "entropy_bits_hi": "entropy_hi"})
+    assert len(bands(entropy_figure(legacy))) == 5
+    assert vline_layers(fig) == {2, 8}
+    assert fig.layout.yaxis.title.text == "entropy (bits)"
+
+
+def test_token_share_figure_stacked():
+    fig = token_share_figure(make_lens(tasks=("translation",)), choice=CHOICE)
+    assert fig is not None
+    assert {t.stackgroup for t in fig.data} == {"shares"}
+    assert len(fig.data) == 4 * 3  # English, target, input, other; three facets
+    assert vline_layers(fig) == {2, 8}
+    # Share columns missing: the others still stack.
+    fig2 = token_share_figure(make_lens(tasks=("translation",)).drop(columns=["share_other", "share_input"]))
+    assert len(fig2.data) == 2 * 3
+
+
+def test_probe_figure_panels():
+    fig = probe_figure(make_probes(), choice=CHOICE)
+    subtitle = " ".join(texts(fig))
+    assert "Language identity" in subtitle and "Selectivity" in subtitle and "retrieval" in subtitle
+    names = [t.name for t in lines(fig)]
+    assert {"lang_id_all", "lang_id_latin", "lang_id_all control", "majority baseline",
+            "lang_id_all selectivity", "retrieval zh-en", "retrieval ja-en"} <= set(names)
+    controls = [t for t in lines(fig) if t.name.endswith("control")]
+    assert controls and all(t.line.dash == "dash" for t in controls)
+    # CI bands: two lang-id probes, their selectivities, two retrieval pairs.
+    assert len(bands(fig)) == 6
+    assert vline_layers(fig) == {2, 8}
+    # Retrieval shows one metric (centred accuracy by default), not all four.
+    retr = [t for t in lines(fig) if t.name.startswith("retrieval ") and t.name != "retrieval chance"]
+    assert len(retr) == 2 and all(": accuracy<" in t.hovertemplate for t in retr)
+    margin = probe_figure(make_probes(), retrieval_metric="cos_margin")
+    assert "translation retrieval (cos_margin)" in " ".join(texts(margin))
+    assert margin.layout.yaxis3.range is None  # not an accuracy: no [0, 1] axis
+
+
+def test_probe_figure_partial_and_empty():
+    probes = make_probes()
+    only_id = probes[probes["probe"] != "retrieval"].drop(columns=["selectivity", "lang_pair"])
+    fig = probe_figure(only_id)
+    assert texts(fig) == ["Language identity: probe accuracy vs control task"]
+    only_retr = probes[(probes["probe"] == "retrieval") & (probes["layer"] < 6)].drop_duplicates(
+        ["layer", "metric"]).assign(lang_pair=np.nan)
+    fig = probe_figure(only_retr)
+    assert [t.name for t in lines(fig)] == ["retrieval all", "retrieval chance"]
+    assert "No probe results" in texts(probe_figure(probes.iloc[:0]))[0]
+    assert "No probe results" in texts(probe_figure(None))[0]
+
+
+def test_compare_latent_figure_styles_per_model():
+    before, after = make_lens(tasks=("translation",)), make_lens(tasks=("translation",))
+    after["p_en"] = after["p_en"] * 0.5
+    fig = compare_latent_figure({"before": before, "after": after},
+                                choice={"before": CHOICE, "after": {"lc_layer": 3, "et_layer": 9}})
+    dashes = {t.name: t.line.dash for t in lines(fig) if t.showlegend}
+    assert dashes["P(English · before)"] == "solid" and dashes["P(English · after)"] == "dash"
+    assert vline_layers(fig) == {2, 3, 8, 9}
+    assert {(s.x0, s.line.dash) for s in fig.layout.shapes} == {(2, "solid"), (8, "solid"), (3, "dash"), (9, "dash")}
+    assert "LC (after) 3" in texts(fig)
+    one_choice = compare_latent_figure({"a": before, "b": after}, choice=CHOICE)
+    assert vline_layers(one_choice) == {2, 8}
+    with pytest.raises(ValueError):
+        compare_latent_figure({})
+
+
+def test_missing_required_columns_is_a_clear_error():
+    with pytest.raises(ValueError, match="layer"):
+        latent_language_figure(make_lens().drop(columns=["layer"]))
+    with pytest.raises(ValueError, match="value"):
+        probe_figure(make_probes().drop(columns=["value"]))
+
+
+# ------------------------------------------------------------------ report
+
+
+def test_report_single_self_contained_file(tmp_path):
+    lens, probes = make_lens(), make_probes()
+    summary = pd.DataFrame({"task": ["translation"], "pair": ["fr:zh"], "peak_p_en": [0.6]})
+    out = write_report(tmp_path / "run" / "report.html", lens, probes, CHOICE, title="Probe <tiny>",
+                       summary_df=summary)
+    assert out == tmp_path / "run" / "report.html"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]  # no temp file left behind
+    text = out.read_text(encoding="utf-8")
+    assert text.count("plotly.js v") == 1  # the library inline, once
+    assert "<script src=" not in text  # nothing fetched from a CDN
+    assert "<h1>Probe &lt;tiny&gt;</h1>" in text
+    for fig in (latent_language_figure(lens, choice=CHOICE), entropy_figure(lens, choice=CHOICE),
+                token_share_figure(lens, choice=CHOICE), probe_figure(probes, choice=CHOICE)):
+        assert json.dumps(fig.layout.title.text)[1:-1] in text
+    assert text.count("Plotly.newPlot") == 4
+    # The layer choice and its evidence as a table.
+    assert "blocks.8.hook_resid_post" in text
+    assert "<th>LC decided by</th><td>alignment</td>" in text
+    assert "<th>ET decided by</th><td>english_onset</td>" in text
+    assert "<th>prompt_counts[0]</th><td>task=translation, input_lang=fr" in text
+    assert "<th>curves.entropy_bits</th><td>3, 3," in text
+    assert "peak_p_en" in text
+
+
+def test_report_without_optional_parts(tmp_path):
+    lens = make_lens(tasks=("translation",)).drop(columns=["share_en", "share_target", "share_input", "share_other"])
+    out = write_report(tmp_path / "report.html", lens, None, None)
+    text = out.read_text(encoding="utf-8")
+    assert text.count("plotly.js v") == 1
+    assert text.count("Plotly.newPlot") == 2  # latent language and entropy
+    assert "Token language shares" not in text and "Linear probes" not in text
+    assert "No layer choice" in text
+    # Nothing at all still gives a valid page.
+    empty = write_report(tmp_path / "empty.html", None, None, None).read_text(encoding="utf-8")
+    assert "No lens or probe results" in empty and "plotly.js v" not in empty
+
+
+def test_per_item_rows_are_refused_clearly():
+    items = pd.concat([make_lens(tasks=("translation",)).assign(item_id=i) for i in range(2)])
+    with pytest.raises(ValueError, match="per-item"):
+        latent_language_figure(items)
+
+
+def test_evidence_rows_order_and_nested_decided_by():
+    rows = evidence_rows({"curves": {"p_en": [0.1, 0.25]}, "p_en_peak": 0.25,
+                          "decided_by": {"lc": "entropy_first_drop", "et": "english_onset"}})
+    assert rows == [("decided_by.lc", "entropy_first_drop"), ("decided_by.et", "english_onset"),
+                    ("p_en_peak", "0.25"), ("curves.p_en", "0.1, 0.25")]
+    assert evidence_rows(None) == [] and evidence_rows({}) == []
+
+
+def test_report_with_extra_figures_only(tmp_path):
+    """`dftlens compare` passes its own figures and no lens/probe tables."""
+    lens = make_lens(tasks=("translation",))
+    extra = [("Latent language, all models", compare_latent_figure({"a": lens, "b": lens}, choice=CHOICE)),
+             ("Linear probes: a", probe_figure(make_probes(), choice=CHOICE))]
+    text = write_report(tmp_path / "compare.html", None, None, CHOICE, title="compare", figures=extra).read_text(
+        encoding="utf-8")
+    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 2
+    assert "<h2>Latent language, all models</h2>" in text and "<h2>Linear probes: a</h2>" in text
+
+
+def test_facets_put_translation_first():
+    lens = make_lens().sort_values(["task", "input_lang"])  # alphabetical: repetition rows first
+    facets = [t for t in texts(latent_language_figure(lens)) if "→" in t]
+    assert facets[0].startswith("<b>translation") and facets[-1].startswith("<b>repetition")
