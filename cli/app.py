@@ -59,5 +59,7 @@ def main() -> None:
     app(prog_name="dftlens")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run as a script, the commands registered on the imported module's app
+    from dftlens_cli.app import main as registered_main
+
+    sys.exit(registered_main())

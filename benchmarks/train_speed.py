@@ -1,0 +1,179 @@
+"""Cost of the DFT losses, as ratios to plain target-language fine-tuning (TFT).
+
+On the embedded model (Gemma-3-270M, float32 on CPU; full fine-tuning, or LoRA
+with ``--lora``), loaded exactly as ``dftlens train`` loads it, the same
+micro-batches of the bundled zh instruction data run one training step each
+(losses + backward + clipping + AdamW) in three modes:
+
+- TFT: L_TFT only;
+- DFT-feature: LC feature + ET feature (English pass without gradients);
+- DFT-logits: LC logits + ET logits (passes stop at layer i / j, frozen head).
+
+The modes run interleaved (TFT, feature, logits, TFT, ...), several repeats, and
+medians are compared. Time and memory are measured in separate rounds, so the
+memory sampler does not slow the timed steps.
+
+Memory on CPU: peak resident set size (psutil RSS, sampled every 2 ms in a
+thread) during the step minus the RSS just before it (weights and AdamW state
+are already allocated; gradients are freed between steps, so they count). The
+memory round runs in a child process with ``MALLOC_MMAP_THRESHOLD_=65536`` so
+that glibc returns freed tensors to the system at once and RSS follows live
+memory; the timing round runs in another child with the ordinary allocator. On
+a GPU the memory is ``torch.cuda.max_memory_allocated`` above the pre-step value.
+
+Usage: python benchmarks/train_speed.py [--repeats 5] [--batch 4] [--lc-layer 5] [--et-layer 12] [--threads 1] [--lora]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import torch
+
+from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.dft.batches import collate
+from dftlens.dft.losses import DFTLoss
+from dftlens.dft.config import TrainConfig
+from dftlens.dft.setup import densify_grads, load_for_training
+from dftlens.dft.trainer import make_optimizer
+
+MODES = {"TFT": ("off", "off"), "DFT-feature": ("feature", "feature"), "DFT-logits": ("logits", "logits")}
+
+
+class PeakRSS:
+    """Peak RSS above the starting value while the block runs (sampled every ~2 ms)."""
+
+    def __init__(self):
+        self.proc = psutil.Process()
+
+    def __enter__(self):
+        self.start = self.peak = self.proc.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.delta = self.peak - self.start
+
+
+def measure(args) -> dict:
+    """One round (``args.phase`` time or memory) in this process; medians per mode."""
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    setup = TrainConfig(model="gemma3-270m", lora=args.lora, lc="off", et="off")
+    lm = load_for_training(setup, None, device)[0]  # exactly as the trainer loads it
+    lm.hf_model.train()
+    tok = lm.tokenizer
+    pairs = encode_pairs(load_instructions(None, args.lang), PromptFormat(tok), max_length=512)
+    groups = [pairs[k * args.batch : (k + 1) * args.batch] for k in range(args.batches)]
+    batches = {mode: [collate(g, lc, et, tok.pad_token_id, tok.bos_token_id).to(lm.device) for g in groups]
+               for mode, (lc, et) in MODES.items()}
+    params = [p for p in lm.hf_model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, lr=0.0)  # lr 0: every step sees the same weights
+    lc_hook, et_hook = lm.hook_name(args.lc_layer), lm.hook_name(args.et_layer)
+    losses = {mode: DFTLoss(lm, lc, et, lc_hook, et_hook) for mode, (lc, et) in MODES.items()}
+    cuda = lm.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else None  # as the trainer
+
+    def step(mode: str, k: int) -> None:
+        losses[mode].backward(batches[mode][k % args.batches], autocast=autocast)
+        densify_grads(params)  # as the trainer does (sparse embedding lookups)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def timed(mode: str, k: int) -> float:
+        sync()
+        start = time.perf_counter()
+        step(mode, k)
+        sync()
+        return time.perf_counter() - start
+
+    def peak(mode: str, k: int) -> float:
+        if cuda:
+            sync()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step(mode, k)
+            sync()
+            return torch.cuda.max_memory_allocated() - base
+        with PeakRSS() as rss:
+            step(mode, k)
+        return rss.delta
+
+    for mode in MODES:  # warm-up: allocates the AdamW state, first-call overheads
+        step(mode, 0)
+    samples = {m: [] for m in MODES}
+    order = list(MODES)
+    for r in range(args.repeats):
+        for mode in order[r % 3 :] + order[: r % 3]:  # interleaved; who goes first rotates
+            samples[mode].append((timed if args.phase == "time" else peak)(mode, r))
+    tokens = sum(int(b.main.attention_mask.sum()) for b in batches["TFT"]) / args.batches
+    return {"device": str(lm.device), "threads": torch.get_num_threads(), "tokens": tokens,
+            "medians": {m: statistics.median(v) for m, v in samples.items()}, "samples": samples}
+
+
+def child(args, phase: str) -> dict:
+    env = dict(os.environ)
+    if phase == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    argv = [sys.executable, __file__, "--phase", phase] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("phase", "lora")] + (
+        ["--lora"] if args.lora else [])
+    out = subprocess.run(argv, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=3, help="distinct micro-batches, cycled")
+    parser.add_argument("--lang", default="zh")
+    parser.add_argument("--lc-layer", type=int, default=5)
+    parser.add_argument("--et-layer", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lora", action="store_true", help="LoRA (r 16, all projections) instead of full fine-tuning")
+    parser.add_argument("--phase", choices=["time", "memory"], default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(measure(args)))
+        return
+    timing, memory = child(args, "time"), child(args, "memory")
+    cuda = timing["device"].startswith("cuda")
+    kind = "LoRA" if args.lora else "full fine-tuning"
+    print(f"Gemma-3-270M {kind} on {timing['device']}, torch threads {timing['threads']}, "
+          f"{args.batches} micro-batches of {args.batch} ({timing['tokens']:.0f} tokens per main pass), "
+          f"LC layer {args.lc_layer}, ET layer {args.et_layer}, {args.repeats} interleaved repeats")
+    what = "peak CUDA alloc MiB" if cuda else "peak RSS delta MiB"
+    print(f"{'mode':<12} {'median s':>9} {'time x':>7} {what:>20} {'memory x':>9}")
+    t0, m0 = timing["medians"]["TFT"], memory["medians"]["TFT"]
+    for mode in MODES:
+        t, m = timing["medians"][mode], memory["medians"][mode]
+        print(f"{mode:<12} {t:>9.3f} {t / t0:>7.2f} {m / 2**20:>20.0f} {m / m0:>9.2f}")
+    print("targets: DFT-feature <= 1.3x time, DFT-logits <= 1.6x time, memory <= 1.2x")
+    samples = timing["samples"].items()
+    print("time samples (s): " + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in v) for m, v in samples))
+
+
+if __name__ == "__main__":
+    main()

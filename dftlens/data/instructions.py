@@ -1,0 +1,284 @@
+"""Parallel instruction data for DFT: load, validate, format and tokenise.
+
+Each example is one instruction in English and in a target language. Accepted
+layouts, one JSON object per line of a ``.jsonl`` file (or one row of a Hugging
+Face dataset, see :func:`load_instructions`):
+
+Alpaca per language (the paper's data: Alpaca and its translations)::
+
+    {"id": "a1", "en": {"instruction": "...", "input": "", "output": "..."},
+                 "zh": {"instruction": "...", "input": "", "output": "..."}}
+
+``input`` may be empty or absent. ``{"query": ..., "response": ...}`` works in
+place of instruction/input/output.
+
+Flat (one column per field and language)::
+
+    {"id": "a1", "query_en": "...", "response_en": "...", "query_zh": "...", "response_zh": "..."}
+
+The *query* is the instruction, followed by a blank line and the input when there
+is one; the *response* is the output. ``id`` is optional (the line number is used).
+
+Prompt formatting (:class:`PromptFormat`). The default ``plain`` template is the
+stanford_alpaca layout without its preamble sentence, with English headers for
+every language (as in the paper's translated Alpaca)::
+
+    ### Instruction:
+    {instruction}
+
+    ### Input:            <- only when there is an input
+    {input}
+
+    ### Response:
+    {output}<eos>
+
+``chat`` uses the tokenizer's own chat template (one user turn, then the
+assistant turn); the response is then the answer plus whatever the template
+writes after it (e.g. ``<end_of_turn>``). Either way BOS appears exactly once, at
+the start of the prompt: the tokenizer's convention decides whether there is one,
+and a chat template that already writes it is not given a second. The response
+is tokenised separately (no special tokens; with the plain template it ends with
+EOS), so the prompt/response boundary is exact. The LC logits target is the
+English query text alone (no template, no BOS/EOS).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+
+BUNDLED_TRAIN = Path(__file__).resolve().parent / "bundled" / "instructions_train.jsonl"
+BUNDLED_HELDOUT = Path(__file__).resolve().parent / "bundled" / "instructions_heldout.jsonl"
+TEMPLATES = ("plain", "chat")
+
+
+@dataclass
+class Turn:
+    instruction: str
+    input: str
+    output: str
+
+    @property
+    def query(self) -> str:
+        return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
+
+
+@dataclass
+class InstructionPair:
+    """One parallel example: the English and the target-language turn."""
+
+    id: str
+    en: Turn
+    tgt: Turn
+    where: str  # "file:line", for messages
+
+
+@dataclass
+class InstructionData:
+    pairs: list[InstructionPair]
+    source: str
+    lang: str
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+# ---------------------------------------------------------------- loading ---
+def load_instructions(source: str | Path | None, lang: str, limit: int | None = None) -> InstructionData:
+    """Parallel (English, ``lang``) examples from a JSONL file or a Hugging Face dataset.
+
+    ``source``: a ``.jsonl`` path; a directory written by ``Dataset.save_to_disk``;
+    or ``hf:NAME`` / ``hf:NAME:SPLIT`` for a dataset already in the local Hugging
+    Face cache (split defaults to ``train``). ``None`` is the bundled training set.
+    """
+    if lang == "en":
+        raise DataError("The target language must not be English (--lang): DFT pairs English with another language.")
+    source = str(BUNDLED_TRAIN if source is None else source)
+    rows = _read_rows(source)
+    pairs = []
+    for where, row in rows:
+        pairs.append(_parse_row(row, where, lang))
+        if limit and len(pairs) >= limit:
+            break
+    if not pairs:
+        raise DataError(f"{source} holds no examples.")
+    return InstructionData(pairs, source, lang)
+
+
+def _read_rows(source: str) -> list[tuple[str, dict]]:
+    if source.startswith("hf:"):
+        return _read_hf(source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _read_hf(source, path)
+    if not path.is_file():
+        raise DataError(f"Instruction data {path} does not exist.")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object, found {type(row).__name__}.")
+            rows.append((where, row))
+    return rows
+
+
+def _read_hf(source: str, directory: Path | None = None) -> list[tuple[str, dict]]:
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets ships with lm-eval
+        raise DataError("Reading a Hugging Face dataset needs the `datasets` package.") from None
+    try:
+        if directory is not None:
+            ds = datasets.load_from_disk(str(directory))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        else:
+            name, _, split = source[3:].partition(":")
+            ds = datasets.load_dataset(name, split=split or "train")
+    except Exception as exc:  # missing, offline, malformed: all the user's to fix
+        raise DataError(f"Could not read the dataset {source} ({type(exc).__name__}: {exc}).") from None
+    return [(f"{source} row {i}", dict(row)) for i, row in enumerate(ds)]
+
+
+def _text(value, where: str, name: str, required: bool) -> str:
+    if value is None:
+        if required:
+            raise DataError(f"{where}: field {name!r} is missing.")
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {name!r} must be a string, not {type(value).__name__}.")
+    if required and not value.strip():
+        raise DataError(f"{where}: field {name!r} is empty.")
+    return value.strip()
+
+
+def _turn(row: dict, lang: str, where: str) -> Turn:
+    if isinstance(row.get(lang), dict):
+        obj, pre = row[lang], f"{lang}."
+        if "query" in obj or "response" in obj:
+            return Turn(_text(obj.get("query"), where, f"{pre}query", True), "",
+                        _text(obj.get("response"), where, f"{pre}response", True))
+        return Turn(_text(obj.get("instruction"), where, f"{pre}instruction", True),
+                    _text(obj.get("input"), where, f"{pre}input", False),
+                    _text(obj.get("output"), where, f"{pre}output", True))
+    if f"query_{lang}" in row or f"response_{lang}" in row:
+        return Turn(_text(row.get(f"query_{lang}"), where, f"query_{lang}", True), "",
+                    _text(row.get(f"response_{lang}"), where, f"response_{lang}", True))
+    present = sorted(k for k, v in row.items() if isinstance(v, dict)) or sorted(
+        k.split("_", 1)[1] for k in row if k.startswith("query_"))
+    raise DataError(
+        f"{where}: language {lang!r} is not in this example (it has {', '.join(present) or 'no languages'}); "
+        "choose another --lang or add the translations."
+    )
+
+
+def _parse_row(row: dict, where: str, lang: str) -> InstructionPair:
+    return InstructionPair(str(row.get("id", where)), _turn(row, "en", where), _turn(row, lang, where), where)
+
+
+# ------------------------------------------------------------- formatting ---
+@dataclass
+class PromptFormat:
+    """Turns a :class:`Turn` into prompt and response token ids (BOS once, EOS at the end)."""
+
+    tokenizer: object
+    template: str = "plain"
+    _adds_bos: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if self.template not in TEMPLATES:
+            raise DataError(f"Unknown prompt template {self.template!r}; use one of {', '.join(TEMPLATES)}.")
+        tok = self.tokenizer
+        if self.template == "chat" and not getattr(tok, "chat_template", None):
+            raise DataError("This tokenizer has no chat template; use the plain template (drop --chat-template).")
+        bos = tok.bos_token_id
+        self._adds_bos = bos is not None and tok("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+
+    def prompt_text(self, turn: Turn) -> str:
+        if self.template == "chat":
+            messages = [{"role": "user", "content": turn.query}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = f"### Instruction:\n{turn.instruction}\n\n"
+        if turn.input:
+            text += f"### Input:\n{turn.input}\n\n"
+        return text + "### Response:\n"
+
+    def ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, turn: Turn) -> list[int]:
+        ids = self.ids(self.prompt_text(turn))
+        bos = self.tokenizer.bos_token_id
+        if self._adds_bos:
+            while len(ids) > 1 and ids[0] == bos and ids[1] == bos:
+                ids = ids[1:]
+            if not ids or ids[0] != bos:
+                ids = [bos] + ids
+        return ids
+
+    def response_ids(self, turn: Turn) -> list[int]:
+        """The answer and its end: EOS (plain), or what the chat template writes after it."""
+        if self.template == "chat":
+            prompt = self.prompt_text(turn)
+            messages = [{"role": "user", "content": turn.query}, {"role": "assistant", "content": turn.output}]
+            full = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            if full.startswith(prompt) and turn.output in full[len(prompt):]:
+                return self.ids(full[len(prompt):].rstrip("\n"))
+        eos = self.tokenizer.eos_token_id
+        return self.ids(turn.output) + ([eos] if eos is not None else [])
+
+
+@dataclass
+class EncodedPair:
+    """Token ids of one example, every piece a plain list (no padding)."""
+
+    tgt_prompt: list[int]  # BOS + target query in the template
+    tgt_response: list[int]  # target response + EOS
+    en_prompt: list[int]  # BOS + English query in the template
+    en_query: list[int]  # the English query text alone (LC logits continuation)
+    en_response: list[int]  # English response + EOS (ET logits continuation)
+    where: str
+
+
+def encode_pairs(data: InstructionData, fmt: PromptFormat, max_length: int,
+                 drop_long: bool = False) -> list[EncodedPair]:
+    """Tokenise every example; any sequence over ``max_length`` is an error naming its line.
+
+    The sequences checked are those training runs: target prompt + target
+    response, target prompt + English query, target prompt + English response,
+    and the English prompt. ``drop_long`` skips such examples instead.
+    """
+    encoded = []
+    for pair in data.pairs:
+        enc = EncodedPair(
+            fmt.prompt_ids(pair.tgt), fmt.response_ids(pair.tgt), fmt.prompt_ids(pair.en),
+            fmt.ids(pair.en.query), fmt.response_ids(pair.en), pair.where,
+        )
+        lengths = {
+            f"{data.lang} query + {data.lang} response": len(enc.tgt_prompt) + len(enc.tgt_response),
+            f"{data.lang} query + en query": len(enc.tgt_prompt) + len(enc.en_query),
+            f"{data.lang} query + en response": len(enc.tgt_prompt) + len(enc.en_response),
+            "en query": len(enc.en_prompt),
+        }
+        worst = max(lengths, key=lengths.get)
+        if lengths[worst] > max_length:
+            if not drop_long:
+                raise DataError(
+                    f"{pair.where}: {worst} is {lengths[worst]} tokens, over --max-length {max_length}; "
+                    "raise --max-length, shorten the example or pass --drop-long."
+                )
+            continue
+        encoded.append(enc)
+    if not encoded:
+        raise DataError(f"Every example in {data.source} is longer than --max-length {max_length}.")
+    return encoded

@@ -1,0 +1,177 @@
+"""Checkpoints: Hugging Face directories plus what resuming needs.
+
+Layout of ``<out>/checkpoint-000010/`` (and of ``<out>/final/``)::
+
+    config.json, model*.safetensors, generation_config.json   the model
+        (merged LoRA by default; with --save-adapter adapter_config.json and
+        adapter_model.safetensors instead, for peft / transformers to apply
+        on the base model)
+    tokenizer files
+    run_config.json                   the TrainConfig of the run
+    trainer_state/state.json          step, RNG states
+    trainer_state/optimizer.pt        AdamW state
+    trainer_state/trainable.safetensors   the LoRA weights exactly (LoRA runs)
+
+Each checkpoint is written into a hidden temporary directory next to it and
+renamed into place, so an interruption leaves the previous checkpoint intact.
+The TransformerLens bridge renames the model's modules in place; the saved
+names are the model's own (``._original_component`` stripped, LoRA merged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import DftlensError
+from ..io import ensure_disk_space, write_json
+
+BRIDGE = "._original_component"
+STATE = "trainer_state"
+
+
+def clean(name: str) -> str:
+    return name.replace(BRIDGE, "")
+
+
+def _lora_layers(hf_model) -> dict[str, object]:
+    from peft.tuners.lora import LoraLayer
+
+    return {clean(n): m for n, m in hf_model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def model_state_dict(hf_model, merge_lora: bool = True) -> dict[str, torch.Tensor]:
+    """The model's weights under its own Hugging Face names, LoRA merged in."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        expected = AutoModelForCausalLM.from_config(hf_model.config).state_dict().keys()
+    state = {}
+    for name, tensor in hf_model.state_dict().items():
+        name = clean(name).replace(".base_layer.", ".")
+        if name in expected:
+            state[name] = tensor.detach()
+    if merge_lora:
+        for name, layer in _lora_layers(hf_model).items():
+            base = layer.get_base_layer().weight.detach()
+            state[f"{name}.weight"] = base + layer.get_delta_weight("default").detach().to(base.dtype)
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise DftlensError(f"Could not map the trained weights back to the model's names (missing {missing[:3]}).")
+    return state
+
+
+def trainable_state(hf_model) -> dict[str, torch.Tensor]:
+    return {clean(n): p.detach().contiguous() for n, p in hf_model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(hf_model, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    params = {clean(n): p for n, p in hf_model.named_parameters() if p.requires_grad}
+    if saved.keys() != params.keys():
+        raise DftlensError(f"{path} does not match this run's trainable parameters; resume with the same settings.")
+    with torch.no_grad():
+        for name, value in saved.items():
+            params[name].copy_(value)
+
+
+def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_path: str | None = None) -> None:
+    """A directory ``AutoModelForCausalLM.from_pretrained`` loads (model or adapter) plus the tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    hf = lm.hf_model
+    if adapter:
+        from safetensors.torch import save_file
+
+        weights = {f"base_model.model.{k.replace('.default.', '.')}": v for k, v in trainable_state(hf).items()}
+        save_file(weights, str(directory / "adapter_model.safetensors"))
+        lora_config.base_model_name_or_path = base_path
+        lora_config.save_pretrained(str(directory))
+    else:
+        from transformers.utils import logging as hf_logging
+
+        with torch.device("meta"):
+            shell = AutoModelForCausalLM.from_config(hf.config)
+        shell.generation_config = hf.generation_config
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # it would break the training progress bar
+        try:
+            shell.save_pretrained(str(directory), state_dict=model_state_dict(hf))
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
+    lm.tokenizer.save_pretrained(str(directory))
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=None, base_path=None) -> Path:
+    """Write a complete checkpoint to ``directory`` atomically (temporary sibling, then rename)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    n_bytes = sum(t.numel() * t.element_size() for t in lm.hf_model.parameters())
+    ensure_disk_space(directory.parent, needed_bytes=3 * n_bytes + (64 << 20))
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / STATE).mkdir(parents=True)
+    try:
+        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path)
+        write_json(tmp / "run_config.json", cfg.to_dict())
+        write_json(tmp / STATE / "state.json", {"step": step, "steps": cfg.steps})
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / STATE / "optimizer.pt")
+        if cfg.lora:
+            save_file(trainable_state(lm.hf_model), str(tmp / STATE / "trainable.safetensors"))
+        old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def checkpoint_step(directory: Path) -> int | None:
+    try:
+        return int(json.loads((Path(directory) / STATE / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint with the highest step in a run directory (or the checkpoint itself)."""
+    run_dir = Path(run_dir)
+    if checkpoint_step(run_dir) is not None:
+        return run_dir
+    found = [(checkpoint_step(d), d) for d in run_dir.glob("*") if d.is_dir() and not d.name.startswith(".")]
+    found = [(s, d) for s, d in found if s is not None]
+    if not found:
+        raise DftlensError(f"{run_dir} holds no dftlens checkpoint to resume from.")
+    return max(found, key=lambda sd: (sd[0], sd[1].name == "final"))[1]
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` intermediate checkpoints (``final`` always stays)."""
+    found = sorted(run_dir.glob("checkpoint-*"), key=lambda d: d.name)
+    for directory in found[:-keep] if keep else found:
+        shutil.rmtree(directory, ignore_errors=True)

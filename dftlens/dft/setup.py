@@ -1,0 +1,87 @@
+"""Load what a run trains: the data (checked first, it is cheap) and the model (full, LoRA, frozen parts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data.instructions import EncodedPair, PromptFormat, encode_pairs, load_instructions
+from ..errors import DftlensError
+from ..models import make_engine, resolve
+from ..models.interface import LensModel
+from ..models.loading import load_hf
+from . import checkpoint as ckpt
+from .config import TrainConfig
+
+
+def model_source(cfg: TrainConfig, resume_from: Path | None) -> tuple[Path, Path]:
+    """(directory to load weights from, directory of the base model)."""
+    base = Path(resolve(cfg.model).path)
+    full_weights = resume_from is not None and not cfg.lora
+    return (resume_from if full_weights else base), base
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise DftlensError(f"Could not load a tokenizer from {path}: {exc}") from None
+
+
+def load_training_data(cfg: TrainConfig, tokenizer) -> list[EncodedPair]:
+    """Every example tokenised and checked (fields, language, length) before training starts."""
+    data = load_instructions(cfg.data, cfg.lang, cfg.limit)
+    return encode_pairs(data, PromptFormat(tokenizer, cfg.template), cfg.max_length, cfg.drop_long)
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+
+
+def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
+    """The LensModel to train (float32 master weights), its LoRA config (or None) and the base path."""
+    source, base = model_source(cfg, resume_from)
+    hf_model, tokenizer = load_hf(source, device, torch.float32)
+    config = None
+    if cfg.lora:
+        from peft import inject_adapter_in_model
+
+        config = lora_config(cfg)
+        try:
+            hf_model = inject_adapter_in_model(config, hf_model)
+        except ValueError as exc:
+            raise DftlensError(f"--lora-targets {cfg.lora_targets!r} do not fit this model: {exc}") from None
+        if resume_from is not None:
+            ckpt.load_trainable(hf_model, resume_from / ckpt.STATE / "trainable.safetensors")
+    if cfg.freeze_embeddings:
+        hf_model.get_input_embeddings().weight.requires_grad_(False)
+    sparse_embedding_grads(hf_model)
+    engine = make_engine(cfg.backend, hf_model, tokenizer, cfg.model, str(source))
+    return LensModel(hf_model, tokenizer, engine, name=cfg.model, path=str(source)), config, str(base)
+
+
+def sparse_embedding_grads(hf_model) -> None:
+    """Let each pass's input lookup send a sparse gradient to the embedding matrix.
+
+    A dense lookup gradient is a zero-filled vocab x d matrix per forward pass (671 MB
+    for Gemma-3's 262k vocabulary, three times per DFT-logits step); a sparse one
+    holds only the rows of the tokens seen. :func:`densify_grads` turns the
+    accumulated gradient dense again before clipping and the optimizer step.
+    """
+    emb = hf_model.get_input_embeddings()
+    emb = getattr(emb, "_original_component", emb)
+    if isinstance(emb, torch.nn.Embedding) and emb.weight.requires_grad:
+        emb.sparse = True
+
+
+def densify_grads(params) -> None:
+    for p in params:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.to_dense()

@@ -1,0 +1,283 @@
+"""The DFT training loop: AdamW, warm-up and decay, accumulation, clipping, checkpoints.
+
+``train(TrainConfig(...))`` is what ``dftlens train`` runs. One optimizer step
+takes ``grad_accum`` micro-batches of ``batch_size`` examples; each micro-batch
+runs :meth:`DFTLoss.backward` (every pass's backward before the next pass), and
+the step's logged components are the means over its micro-batches.
+
+Reproducibility: the data order is a function of (seed, step) alone (one seeded
+permutation per epoch), the learning rate a function of the step, and a
+checkpoint holds the weights (exact float32), the AdamW state and the RNG states,
+so ``resume`` continues with the same loss curve as an uninterrupted run on CPU.
+Ctrl-C (SIGINT) finishes the current step, saves a checkpoint and raises
+:class:`TrainingInterrupted`; a second Ctrl-C stops at once.
+
+Several processes: launched by ``accelerate launch`` or ``torchrun``, each
+process holds a full replica, takes every ``world_size``-th micro-batch, and
+gradients are averaged with ``all_reduce`` before clipping (plain data
+parallelism; see :mod:`dftlens.dft.distributed` for the launch and memory notes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import DftlensError, OutputExists
+from ..io import atomic_path, ensure_disk_space, write_json
+from . import checkpoint as ckpt
+from .batches import collate
+from .config import TrainConfig, resolve_hooks
+from .distributed import Dist
+from .losses import DFTLoss
+
+LOG = "log.jsonl"
+FINAL = "final"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``checkpoint`` is where the state was saved."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"interrupted after step {step}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    final: Path
+    log: list[dict] = field(default_factory=list)
+    main: bool = True  # False in the other processes of a multi-process run
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.log)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then the schedule."""
+    warmup = max(1, math.ceil(cfg.warmup_ratio * cfg.steps)) if cfg.warmup_ratio > 0 else 0
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    if cfg.schedule == "cosine":
+        return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "linear":
+        return cfg.learning_rate * (1 - progress)
+    return cfg.learning_rate
+
+
+def micro_batch_indices(n: int, seed: int, index: int, size: int) -> list[int]:
+    """Examples of global micro-batch ``index``: consecutive slices of per-epoch seeded permutations."""
+    out, pos = [], index * size
+    while len(out) < size:
+        epoch, offset = divmod(pos, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        take = perm[offset : offset + size - len(out)].tolist()
+        out += take
+        pos += len(take)
+    return out
+
+
+def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW, with the fused kernel where torch has one for these tensors (5x faster on CPU)."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+@contextmanager
+def _sigint_flag():
+    """Turn the first Ctrl-C into a flag checked between steps; the second one stops at once."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+        print("\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to stop now).", flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bool = True) -> tuple[Path, Path | None]:
+    """Check the output directory before any expensive work; return (out, checkpoint to resume).
+
+    Every process checks; only the main one (``main``) deletes or creates anything.
+    """
+    out = Path(cfg.out)
+    if resume is not None:
+        return out, ckpt.latest_checkpoint(resume)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExists(f"{out} already holds a run; pass --overwrite to replace it, --resume {out} to "
+                           "continue it, or choose another --out.")
+    if not main:
+        return out, None
+    if out.exists() and overwrite:
+        for child in out.iterdir():  # only what a run writes
+            if child.is_dir() and (ckpt.checkpoint_step(child) is not None or child.name.startswith(".")):
+                shutil.rmtree(child)
+            elif child.name in (LOG, "run_config.json"):
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_disk_space(out)
+    return out, None
+
+
+def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = False,
+          on_step: Callable[[dict], None] | None = None, progress: bool = True) -> TrainResult:
+    """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from."""
+    from .setup import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
+
+    dist = Dist.start()
+    out, resume_from = prepare_run(cfg, Path(resume) if resume else None, overwrite, dist.is_main)
+    dist.barrier()
+    start = ckpt.checkpoint_step(resume_from) if resume_from else 0
+    if start >= cfg.steps:
+        raise DftlensError(f"{resume_from} is already at step {start} of {cfg.steps}; nothing to do.")
+    examples = load_training_data(cfg, load_tokenizer(model_source(cfg, resume_from)[0]))
+    torch.manual_seed(cfg.seed)
+    lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device(cfg.device))
+    lc_hook, et_hook = resolve_hooks(cfg, lm)
+    params = [p for p in lm.hf_model.parameters() if p.requires_grad]
+    if not params:
+        raise DftlensError("Nothing to train: every parameter is frozen.")
+    optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay)
+    if resume_from is not None:
+        saved = torch.load(resume_from / ckpt.STATE / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        ckpt.set_rng_state(saved["rng"])
+    loss_fn = DFTLoss(lm, cfg.lc, cfg.et, lc_hook, et_hook, cfg.w_lc, cfg.w_et, cfg.detach_english, cfg.ce_chunk)
+    on_gpu = lm.device.type == "cuda" and cfg.bf16
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_gpu else nullcontext
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    log = _read_log(out, start) if resume_from else []
+    if dist.is_main:
+        write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook})
+        _write_log(out, log)
+
+    def save(name: str, step: int) -> Path:
+        path = out / name
+        if dist.is_main:
+            ckpt.save_checkpoint(lm, cfg, step, optimizer, path, lora_config, base_path)
+            if name != FINAL:
+                ckpt.prune(out, cfg.keep_checkpoints)
+        dist.barrier()
+        return path
+
+    bar = _progress(cfg.steps, start, progress and dist.is_main)
+    lm.hf_model.train()
+    with _sigint_flag() as stop:
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            lr = lr_at(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            sums: dict[str, float] = {}
+            for micro in range(cfg.grad_accum):  # every process takes every world_size-th micro-batch
+                index = (step * cfg.grad_accum + micro) * dist.world_size + dist.rank
+                pairs = [examples[i] for i in micro_batch_indices(len(examples), cfg.seed, index, cfg.batch_size)]
+                batch = collate(pairs, cfg.lc, cfg.et, pad, tok.bos_token_id).to(lm.device)
+                for k, v in loss_fn.backward(batch, scale=1.0 / cfg.grad_accum, autocast=autocast).items():
+                    sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
+            densify_grads(params)
+            dist.average_gradients(params)
+            sums = dist.average_values(sums)
+            clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            record = {"step": step + 1, **{k: round(v, 6) for k, v in sums.items()}, "lr": lr,
+                      "grad_norm": round(float(grad_norm), 6), "seconds": round(time.perf_counter() - t0, 3)}
+            log.append(record)
+            if dist.is_main:
+                _append_log(out, record)
+            bar.update(1)
+            bar.set_postfix(_running(log), refresh=False)
+            if on_step is not None:
+                on_step(record)
+            done = step + 1
+            if dist.any(stop["set"]) and done < cfg.steps:
+                bar.close()
+                raise TrainingInterrupted(done, save(f"checkpoint-{done:06d}", done))
+            if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+                save(f"checkpoint-{done:06d}", done)
+    bar.close()
+    final = save(FINAL, cfg.steps)
+    return TrainResult(out, final, log, dist.is_main)
+
+
+# -- the step log -------------------------------------------------------------
+def _read_log(out: Path, upto: int) -> list[dict]:
+    path = out / LOG
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= upto]
+
+
+def _write_log(out: Path, rows: list[dict]) -> None:
+    with atomic_path(out / LOG) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _append_log(out: Path, record: dict) -> None:
+    with (out / LOG).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _running(log: list[dict], window: int = 10) -> dict[str, str]:
+    recent = log[-window:]
+    keys = [k for k in ("loss", "tft", "lc", "et") if k in recent[-1]]
+    return {k: f"{sum(r[k] for r in recent) / len(recent):.3f}" for k in keys}
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="dft", unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def resume_config(resume: Path | str) -> TrainConfig:
+    """The saved settings of the run to continue; its output directory is where the checkpoint lives."""
+    resume = Path(resume)
+    found = ckpt.latest_checkpoint(resume)
+    cfg = TrainConfig.load(found / "run_config.json")
+    cfg.out = str(resume if found != resume else resume.parent)
+    return cfg
+
+
+def curve_table(log: list[dict], max_rows: int = 20):
+    """The loss curve as a short table (every step up to ``max_rows``, else evenly spaced rows)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(log)
+    if frame.empty:
+        return frame
+    if len(frame) > max_rows:
+        keep = sorted({round(i * (len(frame) - 1) / (max_rows - 1)) for i in range(max_rows)})
+        frame = frame.iloc[keep]
+    columns = [c for c in ("step", "loss", "tft", "lc", "et", "lr", "grad_norm") if c in frame]
+    frame = frame[columns].round({"loss": 4, "tft": 4, "lc": 4, "et": 4, "grad_norm": 3})
+    return frame.assign(lr=frame["lr"].map("{:.2e}".format))

@@ -1,0 +1,49 @@
+"""Held-out loss: the mean NLL of target-language responses the model never trained on.
+
+The cheapest, least noisy before/after measure for instruction data: it uses the
+same prompt format and the same masked loss as ``L_TFT``, on examples disjoint from
+the training file, summed over response tokens and divided once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..data.instructions import PromptFormat, encode_pairs, load_instructions
+from ..dft.batches import IGNORE, pack
+from ..dft.losses import lm_loss
+from ..models import LensModel
+
+
+@torch.no_grad()
+def heldout_nll(lm: LensModel, data: str | None, lang: str, batch_size: int = 8, max_length: int = 512,
+                template: str = "plain") -> dict:
+    """Mean NLL (nats per response token) of ``lang`` responses in ``data``.
+
+    ``data`` is an instruction file (None: the bundled held-out split). Returns the
+    token-weighted ``nll`` and ``ppl``, and ``per_example`` (each example's mean NLL,
+    in file order) for standard errors and paired comparisons between models.
+    """
+    from ..data.parallel import bundled_path
+
+    source = data or str(bundled_path("instructions_heldout.jsonl"))
+    pairs = encode_pairs(load_instructions(source, lang), PromptFormat(lm.tokenizer, template), max_length,
+                         drop_long=True)
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    last = lm.hook_name(lm.n_layers - 1)
+    total, tokens, per_example = 0.0, 0, []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        packed = pack([p.tgt_prompt for p in chunk], [p.tgt_response for p in chunk], pad, tok.bos_token_id)
+        packed = packed.to(lm.device)
+        resid = lm.capture(packed.model_inputs(), [last])[last]
+        for row in range(len(chunk)):
+            n = int((packed.targets[row] != IGNORE).sum())
+            loss = float(lm_loss(lm, resid[row:row + 1], packed.targets[row:row + 1], frozen=True))
+            per_example.append(loss)
+            total, tokens = total + loss * n, tokens + n
+    nll = total / max(tokens, 1)
+    return {"nll": nll, "ppl": math.exp(nll), "tokens": tokens, "examples": len(pairs), "per_example": per_example}

@@ -1,0 +1,103 @@
+"""`dftlens train` from the command line: clear errors (exit 2) and one end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from dft_data import instruction_rows, write_jsonl
+from typer.testing import CliRunner
+
+from dftlens_cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    return str(write_jsonl(tmp_path_factory.mktemp("dft_cli") / "pairs.jsonl", instruction_rows(4)))
+
+
+def run(*args):
+    return runner.invoke(app, ["train", *map(str, args)])
+
+
+def assert_user_error(result, *phrases):
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    flat = "".join(result.output.split())  # rich wraps long lines, even inside a path
+    for phrase in phrases:
+        assert "".join(phrase.split()) in flat, result.output
+
+
+def test_bad_input_exits_2_with_one_sentence(tmp_path, tiny_dirs, data_file):
+    model = tiny_dirs["llama"]
+    common = ["--model", model, "--steps", 1, "--batch-size", 2]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"en": {"instruction": "a", "output": "b"}, "zh": {"instruction": "c", "output": "d"}}\n{oops\n')
+    assert_user_error(run(*common, "--data", bad, "--lc", "off", "--et", "off", "--out", tmp_path / "a"),
+                      "bad.jsonl:2: not valid JSON")
+    assert_user_error(run(*common, "--data", tmp_path / "missing.jsonl", "--lc-layer", 1, "--et-layer", 2,
+                          "--out", tmp_path / "b"), "does not exist")
+    assert_user_error(run(*common, "--data", data_file, "--lang", "vi", "--lc", "off", "--et", "off",
+                          "--out", tmp_path / "c"), "language 'vi' is not in this example")
+    assert_user_error(run(*common, "--data", data_file, "--lc", "bogus", "--out", tmp_path / "d"),
+                      "--lc must be one of logits, feature, off")
+    assert_user_error(run(*common, "--data", data_file, "--lc-layer", 9, "--et-layer", 2, "--out", tmp_path / "e"),
+                      "out of range")
+    assert_user_error(run(*common, "--data", data_file, "--out", tmp_path / "f"), "No LC layer")
+    assert_user_error(run(*common, "--data", data_file, "--max-length", 8, "--lc", "off", "--et", "off",
+                          "--out", tmp_path / "g"), "over --max-length 8")
+    assert_user_error(run(*common, "--data", data_file, "--layers", tmp_path / "nope.json", "--out", tmp_path / "h"),
+                      "does not exist; run `dftlens probe` first")
+
+
+def test_layers_json_hooks_overwrite_and_resume_rules(tmp_path, tiny_dirs, data_file):
+    layers = tmp_path / "layers.json"
+    layers.write_text(json.dumps({"model": "tiny", "n_layers": 4, "lc_layer": 1, "et_layer": 2,
+                                  "hooks": {"lc": "blocks.1.hook_resid_post", "et": "blocks.2.hook_resid_mid"}}))
+    out = tmp_path / "run"
+    args = ["--model", tiny_dirs["gemma3"], "--data", data_file, "--layers", layers, "--lc", "logits",
+            "--et", "feature", "--steps", 2, "--batch-size", 2, "--out", out, "--no-progress"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "step" in result.output and "tft" in result.output and "et" in result.output
+    saved = json.loads((out / "run_config.json").read_text())
+    assert saved["et_hook"] == "blocks.2.hook_resid_mid"  # used as written, not rebuilt from the index
+    assert_user_error(run(*args), "already holds a run", "--overwrite")
+    assert_user_error(run("--resume", out, "--steps", 5), "--resume continues a run with its saved settings",
+                      "--steps")
+    assert_user_error(run("--resume", out), "already at step 2 of 2")
+    assert_user_error(run("--resume", tmp_path / "empty"), "no dftlens checkpoint")
+
+
+@pytest.mark.embedded
+def test_train_embedded_model_end_to_end(tmp_path):
+    """A few LoRA steps on Gemma-3-270M; the checkpoint loads in transformers and in dftlens."""
+    from transformers import PreTrainedModel
+
+    from dftlens import load_model
+
+    out = tmp_path / "e2e"
+    result = run("--model", "gemma3-270m", "--lc-layer", 5, "--et-layer", 12, "--lc", "feature", "--et", "logits",
+                 "--steps", 2, "--batch-size", 2, "--max-length", 128, "--lora", "--lora-r", 4, "--limit", 8,
+                 "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(r["et"] > 0 and r["lc"] >= 0 for r in log)
+    # load_model reads a local directory with AutoModelForCausalLM.from_pretrained (and the tokenizer):
+    # one load checks both that transformers loads the checkpoint and that dftlens accepts it.
+    lm = load_model(str(out / "final"))
+    assert isinstance(lm.hf_model, PreTrainedModel) and lm.n_layers == 18
+    assert lm.tokenize(["你好"])["input_ids"][0, 0] == lm.tokenizer.bos_token_id
+    assert (out / "final" / "model.safetensors").exists() and (out / "final" / "config.json").exists()

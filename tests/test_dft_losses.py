@@ -1,0 +1,268 @@
+"""Each DFT loss against an independent computation on a plain Hugging Face model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from dft_data import instruction_rows, write_jsonl
+
+from dftlens import load_model
+from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.dft.batches import collate
+from dftlens.dft.chunked_ce import linear_cross_entropy
+from dftlens.dft.losses import DFTLoss
+
+FAMILIES = ("llama", "gemma2", "gemma3")
+LC, ET = 1, 2  # tiny models have 4 blocks
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest, and unaffected by other jobs on the machine, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("dft") / "pairs.jsonl", instruction_rows(4))
+
+
+def encoded(lm, data_file, lang="zh"):
+    data = load_instructions(data_file, lang)
+    return encode_pairs(data, PromptFormat(lm.tokenizer), max_length=256)
+
+
+def batch_for(lm, pairs, lc, et):
+    tok = lm.tokenizer
+    return collate(pairs, lc, et, tok.pad_token_id, tok.bos_token_id)
+
+
+def reference_model(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def right_pad(seqs, pad):
+    width = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    return ids, mask
+
+
+def hidden_states(model, seqs, pad):
+    """HF hidden states (entry k = output of block k-1) and the last block's pre-norm output."""
+    ids, mask = right_pad(seqs, pad)
+    seen = {}
+    handle = model.model.norm.register_forward_hook(lambda m, args, out: seen.setdefault("pre", args[0]))
+    try:
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    finally:
+        handle.remove()
+    states = list(out.hidden_states)
+    states[-1] = seen["pre"]  # HF normalises the last entry; use the raw residual like every other layer
+    return states, mask
+
+
+def lens_nll(model, states, seqs, prefixes):
+    """Mean NLL of each row's continuation from the logit lens (norm, head, soft-cap) on ``states``."""
+    logits = model.lm_head(model.model.norm(states))
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    labels = torch.full(logits.shape[:2], -100)
+    for b, (seq, p) in enumerate(zip(seqs, prefixes)):
+        labels[b, : len(seq) - 1] = torch.tensor(seq[1:])
+        labels[b, : p - 1] = -100
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
+def pooled(states, seqs, bos):
+    rows = []
+    for b, seq in enumerate(seqs):
+        first = 1 if seq[0] == bos else 0
+        rows.append(states[b, first : len(seq)].mean(0))
+    return torch.stack(rows)
+
+
+# -- the chunked cross-entropy ------------------------------------------------
+@pytest.mark.parametrize("softcap,bias,frozen", [(None, False, False), (2.0, True, False), (3.0, False, True)])
+def test_chunked_cross_entropy_matches_autograd(softcap, bias, frozen):
+    torch.manual_seed(0)
+    h = torch.randn(13, 8, requires_grad=True)
+    w = torch.randn(50, 8, requires_grad=not frozen)
+    b = torch.randn(50, requires_grad=True) if bias else None
+    t = torch.randint(0, 50, (13,))
+    logits = h @ w.T + (b if b is not None else 0)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    ref = F.cross_entropy(logits, t, reduction="sum")
+    ref_grads = torch.autograd.grad(ref, [x for x in (h, w, b) if x is not None and x.requires_grad])
+    got = linear_cross_entropy(h, w, t, b, softcap, chunk=4)
+    grads = torch.autograd.grad(3 * got, [x for x in (h, w, b) if x is not None and x.requires_grad])
+    torch.testing.assert_close(got, ref)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, 3 * r)
+
+
+def test_chunked_cross_entropy_without_grad():
+    h, w, t = torch.randn(5, 4, requires_grad=True), torch.randn(7, 4), torch.randint(0, 7, (5,))
+    with torch.no_grad():
+        got = linear_cross_entropy(h, w, t, chunk=2)
+    torch.testing.assert_close(got, F.cross_entropy(h @ w.T, t, reduction="sum"))
+    assert not got.requires_grad
+
+
+# -- each loss against a plain HF forward -------------------------------------
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tft_equals_masked_causal_lm_loss(family, tiny_models, tiny_dirs, data_file):
+    lm = tiny_models[family]
+    pairs = encoded(lm, data_file)
+    parts = DFTLoss(lm).components(batch_for(lm, pairs, "off", "off"))
+    model = reference_model(tiny_dirs[family])
+    seqs = [p.tgt_prompt + p.tgt_response for p in pairs]
+    ids, mask = right_pad(seqs, lm.tokenizer.pad_token_id)
+    labels = torch.tensor([[-100] * len(p.tgt_prompt) + p.tgt_response + [-100] * (ids.shape[1] - len(s))
+                           for p, s in zip(pairs, seqs)])
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    torch.testing.assert_close(parts["tft"].detach(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["loss"].detach(), ref, rtol=1e-5, atol=1e-5)
+    assert set(parts) == {"tft", "loss"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_logits_losses_match_direct_computation(family, tiny_models, tiny_dirs, data_file):
+    lm = tiny_models[family]
+    pairs = encoded(lm, data_file)
+    loss = DFTLoss(lm, lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+                   w_lc=0.5, w_et=2.0)
+    parts = loss.components(batch_for(lm, pairs, "logits", "logits"))
+    model = reference_model(tiny_dirs[family])
+    pad = lm.tokenizer.pad_token_id
+    prefixes = [len(p.tgt_prompt) for p in pairs]
+    with torch.no_grad():
+        lc_seqs = [p.tgt_prompt + p.en_query for p in pairs]
+        states, _ = hidden_states(model, lc_seqs, pad)
+        lc = lens_nll(model, states[LC + 1], lc_seqs, prefixes)
+        et_seqs = [p.tgt_prompt + p.en_response for p in pairs]
+        states, _ = hidden_states(model, et_seqs, pad)
+        et = lens_nll(model, states[ET + 1], et_seqs, prefixes)
+    torch.testing.assert_close(parts["lc"].detach(), lc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["et"].detach(), et, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["loss"].detach(), parts["tft"].detach() + 0.5 * lc + 2.0 * et)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_feature_losses_match_direct_computation(family, tiny_models, tiny_dirs, data_file):
+    lm = tiny_models[family]
+    pairs = encoded(lm, data_file)
+    loss = DFTLoss(lm, lc="feature", et="feature", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET))
+    parts = loss.components(batch_for(lm, pairs, "feature", "feature"))
+    model = reference_model(tiny_dirs[family])
+    pad, bos = lm.tokenizer.pad_token_id, lm.tokenizer.bos_token_id
+    with torch.no_grad():  # the target query alone: causal attention makes it the same as in the main pass
+        tgt_seqs, en_seqs = [p.tgt_prompt for p in pairs], [p.en_prompt for p in pairs]
+        tgt, _ = hidden_states(model, tgt_seqs, pad)
+        en, _ = hidden_states(model, en_seqs, pad)
+        lc = 1 - F.cosine_similarity(pooled(en[LC + 1], en_seqs, bos), pooled(tgt[LC + 1], tgt_seqs, bos))
+        et = 1 - F.cosine_similarity(pooled(en[-1], en_seqs, bos), pooled(tgt[ET + 1], tgt_seqs, bos))
+    torch.testing.assert_close(parts["lc"].detach(), lc.mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["et"].detach(), et.mean(), rtol=1e-5, atol=1e-5)
+    assert all(0 < float(parts[k].detach()) < 2 for k in ("lc", "et"))
+
+
+def test_english_side_detached_by_default(tiny_models, data_file):
+    lm = tiny_models["gemma3"]
+    batch = batch_for(lm, encoded(lm, data_file), "feature", "feature")
+    for detach in (True, False):
+        loss = DFTLoss(lm, lc="feature", et="feature", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+                       detach_english=detach)
+        states = loss.english_states(batch.english)
+        assert all(s.requires_grad is (not detach) for s in states.values())
+
+
+# -- where the gradients go ---------------------------------------------------
+def _grads(model) -> dict[str, torch.Tensor | None]:
+    return {n.replace("._original_component", ""): p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])  # untied and tied embeddings
+def test_lc_logits_gradient_stops_at_layer_i_and_skips_the_head(family, tiny_dirs, data_file):
+    lm = load_model(str(tiny_dirs[family]))
+    pairs = encoded(lm, data_file)
+    loss = DFTLoss(lm, lc="logits", lc_hook=lm.hook_name(LC))
+    batch = batch_for(lm, pairs, "logits", "off")
+    loss.logits_pass(batch.lc_logits, loss.lc_hook).backward()
+    grads = _grads(lm.hf_model)
+    for name, grad in grads.items():
+        if name.startswith("model.layers."):
+            layer = int(name.split(".")[2])
+            assert (grad is None) == (layer > LC), name
+    assert grads["model.norm.weight"] is None
+    emb = grads["model.embed_tokens.weight"]
+    tied = lm.hf_model.get_output_embeddings().weight is lm.hf_model.model.embed_tokens.weight
+    assert tied == (family == "gemma3")
+    if not tied:
+        assert grads["lm_head.weight"] is None
+    # Only rows of tokens in the input receive gradient: nothing came through the projection.
+    used = torch.zeros(emb.shape[0], dtype=torch.bool)
+    used[batch.lc_logits.input_ids.unique()] = True
+    assert emb[~used].abs().max() == 0 and emb[used].abs().max() > 0
+
+    # Same embedding gradient as a direct computation with an explicitly detached head copy.
+    model = reference_model(tiny_dirs[family])
+    seqs = [p.tgt_prompt + p.en_query for p in pairs]
+    states, _ = hidden_states(model, seqs, lm.tokenizer.pad_token_id)
+    norm_w = model.model.norm.weight.detach().clone()
+    x = states[LC + 1]
+    variance = x.pow(2).mean(-1, keepdim=True)
+    eps = getattr(model.model.norm, "variance_epsilon", None) or model.model.norm.eps
+    normed = x * torch.rsqrt(variance + eps)
+    normed = normed * ((1 + norm_w) if family == "gemma3" else norm_w)
+    logits = normed @ model.lm_head.weight.detach().clone().T
+    labels = torch.full(logits.shape[:2], -100)
+    for b, (seq, p) in enumerate(zip(seqs, pairs)):
+        labels[b, len(p.tgt_prompt) - 1 : len(seq) - 1] = torch.tensor(p.en_query)
+    F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).backward()
+    torch.testing.assert_close(emb, model.model.embed_tokens.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_staged_backward_equals_one_backward(tiny_dirs, data_file):
+    lm = load_model(str(tiny_dirs["gemma2"]))
+    batch = batch_for(lm, encoded(lm, data_file), "feature", "logits")
+    loss = DFTLoss(lm, lc="feature", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET), w_et=0.7)
+    parts = loss.components(batch)
+    parts["loss"].backward()
+    ref = {n: p.grad.clone() for n, p in lm.hf_model.named_parameters() if p.grad is not None}
+    lm.hf_model.zero_grad(set_to_none=True)
+    values = loss.backward(batch)
+    got = {n: p.grad for n, p in lm.hf_model.named_parameters() if p.grad is not None}
+    assert got.keys() == ref.keys()
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-7)
+    assert values["loss"] == pytest.approx(float(parts["loss"].detach()), rel=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_sparse_embedding_gradient_equals_dense(family, tiny_dirs, data_file):
+    from dftlens.dft.setup import densify_grads, sparse_embedding_grads
+
+    lm = load_model(str(tiny_dirs[family]))
+    batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
+    loss = DFTLoss(lm, lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET))
+    params = list(lm.hf_model.parameters())
+    loss.backward(batch)
+    dense = [p.grad.clone() for p in params]
+    lm.hf_model.zero_grad(set_to_none=True)
+    sparse_embedding_grads(lm.hf_model)
+    loss.backward(batch)
+    # Untied: only sparse lookups reach the embedding; tied: the dense head gradient absorbs them.
+    assert any(p.grad.is_sparse for p in params) == (family == "llama")
+    densify_grads(params)
+    for p, ref in zip(params, dense):
+        torch.testing.assert_close(p.grad, ref, rtol=1e-5, atol=1e-7)

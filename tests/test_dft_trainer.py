@@ -1,0 +1,163 @@
+"""The DFT trainer on tiny models: resume, Ctrl-C, checkpoints, LoRA, frozen embeddings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from dft_data import instruction_rows, write_jsonl
+from safetensors.torch import load_file
+
+from dftlens import load_model
+from dftlens.dft.config import TrainConfig
+from dftlens.dft.trainer import TrainingInterrupted, lr_at, micro_batch_indices, resume_config, train
+from dftlens.errors import OutputExists
+
+CURVE = ("loss", "tft", "lc", "et", "lr", "grad_norm")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest, and unaffected by other jobs on the machine, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    return str(write_jsonl(tmp_path_factory.mktemp("dft_train") / "pairs.jsonl", instruction_rows(6)))
+
+
+def config(tmp_path, name, model_dir, data_file, **kw):
+    base = dict(out=str(tmp_path / name), model=str(model_dir), data=data_file, lang="zh", lc_layer=1,
+                et_layer=2, steps=6, batch_size=2, grad_accum=2, lr=1e-3, warmup_ratio=0.2, progress=None)
+    base.pop("progress")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def interrupt_at(step):
+    def on_step(record):
+        if record["step"] == step:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+
+    return on_step
+
+
+def assert_resume_matches(tmp_path, cfg_kwargs, stop_at):
+    full = train(config(tmp_path, "full", **cfg_kwargs), progress=False)
+    cut = config(tmp_path, "cut", **cfg_kwargs)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cut, on_step=interrupt_at(stop_at), progress=False)
+    assert info.value.step == stop_at and info.value.checkpoint.name == f"checkpoint-{stop_at:06d}"
+    assert len(read_log(tmp_path / "cut")) == stop_at
+    resumed = train(resume_config(tmp_path / "cut"), resume=tmp_path / "cut", progress=False)
+    a, b = read_log(full.out), read_log(resumed.out)
+    assert [r["step"] for r in b] == list(range(1, cfg_kwargs.get("steps", 6) + 1))
+    for ra, rb in zip(a, b):
+        assert {k: ra.get(k) for k in CURVE} == {k: rb.get(k) for k in CURVE}, (ra, rb)
+    return full, resumed
+
+
+def test_full_finetuning_resume_after_ctrl_c_reproduces_the_curve(tmp_path, tiny_dirs, data_file):
+    full, resumed = assert_resume_matches(
+        tmp_path, dict(model_dir=tiny_dirs["gemma3"], data_file=data_file, lc="feature", et="logits"), stop_at=3)
+    wa, wb = load_file(str(full.final / "model.safetensors")), load_file(str(resumed.final / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    log = read_log(full.out)
+    assert all({"loss", "tft", "lc", "et", "lr", "grad_norm"} <= r.keys() for r in log)
+    assert log[-1]["tft"] < log[0]["tft"]
+
+    # The final checkpoint is an ordinary HF directory; dftlens loads it too.
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(full.final))
+    lm = load_model(str(full.final))
+    batch = lm.tokenize(["le chat dort"])
+    with torch.no_grad():
+        torch.testing.assert_close(lm.forward_logits(batch), model(**batch).logits)
+    assert json.loads((full.final / "run_config.json").read_text())["lc"] == "feature"
+
+
+def test_lora_resume_with_dropout_reproduces_the_curve(tmp_path, tiny_dirs, data_file):
+    assert_resume_matches(
+        tmp_path, dict(model_dir=tiny_dirs["llama"], data_file=data_file, lc="logits", et="feature", lora=True,
+                       lora_r=4, lora_dropout=0.1, steps=4), stop_at=2)
+
+
+def test_lora_merged_and_adapter_checkpoints_agree(tmp_path, tiny_dirs, data_file):
+    from transformers import AutoModelForCausalLM
+
+    kw = dict(model_dir=tiny_dirs["gemma2"], data_file=data_file, lc="logits", et="logits", lora=True, lora_r=4,
+              steps=2, lora_targets="q_proj,v_proj,down_proj")
+    merged = train(config(tmp_path, "merged", **kw), progress=False).final
+    adapter = train(config(tmp_path, "adapter", save_adapter=True, **kw), progress=False).final
+    assert (adapter / "adapter_config.json").exists() and not (adapter / "model.safetensors").exists()
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_dirs["gemma2"]))
+    a = AutoModelForCausalLM.from_pretrained(str(merged))
+    b = AutoModelForCausalLM.from_pretrained(str(adapter))  # transformers applies the adapter to the base
+    ids = torch.tensor([[2, 50, 60, 70, 80]])
+    with torch.no_grad():
+        la, lb, l0 = a(ids).logits, b(ids).logits, base(ids).logits
+    torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(la, l0)  # training changed something
+
+
+def test_freeze_embeddings_keeps_them(tmp_path, tiny_dirs, data_file):
+    run = train(config(tmp_path, "frozen", tiny_dirs["gemma3"], data_file, lc="feature", et="feature", steps=1,
+                       grad_accum=1, freeze_embeddings=True), progress=False)
+    before = load_file(str(tiny_dirs["gemma3"] / "model.safetensors"))
+    after = load_file(str(run.final / "model.safetensors"))
+    key = "model.embed_tokens.weight"
+    assert torch.equal(before[key], after[key])
+    assert not torch.equal(before["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, tiny_dirs, data_file):
+    cfg = config(tmp_path, "once", tiny_dirs["llama"], data_file, lc="off", et="off", steps=1, grad_accum=1)
+    train(cfg, progress=False)
+    with pytest.raises(OutputExists, match="--overwrite"):
+        train(cfg, progress=False)
+    train(cfg, overwrite=True, progress=False)
+    assert [r["step"] for r in read_log(tmp_path / "once")] == [1]
+
+
+def test_schedule_and_data_order():
+    cfg = TrainConfig(steps=10, lr=1.0, warmup_ratio=0.2, lc="off", et="off")
+    lrs = [lr_at(cfg, s) for s in range(10)]
+    assert lrs[:2] == [0.5, 1.0] and all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] > 0
+    seen = [i for k in range(5) for i in micro_batch_indices(10, 3, k, 2)]
+    assert sorted(seen) == list(range(10))  # one epoch covers every example once
+    assert micro_batch_indices(10, 3, 7, 2) == micro_batch_indices(10, 3, 7, 2)
+    assert micro_batch_indices(10, 3, 0, 4) != micro_batch_indices(10, 4, 0, 4)
+
+
+def test_two_processes_match_one_with_accumulation(tmp_path, tiny_dirs, data_file):
+    """`torchrun`/`accelerate launch` data parallelism: 2 x 1 micro-batch == 1 x 2 accumulated."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = ["--model", str(tiny_dirs["gemma3"]), "--data", data_file, "--lc-layer", "1", "--et-layer", "2",
+            "--steps", "2", "--batch-size", "2", "--lr", "1e-3", "--no-progress"]
+    dftlens = str(Path(sys.executable).parent / "dftlens")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--no-python", dftlens]
+    proc = subprocess.run(launch + ["train", *args, "--out", str(tmp_path / "ddp")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("model saved in") == 1  # only rank 0 reports
+    train(TrainConfig(out=str(tmp_path / "one"), model=str(tiny_dirs["gemma3"]), data=data_file, lc_layer=1,
+                      et_layer=2, steps=2, batch_size=2, grad_accum=2, lr=1e-3), progress=False)
+    for a, b in zip(read_log(tmp_path / "ddp"), read_log(tmp_path / "one")):
+        for key in CURVE:
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key
