@@ -31,19 +31,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
 
 COMPONENTS = ("loss", "tft", "lc", "et")
-
-
-def final_norm(lm, resid: torch.Tensor, frozen: bool) -> torch.Tensor:
-    norm = lm.hf_model.get_submodule(lm.arch.norm_path)
-    if not frozen:
-        return norm(resid)
-    return functional_call(norm, {k: v.detach() for k, v in norm.named_parameters()}, (resid,))
 
 
 def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk: int | None = None) -> torch.Tensor:
@@ -54,7 +46,7 @@ def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk:
     the head (with tied embeddings, the input lookup still trains the matrix).
     """
     keep = targets != IGNORE
-    hidden = final_norm(lm, resid[keep], frozen)
+    hidden = lm.final_norm(resid[keep], frozen)
     head = lm.hf_model.get_output_embeddings()
     weight, bias = head.weight, getattr(head, "bias", None)
     if frozen:

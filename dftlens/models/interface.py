@@ -55,6 +55,10 @@ class Capture:
         return torch.stack([self.activations[n] for n in names])
 
 
+def _detached(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in module.named_parameters()}
+
+
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last real token; the same for left and right padding."""
     idx = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -193,18 +197,19 @@ class LensModel:
         head; with tied embeddings the shared matrix keeps its gradient through
         the input lookup of the main loss.
         """
-        norm = self.hf_model.get_submodule(self.arch.norm_path)
         head = self.hf_model.get_output_embeddings()
-        if frozen:
-            detached = lambda m: {k: v.detach() for k, v in m.named_parameters()}  # noqa: E731
-            logits = functional_call(head, detached(head), (functional_call(norm, detached(norm), (resid,)),))
-        else:
-            logits = head(norm(resid))
+        normed = self.final_norm(resid, frozen)
+        logits = functional_call(head, _detached(head), (normed,)) if frozen else head(normed)
         if self.arch.softcap:
             logits = torch.tanh(logits / self.arch.softcap) * self.arch.softcap
         return logits
 
     logit_lens = unembed
+
+    def final_norm(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """The model's own final norm (with detached parameters when ``frozen``)."""
+        norm = self.hf_model.get_submodule(self.arch.norm_path)
+        return functional_call(norm, _detached(norm), (resid,)) if frozen else norm(resid)
 
     def log_probs(self, resid: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.unembed(resid).float(), dim=-1)
