@@ -86,7 +86,7 @@ def main() -> None:
     for name, path in checkpoints.items():
         lm = load_model(path)
         for lang in (args.lang, "en"):
-            res = heldout_nll(lm, None, lang)
+            res = heldout_nll(lm, None, args.lang, english=lang == "en")
             per_example[lang][name] = res["per_example"]
             se = float(np.std(res["per_example"], ddof=1) / np.sqrt(res["examples"]))
             rows.append({"model": name, "task": "heldout_instructions", "language": lang, "metric": "nll",

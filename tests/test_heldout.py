@@ -27,3 +27,11 @@ def test_heldout_nll_matches_hf_loss(tiny_models):
             assert math.isclose(float(loss), res["per_example"][pairs.index(p)], rel_tol=1e-4, abs_tol=1e-5)
             total, tokens = total + float(loss) * len(p.tgt_response), tokens + len(p.tgt_response)
     assert math.isfinite(res["nll"]) and res["ppl"] == math.exp(res["nll"])
+
+
+def test_heldout_nll_scores_the_english_side_too(tiny_models):
+    lm = tiny_models["llama"]
+    zh = heldout_nll(lm, None, "zh", batch_size=8)
+    en = heldout_nll(lm, None, "zh", batch_size=8, english=True)
+    assert en["examples"] == zh["examples"] and en["tokens"] != zh["tokens"]
+    assert math.isfinite(en["nll"])

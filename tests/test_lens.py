@@ -14,11 +14,19 @@ from dftlens.data.prompts import translation_items
 
 
 class FakeTokenizer:
-    def __init__(self, vocab):
-        self._vocab = vocab
+    """A vocabulary and a whitespace 'tokenizer' that spells a leading space like the vocab does."""
+
+    def __init__(self, vocab, space="▁"):
+        self._vocab, self._ids, self.space = vocab, {i: t for t, i in vocab.items()}, space
 
     def get_vocab(self):
         return self._vocab
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self._vocab.get(self.space + w, 0) for w in text.split()]}
+
+    def convert_ids_to_tokens(self, ids):
+        return [self._ids[i] for i in ids]
 
 
 def test_token_set_has_every_single_token_prefix_with_and_without_space_marker():
@@ -27,6 +35,13 @@ def test_token_set_has_every_single_token_prefix_with_and_without_space_marker()
     assert ts.ids("water") == {vocab[t] for t in ["w", "wa", "water", "▁w", "▁water", "<0x77>"]}
     assert ts.ids("水") == {vocab["▁水"], vocab["水"], vocab["<0xE6>"]}
     assert not ts.overlap("water", "水")
+
+
+def test_byte_level_vocabularies_use_gpt2_byte_characters():
+    vocab = {t: i for i, t in enumerate(["Ġa", "w", "wat", "Ġwater", "æ°´", "Ġæ", "Ġ"])}
+    ts = TokenSets(FakeTokenizer(vocab, space="Ġ"))
+    assert ts.ids("water") == {vocab["w"], vocab["wat"], vocab["Ġwater"]}
+    assert ts.ids("水") == {vocab["æ°´"]}  # "水" is bytes e6 b0 b4; a lone "Ġ" token must not count
 
 
 def test_overlapping_words_are_detected_on_a_real_tokenizer(tiny_models):

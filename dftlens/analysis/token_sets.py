@@ -14,6 +14,22 @@ from functools import cached_property
 SPACE_MARKERS = ("▁", "Ġ")
 
 
+def _gpt2_byte_chars() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (bytes_to_unicode)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+_BYTE_CHARS = _gpt2_byte_chars()
+
+
 class TokenSets:
     """Builds and caches answer-word token sets for one tokenizer."""
 
@@ -27,15 +43,13 @@ class TokenSets:
 
     @cached_property
     def _byte_level(self) -> bool:
-        return any(tok.startswith("Ġ") for tok in list(self.vocab)[:5000])
+        """GPT-2/Llama-3 style vocabularies spell a leading space "Ġ" (SentencePiece: "▁")."""
+        ids = self.tokenizer(" a", add_special_tokens=False)["input_ids"]
+        return any(tok.startswith("Ġ") for tok in self.tokenizer.convert_ids_to_tokens(ids))
 
     def _as_vocab_strings(self, text: str) -> list[str]:
-        if self._byte_level:  # GPT-2/Llama-3 style: bytes mapped to printable characters
-            from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-            table = bytes_to_unicode()
-            mapped = "".join(table[b] for b in text.encode("utf-8"))
-            return [mapped, "".join(table[b] for b in (" " + text).encode("utf-8"))]
+        if self._byte_level:  # bytes mapped to printable characters, as GPT-2's BPE does
+            return ["".join(_BYTE_CHARS[b] for b in s.encode("utf-8")) for s in (text, " " + text)]
         return [text, "▁" + text]
 
     def ids(self, word: str) -> frozenset[int]:

@@ -19,10 +19,12 @@ from ..models import LensModel
 
 @torch.no_grad()
 def heldout_nll(lm: LensModel, data: str | None, lang: str, batch_size: int = 8, max_length: int = 512,
-                template: str = "plain") -> dict:
+                template: str = "plain", english: bool = False) -> dict:
     """Mean NLL (nats per response token) of ``lang`` responses in ``data``.
 
-    ``data`` is an instruction file (None: the bundled held-out split). Returns the
+    ``data`` is an instruction file (None: the bundled held-out split); with
+    ``english=True`` the English side of the same ``lang`` examples is scored (the
+    regression check that target-language training did not cost English). Returns the
     token-weighted ``nll`` and ``ppl``, and ``per_example`` (each example's mean NLL,
     in file order) for standard errors and paired comparisons between models.
     """
@@ -37,7 +39,9 @@ def heldout_nll(lm: LensModel, data: str | None, lang: str, batch_size: int = 8,
     total, tokens, per_example = 0.0, 0, []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        packed = pack([p.tgt_prompt for p in chunk], [p.tgt_response for p in chunk], pad, tok.bos_token_id)
+        prompts = [p.en_prompt if english else p.tgt_prompt for p in chunk]
+        responses = [p.en_response if english else p.tgt_response for p in chunk]
+        packed = pack(prompts, responses, pad, tok.bos_token_id)
         packed = packed.to(lm.device)
         resid = lm.capture(packed.model_inputs(), [last])[last]
         for row in range(len(chunk)):
