@@ -89,6 +89,15 @@ def build_tiny_model_dir(family: str, directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest, and least disturbed by other jobs, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_models")

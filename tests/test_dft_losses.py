@@ -17,13 +17,7 @@ FAMILIES = ("llama", "gemma2", "gemma3")
 LC, ET = 1, 2  # tiny models have 4 blocks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and unaffected by other jobs on the machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from dftlens.errors import OutputExists
 CURVE = ("loss", "tft", "lc", "et", "lr", "grad_norm")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and unaffected by other jobs on the machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

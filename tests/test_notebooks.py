@@ -15,43 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from notebook_runner import _MARK, PLOTLY_MIME, execute, outputs  # noqa: F401
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 LATENT = NOTEBOOKS / "latent_language.ipynb"
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
-_MARK = "@@dftlens-kernel@@"
-
-
-def _this_python_kernel_manager():
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-
-    spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                      display_name="Python 3 (this interpreter)", language="python", name="python3")
-
-    class ThisPython(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name):  # every name resolves to this interpreter
-            return spec
-
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
-
-
-def execute(path: Path, cwd: Path, timeout: int = 900) -> nbformat.NotebookNode:
-    """Run a notebook in a fresh kernel on this interpreter; raises on the first failing cell."""
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(f"import sys; print({_MARK!r}, sys.prefix)"))
-    client = NotebookClient(nb, km=_this_python_kernel_manager(), timeout=timeout, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
-    client.execute()
-    return nb
-
-
-def outputs(nb, output_type: str | None = None) -> list:
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if output_type is None or o.output_type == output_type]
-
-
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)

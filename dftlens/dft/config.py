@@ -107,7 +107,7 @@ def resolve_hooks(cfg: TrainConfig, lm) -> tuple[str | None, str | None]:
             path = path / "layers.json"
         try:
             probe = json.loads(path.read_text(encoding="utf-8"))
-            probe_hooks = probe["hooks"]
+            probe["hooks"]  # a layers.json always names its hooks
         except FileNotFoundError:
             raise DftlensError(
                 f"{path} does not exist; run `dftlens probe` first or pass --lc-layer/--et-layer."
