@@ -71,11 +71,12 @@ class TransformerLensEngine:
 
 
 class NNsightEngine:
-    """nnsight over the same module tree; ``remote=True`` runs the trace on NDIF.
+    """nnsight over the same module tree; ``remote=True`` is passed to every trace.
 
-    For remote use the model must be constructed from its Hugging Face id (nnsight
-    then loads only meta weights locally); ``load_model(..., backend="nnsight",
-    remote=True)`` does that. It cannot be tested here (no network).
+    Limitation (untested here, no network): ``load_model`` still loads the weights
+    locally, and the logit lens decodes locally, so NDIF only helps once the model
+    is built from its Hugging Face id with meta weights and the lens runs inside
+    the trace; that is the next step for models too large for the machine.
     """
 
     name = "nnsight"
