@@ -29,19 +29,19 @@ def _write(tmp_path, lines, name="words.jsonl"):
 
 def test_bad_json_names_file_and_line(tmp_path):
     path = _write(tmp_path, ['{"id": "a", "en": "water", "fr": "eau"}', '{"id": "b", "en": '])
-    with pytest.raises(DataError, match=r"words.jsonl, line 2: not valid JSON"):
+    with pytest.raises(DataError, match=r"words.jsonl:2: not valid JSON"):
         load_parallel(path)
 
 
 def test_missing_language_names_line_and_field(tmp_path):
     path = _write(tmp_path, ['{"id": "a", "en": "water", "fr": "eau"}', '{"id": "b", "en": "fire"}'])
-    with pytest.raises(DataError, match=r"line 2: no 'fr' field"):
+    with pytest.raises(DataError, match=r"words.jsonl:2: no 'fr' field"):
         load_parallel(path, ["en", "fr"])
 
 
 def test_empty_field_names_line_and_field(tmp_path):
     path = _write(tmp_path, ['{"id": "a", "en": "water", "fr": "  "}'])
-    with pytest.raises(DataError, match=r"line 1: field 'fr' is empty"):
+    with pytest.raises(DataError, match=r"words.jsonl:1: field 'fr' is empty"):
         load_parallel(path, ["en", "fr"])
 
 

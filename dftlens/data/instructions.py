@@ -44,11 +44,11 @@ English query text alone (no template, no BOS/EOS).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from .jsonl import read_objects
 
 BUNDLED_TRAIN = Path(__file__).resolve().parent / "bundled" / "instructions_train.jsonl"
 BUNDLED_HELDOUT = Path(__file__).resolve().parent / "bundled" / "instructions_heldout.jsonl"
@@ -116,20 +116,7 @@ def _read_rows(source: str) -> list[tuple[str, dict]]:
         return _read_hf(source, path)
     if not path.is_file():
         raise DataError(f"Instruction data {path} does not exist.")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object, found {type(row).__name__}.")
-            rows.append((where, row))
-    return rows
+    return list(read_objects(path))
 
 
 def _read_hf(source: str, directory: Path | None = None) -> list[tuple[str, dict]]:

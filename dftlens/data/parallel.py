@@ -8,12 +8,12 @@ directory. Every problem is reported with the file, line and field.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 from ..errors import DataError
+from .jsonl import read_objects
 from .languages import FLORES_CODES
 
 
@@ -64,38 +64,29 @@ def load_parallel(path: str | Path, languages: list[str] | None = None) -> Paral
         raise DataError(f"{path} holds no rows.")
     needed = languages or sorted(k for k in raw[0][1] if k != "id")
     ids, rows = [], []
-    for line_no, row in raw:
+    for where, row in raw:
         for lang in needed:
             if lang not in row:
-                raise DataError(f"{path}, line {line_no}: no {lang!r} field; the file must have a column per requested language.")
+                raise DataError(f"{where}: no {lang!r} field; the file must have a column per requested language.")
             value = row[lang]
             if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{path}, line {line_no}: field {lang!r} is empty or not text.")
-        row_id = str(row.get("id") or line_no)
+                raise DataError(f"{where}: field {lang!r} is empty or not text.")
+        row_id = str(row.get("id") or where.rsplit(":", 1)[1])
         if row_id in ids:
-            raise DataError(f"{path}, line {line_no}: id {row_id!r} appears twice.")
+            raise DataError(f"{where}: id {row_id!r} appears twice.")
         ids.append(row_id)
         rows.append({lang: row[lang].strip() for lang in needed})
     return ParallelData(ids, rows, str(path))
 
 
 def _read_rows(path: Path):
+    """(``"file:line"``, row) pairs from a CSV or JSONL file."""
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8", newline="") as f:
             for line_no, row in enumerate(csv.DictReader(f), start=2):
-                yield line_no, row
+                yield f"{path}:{line_no}", row
         return
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {line_no}: expected a JSON object with one field per language.")
-            yield line_no, row
+    yield from read_objects(path)
 
 
 def _load_flores(directory: Path, languages: list[str] | None) -> ParallelData:
