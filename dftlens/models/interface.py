@@ -174,7 +174,7 @@ class LensModel:
         def keep(name: str, act: torch.Tensor) -> None:
             if index is not None:
                 act = act.gather(1, index.unsqueeze(-1).expand(-1, -1, act.shape[-1]))
-                if positions == "last":
+                if isinstance(positions, str):  # "last": one position per row, drop its axis
                     act = act[:, 0]
             kept[name] = act
 
