@@ -58,7 +58,6 @@ def results_table(run: EvalRun):
     """A rich Table: scores in % ± s.e. per model, and Δ (points) to the first model."""
     from rich.table import Table
 
-    wide = differences(run.frame, run.models)
     table = Table(title="dftlens eval (zero-shot; % ± standard error)", title_justify="left")
     for col in ("task", "lang", "metric"):
         table.add_column(col)
@@ -66,28 +65,28 @@ def results_table(run: EvalRun):
         table.add_column(m, justify="right")
     for m in run.models[1:]:
         table.add_column(f"Δ {m}", justify="right")
-    for _, r in wide.iterrows():
-        cells = [str(r["task"]), str(r["language"]), str(r["metric"])]
-        cells += [_fmt(r.get(m), r.get(f"{m} stderr")) for m in run.models]
-        for m in run.models[1:]:
-            d = r.get(f"Δ {m}")
-            cells.append("–" if d is None or math.isnan(d) else f"{100 * d:+.1f}")
+    for cells in _cells(run):
         table.add_row(*cells)
     return table
 
 
-def plain_table(run: EvalRun) -> str:
-    """The same table as fixed-width text (for logs and READMEs)."""
-    wide = differences(run.frame, run.models)
-    header = ["task", "lang", "metric", *run.models, *(f"Δ {m}" for m in run.models[1:])]
+def _cells(run: EvalRun) -> list[list[str]]:
+    """One row of text per (task, language, metric): values ± stderr, then differences to the first model."""
     rows = []
-    for _, r in wide.iterrows():
+    for _, r in differences(run.frame, run.models).iterrows():
         row = [str(r["task"]), str(r["language"]), str(r["metric"])]
         row += [_fmt(r.get(m), r.get(f"{m} stderr")) for m in run.models]
         for m in run.models[1:]:
             d = r.get(f"Δ {m}")
             row.append("–" if d is None or math.isnan(d) else f"{100 * d:+.1f}")
         rows.append(row)
+    return rows
+
+
+def plain_table(run: EvalRun) -> str:
+    """The same table as fixed-width text (for logs and READMEs)."""
+    header = ["task", "lang", "metric", *run.models, *(f"Δ {m}" for m in run.models[1:])]
+    rows = _cells(run)
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), *(line(r) for r in rows)])
