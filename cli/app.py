@@ -43,7 +43,7 @@ def models() -> None:
     from rich.table import Table
 
     from dftlens.models.loading import offline_status
-    from dftlens.models.registry import ALIASES
+    from dftlens.models.aliases import ALIASES
 
     table = Table("alias", "Hugging Face id", "offline", "note")
     for alias, spec in ALIASES.items():

@@ -10,7 +10,7 @@ from .engines import BACKENDS, make_engine
 from .hooks import SITES, hook_name, parse_hook_name
 from .interface import Capture, LensModel, last_token_index
 from .loading import load_hf, resolve
-from .registry import ALIASES, EMBEDDED
+from .aliases import ALIASES, EMBEDDED
 
 
 def load_model(

@@ -12,7 +12,7 @@ import torch
 from ..errors import DftlensError, ModelNotAvailable
 from ..paths import cache_root
 from . import gguf_cache
-from .registry import ALIASES, lookup
+from .aliases import ALIASES, lookup
 
 # Only the files a causal LM needs; never optimizer states or other formats.
 _HF_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.tiktoken"]
