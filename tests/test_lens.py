@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dftlens.analysis.lens import measure
-from dftlens.analysis.scripts import classify, token_script
+from dftlens.analysis.writing_systems import classify, token_script
 from dftlens.analysis.stats import mean_ci, summarise
 from dftlens.analysis.token_sets import TokenSets
 from dftlens.data.parallel import load_words

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.prompts import PromptItem
 from ..models import LensModel
-from .scripts import classify
+from .writing_systems import classify
 from .token_sets import TokenSets
 
 SHARES = ("en", "target", "input", "other")

@@ -11,7 +11,7 @@ NATIVE_NAMES = {
     "tr": "Türkçe", "id": "Bahasa Indonesia", "th": "ไทย", "sw": "Kiswahili", "fi": "Suomi",
 }
 
-# Main script of each language, used to classify decoded tokens (see analysis/scripts.py).
+# Main script of each language, used to classify decoded tokens (see analysis/writing_systems.py).
 SCRIPTS = {
     "en": "Latin", "fr": "Latin", "de": "Latin", "es": "Latin", "vi": "Latin", "it": "Latin",
     "pt": "Latin", "nl": "Latin", "pl": "Latin", "tr": "Latin", "id": "Latin", "sw": "Latin",
