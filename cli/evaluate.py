@@ -52,7 +52,7 @@ def evaluate(
             console.print(f"- {line}", highlight=False)
         return
 
-    from dftlens.evaluation.report import OUTPUTS, plain_table, write_outputs
+    from dftlens.evaluation.outputs import OUTPUTS, plain_table, write_outputs
     from dftlens.evaluation.runner import auto_threads, evaluate_models
     from dftlens.io import prepare_output_dir
 

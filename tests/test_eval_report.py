@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from dftlens.evaluation.report import plain_table
+from dftlens.evaluation.outputs import plain_table
 from dftlens.evaluation.runner import EvalRun, differences, result_rows
 from dftlens.evaluation.registry import PlannedTask
 from dftlens.viz.eval_figures import delta_figure, report_html, scores_figure

@@ -18,7 +18,7 @@ _EXPORTS = {
     "evaluate_models": "runner", "EvalRun": "runner", "differences": "runner",
     "BENCHMARKS": "registry", "SUITES": "registry", "DEFAULT_LANGS": "registry", "plan": "registry",
     "load_tasks": "registry", "summarize_skips": "registry",
-    "write_outputs": "report", "plain_table": "report", "results_table": "report",
+    "write_outputs": "outputs", "plain_table": "outputs", "results_table": "outputs",
 }
 __all__ = sorted(_EXPORTS)
 
