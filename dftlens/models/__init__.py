@@ -9,6 +9,7 @@ import torch
 from .engines import BACKENDS, make_engine
 from .hooks import SITES, hook_name, parse_hook_name
 from .interface import Capture, LensModel, last_token_index
+from .interventions import Edit
 from .loading import load_hf, resolve
 from .aliases import ALIASES, EMBEDDED
 
@@ -37,6 +38,6 @@ def load_model(
 
 
 __all__ = [
-    "ALIASES", "BACKENDS", "EMBEDDED", "SITES", "Capture", "LensModel", "hook_name",
+    "ALIASES", "BACKENDS", "EMBEDDED", "SITES", "Capture", "Edit", "LensModel", "hook_name",
     "last_token_index", "load_model", "parse_hook_name", "resolve",
 ]

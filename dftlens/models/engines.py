@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DftlensError
 from .architecture import describe
-from .hooks import parse_hook_name
+from .hooks import execution_order, parse_hook_name
 
 BACKENDS = ("transformer_lens", "nnsight")
 
@@ -45,21 +45,26 @@ class TransformerLensEngine:
                 dtype=next(hf_model.parameters()).dtype,
             )
 
-    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None]) -> None:
+    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
+            edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
         remaining = set(names)
+        edited = set(getattr(edit, "hooks", ()))
 
         def make_hook(name: str):
             def hook(act, hook):  # TransformerLens calls hook(activation, hook=HookPoint)
-                keep(name, act)
-                remaining.discard(name)
-                if not remaining:
-                    raise _StopForward
-                return None  # read-only: leave the activation as it is
+                new = edit(name, act) if name in edited else None
+                if name in remaining:
+                    keep(name, act if new is None else new)
+                    remaining.discard(name)
+                    if not remaining:
+                        raise _StopForward
+                return new  # None: read-only, leave the activation as it is
 
             return hook
 
+        hooks = sorted(set(names) | edited, key=execution_order)
         try:
-            with self.bridge.hooks(fwd_hooks=[(n, make_hook(n)) for n in names]):
+            with self.bridge.hooks(fwd_hooks=[(n, make_hook(n)) for n in hooks]):
                 self.bridge(
                     batch["input_ids"],
                     attention_mask=batch["attention_mask"],
@@ -90,21 +95,46 @@ class NNsightEngine:
             warnings.simplefilter("ignore")
             self.model = TransformersModel(hf_model, task="text-generation", tokenizer=tokenizer)
 
-    def _envoy(self, name: str):
+    def _module(self, name: str):
         layer, site = parse_hook_name(name)
         sub, which = self.sites[site]
         module = self.model.model.layers[layer]
         for part in filter(None, sub.split(".")):
             module = getattr(module, part)
+        return module, which
+
+    def _envoy(self, name: str):
+        module, which = self._module(name)
         value = module.input if which == "input" else module.output
         # Attention modules return (output, weights); decoder layers a tensor or tuple.
         return value[0] if isinstance(value, tuple) else value
 
-    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None]) -> None:
+    def _write(self, name: str, edit: Callable[[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Replace the activation at ``name`` by ``edit(name, activation)``; return the new one."""
+        module, which = self._module(name)
+        if which == "input":
+            new = edit(name, module.input)
+            module.input = new  # nnsight repacks it as the first positional argument
+            return new
+        value = module.output
+        if isinstance(value, tuple):
+            new = edit(name, value[0])
+            module.output = (new, *value[1:])
+        else:
+            new = edit(name, value)
+            module.output = new
+        return new
+
+    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
+            edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+        wanted, edited = set(names), set(getattr(edit, "hooks", ()))
         with self.model.trace(inputs, remote=self.remote) as tracer:
-            for name in names:  # already in execution order, as nnsight requires
-                keep(name, self._envoy(name).save())
+            # in execution order, as nnsight requires
+            for name in sorted(wanted | edited, key=execution_order):
+                act = self._write(name, edit) if name in edited else self._envoy(name)
+                if name in wanted:
+                    keep(name, act.save())
             tracer.stop()
 
 

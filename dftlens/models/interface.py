@@ -9,7 +9,7 @@ module speaks hook names only and never needs to know which engine runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Union
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,9 @@ from torch.func import functional_call
 from ..errors import LayerError
 from .architecture import Architecture, describe
 from .hooks import SITES, execution_order, hook_name, parse_hook_name
+
+if TYPE_CHECKING:
+    from .interventions import Edit
 
 # None: every position; "last": each row's last real token; a LongTensor
 # [batch] or [batch, k] of positions to keep.
@@ -29,11 +32,15 @@ class Engine(Protocol):
 
     The engine calls ``keep(name, tensor)`` in execution order and stops the
     forward pass once the last requested hook has fired: nothing above it runs.
+    With ``edit`` (an ``interventions.EditPlan``: ``edit.hooks`` and
+    ``edit(name, act) -> new act``) the activation at each hook in ``edit.hooks``
+    is replaced by the plan's result before anything later reads it.
     """
 
     name: str
 
-    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None]) -> None: ...
+    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
+            edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None: ...
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Capture:
     activations: dict[str, torch.Tensor]
     attention_mask: torch.Tensor
     positions: torch.Tensor | None = None  # the positions kept, [batch, k], if not all
+    logits: dict[str, torch.Tensor] | None = None  # the logit lens of each activation (intervene(lens=...))
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.activations[name]
@@ -159,12 +167,14 @@ class LensModel:
         names: Iterable[str],
         positions: Positions = None,
         grad: bool = False,
+        edits: "list[Edit] | None" = None,
     ) -> Capture:
         """Read the activations at ``names`` (hook names) for one batch.
 
         Only what is asked for is kept: the forward pass stops after the last
         requested hook, and with ``positions`` only those positions are stored.
         With ``grad=True`` the tensors stay in the autograd graph (for losses).
+        ``edits`` (see :meth:`intervene`) are applied during the same pass.
         """
         names = sorted({self.validate_hook(n) for n in names}, key=execution_order)
         mask = batch["attention_mask"]
@@ -179,9 +189,41 @@ class LensModel:
             kept[name] = act
 
         run_batch = {**batch, "position_ids": position_ids_from_mask(mask)}
+        plan = None
+        if edits:
+            from .interventions import EditPlan
+
+            plan = EditPlan([e for e in edits if self.validate_hook(e.hook)], mask)
         with torch.set_grad_enabled(grad):
-            self.engine.run(run_batch, names, keep)
+            self.engine.run(run_batch, names, keep, **({"edit": plan} if plan else {}))
         return Capture(kept, mask, index)
+
+    def intervene(
+        self,
+        batch: dict[str, torch.Tensor],
+        edits: "list[Edit]",
+        names: Iterable[str] | None = None,
+        positions: Positions = "last",
+        grad: bool = False,
+        lens: bool = False,
+    ) -> Capture:
+        """Run ``batch`` with ``edits`` written into it and capture ``names`` in the same pass.
+
+        ``edits``: :class:`~dftlens.models.interventions.Edit` objects (hook, rows,
+        positions, tensor or function, replace/add); see that module for shapes.
+        ``names`` default to the last block's ``resid_post``, whose lens is the
+        model's own next-token logits. Captures see the edited activations. With
+        ``lens=True`` the result's ``logits[name]`` holds ``unembed`` of each
+        capture (``[batch, vocab]`` for ``positions="last"``). Both engines give the
+        same numbers; with ``grad=True`` gradients reach the model and any tensor
+        used in an edit. Raises LayerError for a hook outside the model.
+        """
+        names = list(names) if names is not None else [self.hook_name(self.n_layers - 1)]
+        cap = self.capture(batch, names, positions=positions, grad=grad, edits=list(edits))
+        if lens:
+            with torch.set_grad_enabled(grad):
+                cap.logits = {n: self.unembed(a) for n, a in cap.activations.items()}
+        return cap
 
     def forward_logits(self, batch: dict[str, torch.Tensor], logits_to_keep: int = 0) -> torch.Tensor:
         """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
