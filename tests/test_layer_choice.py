@@ -69,5 +69,5 @@ def test_layers_json_round_trip(tmp_path):
     again = LayerChoice.load(tmp_path / "layers.json")
     assert again.hooks == {"lc": "blocks.3.hook_resid_post", "et": "blocks.15.hook_resid_post"}
     (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(DataError, match="not a dftlens layers.json"):
+    with pytest.raises(DataError, match="has no .hooks."):
         LayerChoice.load(tmp_path / "bad.json")

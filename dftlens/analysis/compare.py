@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import prepare_output_dir, write_csv
+from ..layers import LayerChoice
 from ..models import load_model
-from .layer_choice import LayerChoice
 from .run import ProbeConfig, ProbeResult, run_probe
 
 OUTPUTS = ["compare_lens.csv", "compare_probes.csv", "compare.html"]
@@ -75,6 +75,8 @@ def compare_models(models: list[str], config: ProbeConfig, labels: list[str] | N
     results = {}
     for label, name in zip(labels, models):
         lm = load_model(name, backend=backend)
+        if choice is not None:
+            choice.check_model(lm.n_layers, name)
         results[label] = run_probe(lm, config, progress=progress)
         del lm
         gc.collect()

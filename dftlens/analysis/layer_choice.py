@@ -24,15 +24,13 @@ Layer numbers are 0-based block indices; the hooks are ``blocks.{l}.hook_resid_p
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, LayerError
-from ..models.hooks import hook_name, parse_hook_name
+from ..errors import LayerError
+from ..layers import LayerChoice, check_order  # noqa: F401  (LayerChoice lives in dftlens.layers)
 
 
 @dataclass(frozen=True)
@@ -40,47 +38,6 @@ class RuleParams:
     onset_frac: float = 0.5
     min_en_mass: float = 0.01
     drop_frac: float = 0.2
-
-
-@dataclass
-class LayerChoice:
-    model: str
-    n_layers: int
-    lc_layer: int
-    et_layer: int
-    languages: list[str] = field(default_factory=list)
-    evidence: dict = field(default_factory=dict)
-    site: str = "resid_post"
-
-    @property
-    def hooks(self) -> dict[str, str]:
-        return {"lc": hook_name(self.lc_layer, self.site), "et": hook_name(self.et_layer, self.site)}
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("site")
-        data["hooks"] = self.hooks
-        return data
-
-    def save(self, path: str | Path) -> None:
-        from ..io import write_json
-
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "LayerChoice":
-        """Read a layers.json; the hook names in it are authoritative."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            lc_layer, site = parse_hook_name(data["hooks"]["lc"])
-            et_layer, _ = parse_hook_name(data["hooks"]["et"])
-            return cls(data["model"], int(data["n_layers"]), lc_layer, et_layer,
-                       list(data.get("languages", [])), dict(data.get("evidence", {})), site)
-        except FileNotFoundError:
-            raise DataError(f"{path} does not exist; run `dftlens probe` first or pass --lc-layer/--et-layer.") from None
-        except (json.JSONDecodeError, KeyError, TypeError, LayerError) as exc:
-            raise DataError(f"{path} is not a dftlens layers.json ({type(exc).__name__}: {exc}).") from None
 
 
 def sharp_drops(entropy: np.ndarray, drop_frac: float) -> list[int]:
@@ -146,13 +103,10 @@ def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | No
 
 def apply_overrides(lc: int, et: int, evidence: dict, n_layers: int,
                     lc_override: int | None, et_override: int | None) -> tuple[int, int]:
-    for name, value in (("--lc-layer", lc_override), ("--et-layer", et_override)):
-        if value is not None and not 0 <= value < n_layers:
-            raise LayerError(f"{name} {value} is out of range: the model has blocks 0..{n_layers - 1}.")
+    check_order(lc_override, et_override, n_layers)
     if lc_override is not None:
         evidence["lc_decided_by"], evidence["lc_rule_choice"], lc = "user override", lc, lc_override
     if et_override is not None:
         evidence["et_decided_by"], evidence["et_rule_choice"], et = "user override", et, et_override
-    if lc >= et:
-        raise LayerError(f"The LC layer ({lc}) must come before the ET layer ({et}); adjust --lc-layer/--et-layer.")
+    check_order(lc, et)
     return lc, et

@@ -22,8 +22,9 @@ from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
 from ..io import prepare_output_dir, write_csv, write_json
+from ..layers import LayerChoice
 from ..models import LensModel
-from .layer_choice import LayerChoice, apply_overrides, choose_layers, translation_curves
+from .layer_choice import apply_overrides, choose_layers, translation_curves
 from .lens import PROB_COLUMNS, measure
 from .stats import summarise
 from .token_sets import TokenSets

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import DftlensError, LayerError
+from ..layers import LayerChoice, check_order
+from ..models.hooks import execution_order
 
 SIGNALS = ("logits", "feature", "off")
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -60,6 +62,7 @@ class TrainConfig:
     device: str | None = None
 
     def __post_init__(self) -> None:
+        """Check every value that needs no file and no model (the Python API gets the same errors)."""
         for name in ("lc", "et"):
             if getattr(self, name) not in SIGNALS:
                 raise DftlensError(f"--{name} must be one of {', '.join(SIGNALS)}, not {getattr(self, name)!r}.")
@@ -69,17 +72,64 @@ class TrainConfig:
             raise DftlensError(f"--schedule must be cosine, linear or constant, not {self.schedule!r}.")
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
-                raise DftlensError(f"--{name.replace('_', '-')} must be at least 1.")
+                raise DftlensError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
+        if self.limit is not None and self.limit < 1:
+            raise DftlensError(f"--limit must be at least 1, not {self.limit}.")
+        if self.ce_chunk is not None and self.ce_chunk < 1:
+            raise DftlensError(f"ce_chunk must be at least 1, not {self.ce_chunk}.")
         if self.save_every < 0 or self.keep_checkpoints < 1:
             raise DftlensError("--save-every must be >= 0 and --keep-checkpoints >= 1.")
+        if self.lr is not None and not self.lr > 0:
+            raise DftlensError(f"--lr must be a positive learning rate such as 2e-5, not {self.lr}.")
+        for name, low in (("w_lc", 0.0), ("w_et", 0.0), ("weight_decay", 0.0), ("max_grad_norm", 0.0)):
+            if not getattr(self, name) >= low:
+                raise DftlensError(f"--{name.replace('_', '-')} must be >= {low:g}, not {getattr(self, name)}.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise DftlensError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}.")
+        if self.lora:
+            if self.lora_r < 1:
+                raise DftlensError(f"--lora-r must be at least 1 (the adapter rank), not {self.lora_r}.")
+            if self.lora_alpha <= 0:
+                raise DftlensError(f"--lora-alpha must be positive, not {self.lora_alpha}.")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise DftlensError(f"--lora-dropout must be in [0, 1), not {self.lora_dropout}.")
+            if not [t for t in self.lora_targets.split(",") if t.strip()]:
+                raise DftlensError("--lora-targets names no module; e.g. q_proj,v_proj.")
         for kind in ("lc", "et"):
             if getattr(self, kind) != "off" and getattr(self, f"{kind}_layer") is None and not self.layers:
                 raise DftlensError(
                     f"No {kind.upper()} layer: pass --layers <probe dir>/layers.json or --{kind}-layer N "
                     f"(or --{kind} off)."
                 )
+        lc = self.lc_layer if self.lc != "off" else None
+        et = self.et_layer if self.et != "off" else None
+        check_order(lc, et)
         if self.save_adapter and not self.lora:
             raise DftlensError("--save-adapter needs --lora.")
+
+    def layer_choice(self) -> LayerChoice | None:
+        """The probe's layers.json (validated), if a signal that is on takes its layer from it."""
+        needs = [k for k in ("lc", "et") if getattr(self, k) != "off" and getattr(self, f"{k}_layer") is None]
+        return LayerChoice.load(self.layers) if self.layers and needs else None
+
+    def validate(self, n_layers: int | None = None) -> LayerChoice | None:
+        """Everything checkable before the model loads: the values, the layers file, the layer order.
+
+        ``n_layers`` (the model's blocks, from its config.json) adds the range checks.
+        """
+        self.__post_init__()
+        check_order(self.lc_layer if self.lc != "off" else None, self.et_layer if self.et != "off" else None,
+                    n_layers)
+        choice = self.layer_choice()
+        if choice is not None:
+            if n_layers is not None:
+                choice.check_model(n_layers, self.model)
+            lc = self.lc_layer if self.lc_layer is not None else choice.lc_layer
+            et = self.et_layer if self.et_layer is not None else choice.et_layer
+            if self.lc != "off" and self.et != "off" and lc >= et:
+                raise LayerError(f"The LC layer ({lc}) must come before the ET layer ({et}) "
+                                 f"(from --lc-layer/--et-layer and {choice.source}).")
+        return choice
 
     @property
     def learning_rate(self) -> float:
@@ -100,36 +150,15 @@ class TrainConfig:
 
 def resolve_hooks(cfg: TrainConfig, lm) -> tuple[str | None, str | None]:
     """The LC and ET hook names: explicit layers win, else the probe's layers.json as written."""
-    probe = {}
-    if cfg.layers:
-        path = Path(cfg.layers)
-        if path.is_dir():
-            path = path / "layers.json"
-        try:
-            probe = json.loads(path.read_text(encoding="utf-8"))
-            probe["hooks"]  # a layers.json always names its hooks
-        except FileNotFoundError:
-            raise DftlensError(
-                f"{path} does not exist; run `dftlens probe` first or pass --lc-layer/--et-layer."
-            ) from None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise DftlensError(f"{path} is not a layers.json written by `dftlens probe` (no 'hooks').") from None
-        if probe.get("n_layers") not in (None, lm.n_layers):
-            raise LayerError(
-                f"{path} was written for a model with {probe['n_layers']} layers, but {lm.name} has "
-                f"{lm.n_layers}; probe this model first."
-            )
+    choice = cfg.validate(lm.n_layers)
     hooks = []
     for kind, layer in (("lc", cfg.lc_layer), ("et", cfg.et_layer)):
         if getattr(cfg, kind) == "off":
             hooks.append(None)
         elif layer is not None:
             hooks.append(lm.hook_name(layer))
-        elif probe.get("hooks", {}).get(kind):
-            hooks.append(lm.validate_hook(probe["hooks"][kind]))
         else:
-            raise DftlensError(
-                f"No {kind.upper()} layer: pass --layers <probe dir>/layers.json or --{kind}-layer N "
-                f"(or --{kind} off)."
-            )
+            hooks.append(lm.validate_hook(choice.hooks[kind]))
+    if hooks[0] and hooks[1] and execution_order(hooks[0]) >= execution_order(hooks[1]):
+        raise LayerError(f"The LC hook ({hooks[0]}) must come before the ET hook ({hooks[1]}).")
     return hooks[0], hooks[1]

@@ -149,6 +149,9 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from."""
     from .setup import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
 
+    from ..layers import model_n_layers
+
+    cfg.validate(model_n_layers(cfg.model))  # values, layers file, layer order: before anything is deleted or loaded
     dist = Dist.start()
     out, resume_from = prepare_run(cfg, Path(resume) if resume else None, overwrite, dist.is_main)
     dist.barrier()

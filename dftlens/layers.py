@@ -1,0 +1,195 @@
+"""``layers.json``: the one reader and writer of a layer choice.
+
+``dftlens probe`` writes it; ``train``, ``compare`` and ``patch`` read it. Every
+reader goes through :meth:`LayerChoice.load`, which validates the whole file
+before any model is loaded, and reports a problem as one sentence naming the
+file (:class:`~dftlens.errors.DataError` for a malformed file,
+:class:`~dftlens.errors.LayerError` for layers that do not fit).
+
+Format (UTF-8 JSON object; ``hooks`` is authoritative)::
+
+    {
+      "model": "gemma3-270m",
+      "n_layers": 18,                         # blocks of the model it was chosen for
+      "lc_layer": 3, "et_layer": 13,          # 0-based block indices (optional; must match hooks)
+      "languages": ["en", "fr", "zh"],        # optional
+      "evidence": {...},                      # optional: what the rule saw (lc_decided_by, curves, ...)
+      "hooks": {"lc": "blocks.3.hook_resid_post", "et": "blocks.13.hook_resid_post"}
+    }
+
+The LC and ET signals may name different sites (e.g. ``resid_mid`` for LC and
+``resid_post`` for ET); LC must come before ET in a forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError, LayerError
+from .models.hooks import SITES, execution_order, hook_name, parse_hook_name
+
+FILENAME = "layers.json"
+SIGNALS = ("lc", "et")
+
+
+@dataclass
+class LayerChoice:
+    """The LC and ET layers (0-based block indices) with the hook site of each signal."""
+
+    model: str
+    n_layers: int
+    lc_layer: int
+    et_layer: int
+    languages: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+    lc_site: str = "resid_post"
+    et_site: str = "resid_post"
+    source: str | None = field(default=None, compare=False)  # the file it was read from, for messages
+
+    def __post_init__(self) -> None:
+        for site in (self.lc_site, self.et_site):
+            if site not in SITES:
+                raise LayerError(f"Unknown hook site {site!r}; use one of {', '.join(SITES)}.")
+
+    @property
+    def hooks(self) -> dict[str, str]:
+        """``{"lc": "blocks.{lc}.hook_{site}", "et": ...}``: the names the losses and patches attach to."""
+        return {"lc": hook_name(self.lc_layer, self.lc_site), "et": hook_name(self.et_layer, self.et_site)}
+
+    @property
+    def site(self) -> str:
+        """The common site of both hooks (``resid_post`` unless the file names another)."""
+        return self.lc_site if self.lc_site == self.et_site else f"{self.lc_site}/{self.et_site}"
+
+    def layer(self, signal: str) -> int:
+        return self.lc_layer if signal == "lc" else self.et_layer
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "n_layers": self.n_layers, "lc_layer": self.lc_layer,
+                "et_layer": self.et_layer, "languages": list(self.languages), "evidence": self.evidence,
+                "hooks": self.hooks}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (or ``path/layers.json`` for a directory) atomically."""
+        from .io import write_json
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILENAME
+        write_json(path, self.to_dict())
+        return path
+
+    def check_model(self, n_layers: int, name: str = "the model") -> "LayerChoice":
+        """Refuse a choice made for a model with another number of blocks."""
+        where = self.source or FILENAME
+        if self.n_layers != n_layers:
+            raise LayerError(f"{where} was written for a model with {self.n_layers} layers, but {name} has "
+                             f"{n_layers}; probe this model first or pass --lc-layer/--et-layer.")
+        return self
+
+    @classmethod
+    def from_dict(cls, data, where: str = FILENAME) -> "LayerChoice":
+        """Validate a parsed ``layers.json``; every problem is one sentence naming ``where``."""
+        if not isinstance(data, dict):
+            raise DataError(f"{where} must hold a JSON object, not {_kind(data)}.")
+        hooks = data.get("hooks")
+        if hooks is None:
+            raise DataError(f"{where} has no 'hooks'; it must name the LC and ET hooks, e.g. "
+                            '"hooks": {"lc": "blocks.3.hook_resid_post", "et": "blocks.13.hook_resid_post"}.')
+        if not isinstance(hooks, dict):
+            raise DataError(f"{where}: 'hooks' must be an object like "
+                            '{"lc": "blocks.3.hook_resid_post", "et": "blocks.13.hook_resid_post"}, '
+                            f"not {_kind(hooks)}.")
+        parsed = {}
+        for signal in SIGNALS:
+            name = hooks.get(signal)
+            if not isinstance(name, str):
+                raise DataError(f"{where}: hooks.{signal} must be a hook name such as "
+                                f"'blocks.3.hook_resid_post', not {_kind(name)}.")
+            try:
+                parsed[signal] = parse_hook_name(name)
+            except LayerError as exc:
+                raise LayerError(f"{where}: hooks.{signal}: {exc}") from None
+        n_layers = data.get("n_layers")
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise DataError(f"{where}: 'n_layers' must be a positive whole number (the model's blocks), "
+                            f"not {n_layers!r}.")
+        for signal in SIGNALS:
+            layer = parsed[signal][0]
+            stated = data.get(f"{signal}_layer")
+            if stated is not None and stated != layer:
+                raise DataError(f"{where}: '{signal}_layer' is {stated!r} but hooks.{signal} names block {layer}; "
+                                "make them agree (the hooks are what training uses).")
+            if layer >= n_layers:
+                raise LayerError(f"{where}: hooks.{signal} names block {layer}, but the model has blocks "
+                                 f"0..{n_layers - 1}.")
+        if execution_order(hooks["lc"]) >= execution_order(hooks["et"]):
+            raise LayerError(f"{where}: the LC hook ({hooks['lc']}) must come before the ET hook ({hooks['et']}).")
+        languages = data.get("languages", [])
+        if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
+            raise DataError(f"{where}: 'languages' must be a list of language codes, not {_kind(languages)}.")
+        evidence = data.get("evidence", {})
+        if not isinstance(evidence, dict):
+            raise DataError(f"{where}: 'evidence' must be an object, not {_kind(evidence)}.")
+        model = data.get("model", "")
+        if not isinstance(model, str):
+            raise DataError(f"{where}: 'model' must be a name, not {_kind(model)}.")
+        return cls(model, n_layers, parsed["lc"][0], parsed["et"][0], list(languages), dict(evidence),
+                   parsed["lc"][1], parsed["et"][1], source=where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LayerChoice":
+        """Read and validate ``path`` (a ``layers.json`` or a probe directory holding one)."""
+        path = Path(path).expanduser()
+        if path.is_dir():
+            path = path / FILENAME
+        if not path.is_file():
+            raise DataError(f"{path} does not exist; run `dftlens probe` first or pass --lc-layer/--et-layer.")
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
+        except OSError as exc:
+            raise DataError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+        return cls.from_dict(data, str(path))
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) < 40 else "a string"
+    return {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__)
+
+
+def check_order(lc: int | None, et: int | None, n_layers: int | None = None) -> None:
+    """Explicit ``--lc-layer``/``--et-layer``: in range (when the model is known) and LC before ET."""
+    for name, value in (("--lc-layer", lc), ("--et-layer", et)):
+        if value is None:
+            continue
+        if value < 0 or (n_layers is not None and value >= n_layers):
+            upto = f"blocks 0..{n_layers - 1}" if n_layers is not None else "0-based block indices"
+            raise LayerError(f"{name} {value} is out of range: the model has {upto}.")
+    if lc is not None and et is not None and lc >= et:
+        raise LayerError(f"The LC layer ({lc}) must come before the ET layer ({et}); adjust --lc-layer/--et-layer.")
+
+
+def model_n_layers(model: str) -> int | None:
+    """The number of blocks of ``model`` read from its config.json without loading weights (None: unknown)."""
+    try:
+        from transformers import AutoConfig
+
+        from .models import resolve
+
+        config = AutoConfig.from_pretrained(str(resolve(model).path))
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return int(config.num_hidden_layers)
+    except Exception:  # the real load reports what is wrong with the model, in its own words
+        return None
