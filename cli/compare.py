@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from .app import app, console, user_errors
-from .probe import _csv, _pairs
 
 
 @app.command()
@@ -29,6 +28,7 @@ def compare(
     """Run the probe's measurements on several checkpoints and plot them on one figure."""
     from dftlens.analysis.compare import OUTPUTS, compare_models
     from dftlens.analysis.run import ProbeConfig
+    from dftlens.data.languages import parse_pairs, split_list
     from dftlens.errors import DftlensError
     from dftlens.io import prepare_output_dir
 
@@ -37,7 +37,7 @@ def compare(
     if label and len(label) != len(model):
         raise DftlensError(f"Got {len(label)} --label for {len(model)} --model; give one per model or none.")
     prepare_output_dir(out, OUTPUTS, overwrite)
-    config = ProbeConfig(pairs=_pairs(pairs), tasks=_csv(tasks), max_items=max_items or None,
+    config = ProbeConfig(pairs=parse_pairs(pairs, what="--pairs entry"), tasks=split_list(tasks) or None, max_items=max_items or None,
                          run_probes=probes, max_sentences=max_sentences or None)
     result = compare_models(list(model), config, labels=list(label) if label else None, layers=layers,
                             backend=backend)

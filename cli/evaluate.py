@@ -37,9 +37,11 @@ def evaluate(
                                                                 "benchmark and language, and exit."),
 ) -> None:
     """Zero-shot multilingual benchmarks (lm-evaluation-harness) for one or more models, side by side."""
-    from dftlens.evaluation.registry import plan, split_names, summarize_skips
+    from dftlens.data.languages import split_list
+    from dftlens.evaluation.planning import plan
+    from dftlens.evaluation.skips import summarize_skips
 
-    models, task_names, lang_list = split_names(model), split_names(tasks), split_names(langs)
+    models, task_names, lang_list = split_list(model), split_list(tasks), split_list(langs)
     if list_tasks:
         from rich.table import Table
 

@@ -11,22 +11,6 @@ import typer
 from .app import app, console, user_errors
 
 
-def _pairs(text: str) -> list[tuple[str, str]]:
-    from dftlens.errors import DataError
-
-    pairs = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        src, sep, tgt = part.partition(":")
-        if not sep or not src or not tgt:
-            raise DataError(f"--pairs entry {part!r} is not input:target (e.g. fr:zh).")
-        pairs.append((src, tgt))
-    return pairs
-
-
-def _csv(text: Optional[str]) -> Optional[list[str]]:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
 @app.command()
 @user_errors
 def probe(
@@ -51,14 +35,16 @@ def probe(
     """Run the logit lens and probes on parallel prompts and choose the LC and ET layers."""
     from dftlens import load_model
     from dftlens.analysis.run import OUTPUTS, ProbeConfig, run_probe
+    from dftlens.data.languages import parse_pairs, split_list
     from dftlens.io import prepare_output_dir
 
     out = out or Path("runs") / f"probe-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, OUTPUTS, overwrite)  # fail before an expensive run, not after
     config = ProbeConfig(
-        pairs=_pairs(pairs), tasks=_csv(tasks), mono_langs=_csv(mono_langs),
+        pairs=parse_pairs(pairs, what="--pairs entry"), tasks=split_list(tasks) or None,
+        mono_langs=split_list(mono_langs) or None,
         words=str(words) if words else None, sentences=str(sentences) if sentences else None,
-        max_items=max_items or None, run_probes=probes, probe_langs=_csv(probe_langs),
+        max_items=max_items or None, run_probes=probes, probe_langs=split_list(probe_langs) or None,
         max_sentences=max_sentences or None, batch_size=batch_size, seed=seed,
         lc_layer=lc_layer, et_layer=et_layer,
     )

@@ -9,7 +9,7 @@ import pytest
 
 from dftlens.evaluation.outputs import plain_table
 from dftlens.evaluation.runner import EvalRun, differences, result_rows
-from dftlens.evaluation.registry import PlannedTask
+from dftlens.evaluation.planning import PlannedTask
 from dftlens.viz.eval_figures import delta_figure, report_html, scores_figure
 
 ROWS = [

@@ -9,10 +9,12 @@ import os
 
 import pytest
 
-from dftlens.evaluation import registry
-from dftlens.evaluation.registry import (
-    BENCHMARKS, SHIPPED_LANGS, TASKS_DIR, load_tasks, plan, summarize_skips, task_manager_for,
-)
+from dftlens.evaluation import offline
+from dftlens.evaluation.benchmarks import BENCHMARKS, SHIPPED_LANGS, TASKS_DIR
+from dftlens.evaluation.planning import plan
+from dftlens.evaluation.skips import summarize_skips
+from dftlens.evaluation.task_configs import xquad_task_config
+from dftlens.evaluation.task_loading import load_tasks, task_manager_for
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def test_missing_benchmark_data_is_a_note_and_the_rest_loads(tmp_path, monkeypat
     assert line.startswith("xnli (vi, en): dataset facebook/xnli (vi, en) is not on this machine.")
     assert "HF_HOME" in line and "--allow-download" in line and "datasets.load_dataset('facebook/xnli'" in line
     # offline mode is restored afterwards
-    assert registry.os.environ.get("HF_DATASETS_OFFLINE") in (None, os.environ.get("HF_DATASETS_OFFLINE"))
+    assert offline.os.environ.get("HF_DATASETS_OFFLINE") in (None, os.environ.get("HF_DATASETS_OFFLINE"))
 
 
 def test_mkqa_reads_a_local_file(tmp_path):
@@ -140,7 +142,7 @@ def test_xquad_is_rescored_with_the_multilingual_metric(tmp_path):
                     encoding="utf-8")
     planned, _ = plan(["xquad"], ["zh"])
     manager = task_manager_for(planned)
-    cfg = registry.xquad_task_config(manager, "xquad_zh", "zh")
+    cfg = xquad_task_config(manager, "xquad_zh", "zh")
     cfg.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {"validation": str(path)}})
     task = manager.load([cfg])["tasks"]["xquad_zh"]
     doc = next(iter(task.validation_docs()))

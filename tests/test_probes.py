@@ -16,7 +16,6 @@ from dftlens.analysis.probes import (
     group_folds,
     lang_id_scores,
     latin_languages,
-    parse_pairs,
     pooling_weights,
     probe_summary,
     probe_table,
@@ -24,6 +23,7 @@ from dftlens.analysis.probes import (
     run_probes,
     sentence_representations,
 )
+from dftlens.data.languages import parse_pairs
 from dftlens.errors import DataError
 
 BUNDLED = Path(__file__).resolve().parents[1] / "dftlens" / "data" / "bundled"

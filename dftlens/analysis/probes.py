@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.languages import SCRIPTS
+from ..data.languages import SCRIPTS, parse_pairs
 from ..errors import DataError
 
 COLUMNS = [
@@ -375,30 +375,6 @@ def retrieval_scores(A: np.ndarray, B: np.ndarray, seed: int = 0, n_boot: int = 
     return rows
 
 
-def parse_pairs(pairs, langs: Sequence[str]) -> list[tuple[str, str]]:
-    """Pairs as ("fr", "zh") tuples from tuples or "fr:zh" / "fr-zh" strings; checked against ``langs``."""
-    if pairs is None:
-        return []
-    if isinstance(pairs, str):
-        pairs = [p for p in pairs.split(",") if p.strip()]
-    out = []
-    for pair in pairs:
-        if isinstance(pair, str):
-            sep = ":" if ":" in pair else "-"
-            parts = [p.strip() for p in pair.split(sep)]
-        else:
-            parts = list(pair)
-        if len(parts) != 2 or parts[0] == parts[1]:
-            raise DataError(f"A retrieval pair needs two different languages, like 'fr:zh'; got {pair!r}.")
-        missing = [p for p in parts if p not in langs]
-        if missing:
-            raise DataError(
-                f"Retrieval pair {pair!r}: no sentences for {', '.join(missing)} (have {', '.join(langs)})."
-            )
-        out.append((parts[0], parts[1]))
-    return out
-
-
 def default_pairs(langs: Sequence[str]) -> list[tuple[str, str]]:
     """Every language against English (against the first language if English is absent)."""
     if not langs:
@@ -460,7 +436,7 @@ def probe_table(
         toks = [token_ids[i][s] for i in li for s in range(n_sent)]
         setups[probe] = (li, y, groups, control_labels(toks, y, len(li), seed), group_folds(groups, n_splits, seed))
 
-    pair_list = list(dict.fromkeys(default_pairs(langs) + parse_pairs(pairs, langs)))
+    pair_list = list(dict.fromkeys(default_pairs(langs) + parse_pairs(pairs, langs, what="retrieval pair")))
     rows = []
     # One BLAS/OpenMP thread: these problems are small (~1000 x d), and thread pools
     # oversubscribed next to torch's made each fit about 30x slower on a busy CPU.
@@ -532,6 +508,6 @@ def probe_summary(table: pd.DataFrame) -> pd.DataFrame:
 __all__ = [
     "COLUMNS", "SentenceReps", "sentence_representations", "pooling_weights", "latin_languages", "group_folds",
     "control_labels", "probe_predictions", "majority_predictions", "bootstrap_ci", "lang_id_scores",
-    "retrieval_per_item", "retrieval_scores", "parse_pairs", "default_pairs", "probe_table", "run_probes",
+    "retrieval_per_item", "retrieval_scores", "default_pairs", "probe_table", "run_probes",
     "probe_summary",
 ]

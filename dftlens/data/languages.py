@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable, Sequence
+
 # The name a native speaker writes for each language: Wendler et al.'s prompts label
 # each side of a translation pair in its own language ("Français", "中文").
 NATIVE_NAMES = {
@@ -30,3 +32,57 @@ FLORES_CODES = {
 
 def native_name(code: str) -> str:
     return NATIVE_NAMES.get(code, code)
+
+
+def split_list(values: str | Iterable[str] | None) -> list[str]:
+    """Comma-separated and/or repeated values -> an ordered list without repeats.
+
+    ``"vi, ar"``, ``["vi,ar", "zh"]`` and ``("vi", "ar", "vi")`` all work (the last gives
+    ``["vi", "ar"]``); empty parts are dropped and ``None`` gives ``[]``. This is the one
+    parser of comma lists in dftlens (``--langs``, ``--tasks``, ``--model``,
+    ``--probe-langs``, ``--lora-targets`` ...).
+    """
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+    return out
+
+
+def parse_pairs(pairs: str | Iterable[str | Sequence[str]] | None, known: Sequence[str] | None = None,
+                what: str = "language pair") -> list[tuple[str, str]]:
+    """Language pairs as ``(source, target)`` tuples, in order, without repeats.
+
+    Accepts ``"fr:zh,de:ja"``, a list of ``"fr:zh"`` strings, or ``(src, tgt)`` tuples;
+    ``"fr-zh"`` also works when the entry has no colon. With ``known``, every language
+    must be one of them. ``what`` names the pairs in error messages.
+
+    Raises:
+        DataError: an entry is not two different languages, or names one not in ``known``.
+    """
+    from ..errors import DataError
+
+    entries = split_list(pairs) if isinstance(pairs, str) else list(pairs or [])
+    out: list[tuple[str, str]] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            parts = [p.strip() for p in entry.split(":" if ":" in entry else "-")]
+        else:
+            parts = [str(p).strip() for p in entry]
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            raise DataError(f"A {what} needs two different languages, like 'fr:zh'; got {entry!r}.")
+        if known is not None:
+            missing = [p for p in parts if p not in known]
+            if missing:
+                raise DataError(f"{what.capitalize()} {entry!r}: no data for {', '.join(missing)} "
+                                f"(have {', '.join(known)}).")
+        pair = (parts[0], parts[1])
+        if pair not in out:
+            out.append(pair)
+    return out

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 _EXPORTS = {
     "evaluate_models": "runner", "EvalRun": "runner", "differences": "runner",
-    "BENCHMARKS": "registry", "SUITES": "registry", "DEFAULT_LANGS": "registry", "plan": "registry",
-    "load_tasks": "registry", "summarize_skips": "registry",
+    "BENCHMARKS": "benchmarks", "SUITES": "benchmarks", "DEFAULT_LANGS": "benchmarks", "plan": "planning",
+    "load_tasks": "task_loading", "summarize_skips": "skips",
     "write_outputs": "outputs", "plain_table": "outputs", "results_table": "outputs",
 }
 __all__ = sorted(_EXPORTS)

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 from ..io import prepare_output_dir, write_csv, write_json, write_text
-from .registry import summarize_skips
+from .skips import summarize_skips
 from .runner import EvalRun, differences
 
 OUTPUTS = ("results.csv", "report.html", "eval.json")

@@ -23,9 +23,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 import pandas as pd
 
 from ..errors import DftlensError
-from .registry import (
-    DEFAULT_LANGS, PlannedTask, Skipped, load_tasks, plan, quiet_lm_eval, split_names, task_manager_for,
-)
+from ..data.languages import split_list
+from .benchmarks import DEFAULT_LANGS
+from .offline import quiet_lm_eval
+from .planning import PlannedTask, Skipped, plan
+from .task_loading import load_tasks, task_manager_for
 
 COLUMNS = ["model", "task", "language", "metric", "value", "stderr", "n", "lm_eval_task"]
 
@@ -150,7 +152,7 @@ def evaluate_models(
     (labelled by their ``name``); the first one is the reference for differences.
 
     ``tasks`` are suite names ("shipped", "paper", "paper-qa",
-    "paper-understanding", "all"), benchmark names (``registry.BENCHMARKS``) or raw
+    "paper-understanding", "all"), benchmark names (``benchmarks.BENCHMARKS``) or raw
     lm-eval task names. ``limit`` caps the documents per task (quick runs).
     Benchmarks without data on this machine are skipped with a note.
     """
@@ -160,7 +162,7 @@ def evaluate_models(
 
     say = log or (lambda message: None)
     models = [models] if isinstance(models, str) else list(models)
-    tasks, langs = split_names(tasks), split_names(langs)
+    tasks, langs = split_list(tasks), split_list(langs)
     if not models:
         raise DftlensError("No model given; pass --model (repeat it to compare checkpoints).")
     if limit is not None and limit < 1:
@@ -226,7 +228,7 @@ def evaluate_models(
 
 @contextmanager
 def _offline_if(offline: bool) -> Iterator[None]:
-    from .registry import datasets_offline
+    from .offline import datasets_offline
 
     with datasets_offline(offline):
         yield
