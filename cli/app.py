@@ -1,65 +1,35 @@
-"""`dftlens` commands. Each one parses options, calls the library, prints the result.
-
-User errors (:class:`dftlens.DftlensError`) become one sentence on stderr and exit
-code 2; no traceback.
-"""
+"""The `dftlens` entry point: imports every command module (each registers its verb on
+:data:`.common.app`) and adds ``--version``. Command modules never import this module."""
 
 from __future__ import annotations
 
-import functools
-import sys
+from typing import Optional
 
 import typer
-from rich.console import Console
 
-from dftlens.errors import DftlensError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
-console = Console()
-err_console = Console(stderr=True)
+# Each module registers its verb on `app`; imported in pipeline order, which is the order `--help` lists.
+from . import models, lens, probe, train, evaluate, compare  # noqa: F401,I001
+from .common import app, console
 
 
-def user_errors(func):
-    """Turn DftlensError into a plain message and exit code 2."""
+def _version(value: bool) -> None:
+    if value:
+        from dftlens import __version__
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except DftlensError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted; no partial output was kept.")
-            raise typer.Exit(130) from None
-
-    return wrapper
+        console.print(f"dftlens {__version__}", highlight=False)
+        raise typer.Exit()
 
 
-@app.command()
-@user_errors
-def models() -> None:
-    """List model aliases and whether each is available offline."""
-    from rich.table import Table
-
-    from dftlens.models.loading import offline_status
-    from dftlens.models.aliases import ALIASES
-
-    table = Table("alias", "Hugging Face id", "offline", "note")
-    for alias, spec in ALIASES.items():
-        table.add_row(alias, spec.hf_id, offline_status(alias), spec.note)
-    console.print(table)
-
-
-# Each verb lives in its own module and registers itself on `app`.
-from . import compare, evaluate, lens, probe, train  # noqa: E402,F401
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the dftlens version and exit."),
+) -> None:
+    """Find where an LLM converts languages and thinks in English, then fine-tune it there."""
 
 
 def main() -> None:
     app(prog_name="dftlens")
 
 
-if __name__ == "__main__":  # run as a script, the commands registered on the imported module's app
-    from dftlens_cli.app import main as registered_main
-
-    sys.exit(registered_main())
+__all__ = ["app", "main"]

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import app, console, user_errors
+from .common import app, console, user_errors
 
 
 @app.command()
@@ -22,6 +22,7 @@ def compare(
     probes: bool = typer.Option(True, help="Also compare the linear probes."),
     max_sentences: int = typer.Option(60, help="Parallel sentences for the probes (0 = all)."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
+    seed: int = typer.Option(0, help="Seed for demonstrations and probe splits (the same for every model)."),
     out: Path = typer.Option(Path("runs/compare"), help="Output directory."),
     overwrite: bool = typer.Option(False, help="Replace results already in --out."),
 ) -> None:
@@ -38,7 +39,7 @@ def compare(
         raise DftlensError(f"Got {len(label)} --label for {len(model)} --model; give one per model or none.")
     prepare_output_dir(out, OUTPUTS, overwrite)
     config = ProbeConfig(pairs=parse_pairs(pairs, what="--pairs entry"), tasks=split_list(tasks) or None, max_items=max_items or None,
-                         run_probes=probes, max_sentences=max_sentences or None)
+                         run_probes=probes, max_sentences=max_sentences or None, seed=seed)
     result = compare_models(list(model), config, labels=list(label) if label else None, layers=layers,
                             backend=backend)
     result.save(out, overwrite=True)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import app, console, err_console, user_errors
+from .common import app, console, err_console, user_errors
 
 _TASKS_HELP = (
     "Suites (shipped, paper, paper-qa, paper-understanding, all), benchmarks (dftlens_mcqa, dftlens_qa, "

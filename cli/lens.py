@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import app, console, user_errors
+from .common import app, console, user_errors
 
 
 @app.command()

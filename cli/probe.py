@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, console, user_errors
+from .common import app, console, user_errors
 
 
 @app.command()

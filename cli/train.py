@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, console, err_console, user_errors
+from .common import app, console, err_console, user_errors
 
 # Options that define a run; with --resume they come from the run's saved config.
 _RUN_OPTIONS = (

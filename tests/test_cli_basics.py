@@ -28,3 +28,40 @@ def test_missing_hub_model_says_how_to_get_it():
     result = runner.invoke(app, ["lens", "--model", "llama2-7b"], env={"COLUMNS": "300"})
     assert result.exit_code == 2
     assert "hf download meta-llama/Llama-2-7b-hf" in " ".join(result.output.split())
+
+
+def test_version():
+    from dftlens import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"dftlens {__version__}"
+
+
+def test_help_has_no_type_marker_on_flags():
+    for verb in ("probe", "train", "eval", "compare", "lens"):
+        result = runner.invoke(app, [verb, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output, verb
+        assert "--overwrite" in result.output or verb == "lens"
+    assert "<int>" in runner.invoke(app, ["probe", "--help"], env={"COLUMNS": "200"}).output  # values keep theirs
+
+
+def test_command_modules_do_not_import_app():
+    """app.py imports the command modules, so they must not import it back (no circle)."""
+    import ast
+    from pathlib import Path
+
+    import dftlens_cli
+
+    for path in Path(dftlens_cli.__file__).parent.glob("*.py"):
+        if path.name in ("app.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {a.name for a in node.names}
+                assert not (node.level == 1 and node.module == "app"), path.name
+                assert not (node.level == 1 and node.module is None and "app" in names), path.name
+                assert not (node.module or "").startswith("dftlens_cli.app"), path.name
+                # no command borrows another command's private helpers
+                assert not (node.level == 1 and any(n.startswith("_") for n in names)), path.name

@@ -1,0 +1,68 @@
+"""What every `dftlens` command shares: the typer app, the consoles and the error style.
+
+Command modules import from here (never from :mod:`.app`, which imports them), so
+the CLI has no import circle. User errors (:class:`dftlens.DftlensError`) become one
+line ``error: <sentence>`` on stderr and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import typer
+from rich.console import Console
+
+from dftlens.errors import DftlensError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _hide_flag_types(params):
+    """Flags (--overwrite, --help ...) take no value, so their help row shows no ``<bool>``."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    def get_params(self, ctx):
+        return _hide_flag_types(super().get_params(ctx))
+
+
+class Group(typer.core.TyperGroup):
+    def get_params(self, ctx):
+        return _hide_flag_types(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """A Typer whose commands render flags without a type marker."""
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = App(cls=Group, add_completion=False, no_args_is_help=True)
+
+
+def error(message: str) -> None:
+    """Print one ``error: ...`` line on stderr (the one style of every command)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def user_errors(func):
+    """Turn DftlensError into ``error: <message>`` on stderr and its exit code (2); Ctrl-C into 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DftlensError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted; no partial output was kept.")
+            raise typer.Exit(130) from None
+
+    return wrapper
