@@ -148,3 +148,18 @@ def test_xquad_is_rescored_with_the_multilingual_metric(tmp_path):
     doc = next(iter(task.validation_docs()))
     assert task.process_results(doc, ["老师"]) == {"f1": pytest.approx(0.8), "exact_match": 0.0}
     assert planned[0].note and "per character for zh" in planned[0].note
+
+
+def test_task_files_work_with_plain_lm_eval_from_any_directory(tmp_path, monkeypatch):
+    """What `lm_eval run --include_path <tasks dir>` does, with lm-eval's own loader and its dummy model."""
+    from lm_eval import evaluator
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.chdir(tmp_path)  # nothing of dftlens's tree is reachable by a relative path here
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    out = evaluator.simple_evaluate(model="dummy", tasks=["dftlens_mcqa_zh", "dftlens_qa_en"], task_manager=manager,
+                                    limit=2, bootstrap_iters=0)
+    assert out["n-samples"]["dftlens_mcqa_zh"] == {"original": 85, "effective": 2}
+    assert out["n-samples"]["dftlens_qa_en"] == {"original": 62, "effective": 2}
+    assert set(out["results"]["dftlens_qa_en"]) >= {"f1,none", "exact_match,none"}
