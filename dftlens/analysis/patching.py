@@ -1,0 +1,423 @@
+"""Activation patching on word-translation prompts (Dumas et al., ACL 2025).
+
+Dumas, Wendler, Veselovsky, Monea and West, "Separating Tongue from Thought:
+Activation Patching Reveals Language-Agnostic Concept Representations in
+Transformers" (arXiv 2411.08745; code: Butanium/llm-lang-agnostic). dftlens
+follows their code's choice of prompts, positions and layers:
+
+Prompts: their few-shot word translation format, ``Français: "fleur" - 中文: "花"``
+lines (5 demonstrations, never the query concept), then ``Français: "eau" - 中文: "``.
+
+**Concept patching** (their ``patchscope_lens``, the "shifted translation" plot).
+A source prompt translates concept A from X to Y; a target prompt translates
+concept B != A from X' to Y' != Y. For each layer l, the source's residual
+``blocks.{l}.hook_resid_post`` at its last token (the position that predicts the
+answer) overwrites the target's ``blocks.{l}.hook_resid_post`` at the target's
+last token: one position, one layer, nothing else. Read at the target's output
+(next-token probabilities, summed over each word's answer-token set as the probe
+does, ``token_sets.TokenSets``):
+
+- ``p_src_concept`` = P(A in Y'), ``p_src_concept_src_lang`` = P(A in Y),
+- ``p_tgt_concept`` = P(B in Y'), ``p_tgt_concept_src_lang`` = P(B in Y).
+
+Pairs whose four token sets overlap are dropped (their ``has_no_collisions``).
+
+**Mean-latent patching** (their ``object_lens`` with ``num_patches=-1``, the
+"ObjPatch" plot). Source prompts translate concept A from several input
+languages, cut right after the word (``...Deutsch: "Hund``); their last-token
+``resid_post`` at layer l is averaged over the input languages. For each layer
+j, that mean overwrites the target prompt's last token of the word being
+translated (concept B, X' -> Y'), at ``resid_post`` of every layer j..L-1 (the
+mean at each of those layers). Reported: top-1 translation accuracy (the argmax
+next token is in A's Y' token set) patched with the mean (``acc_patched``), with
+the first input language's latent only (``acc_single``, their "only first"), and
+unpatched (``acc_unpatched``: the model translating A on its own X' -> Y' prompt),
+plus P(A in Y') and P(B in Y').
+
+All layers of a pair run as rows of one batch (``rows_per_pass`` rows per
+forward pass), each row patched at its own layer(s) through ``LensModel.intervene``;
+``test_patching`` checks that this gives the numbers of one pass per layer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data.languages import native_name
+from ..data.parallel import load_words
+from ..data.prompts import PromptItem, translation_items
+from ..errors import DataError, LayerError
+from ..io import prepare_output_dir, write_csv, write_json
+from ..models import Edit, LensModel
+from .stats import summarise
+from .token_sets import TokenSets
+
+OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json"]
+CONCEPT_COLUMNS = ["p_src_concept", "p_src_concept_src_lang", "p_tgt_concept", "p_tgt_concept_src_lang"]
+MEAN_COLUMNS = ["acc_patched", "acc_single", "acc_unpatched", "p_src_concept", "p_tgt_concept"]
+N_DEMOS = 5  # the paper's num_few_shot
+
+
+@dataclass
+class PatchConfig:
+    """What ``dftlens patch`` runs. Pairs are (input, output) language codes."""
+
+    # Concept patching: (source X:Y, target X':Y') experiments; Y != Y'. Paper: de:it into fr:zh.
+    concept: list[tuple[tuple[str, str], tuple[str, str]]] = field(
+        default_factory=lambda: [(("de", "ru"), ("fr", "zh"))])
+    # Mean-latent patching: source pairs whose latents are averaged, and the target pair.
+    mean_sources: list[tuple[str, str]] = field(
+        default_factory=lambda: [("de", "ja"), ("ru", "es"), ("es", "ru"), ("ja", "de")])
+    mean_target: tuple[str, str] | None = ("fr", "zh")  # None: skip mean-latent patching
+    words: str | None = None  # parallel word file; None = bundled
+    layers: list[int] | None = None  # None = every block
+    n_pairs: int = 64  # (A, B) pairs per experiment
+    rows_per_pass: int = 72  # prompt rows per forward pass (pairs x layers)
+    seed: int = 0
+
+    def languages(self) -> list[str]:
+        langs = {"en"} | {lang for exp in self.concept for pair in exp for lang in pair}
+        if self.mean_target:
+            langs |= set(self.mean_target) | {lang for pair in self.mean_sources for lang in pair}
+        return sorted(langs)
+
+
+def check_config(config: PatchConfig, n_layers: int) -> None:
+    """DataError/LayerError (one sentence each) for pairs or layers that cannot work."""
+    pairs = [p for exp in config.concept for p in exp] + list(config.mean_sources)
+    pairs += [config.mean_target] if config.mean_target else []
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise DataError(f"Pair {':'.join(pair)} has one language; a translation pair needs two different "
+                            "languages (input:output, e.g. fr:zh).")
+    for src, tgt in config.concept:
+        if src[1] == tgt[1]:
+            raise DataError(f"Concept patching {':'.join(src)} into {':'.join(tgt)} needs two different output "
+                            "languages, or P(A in Y) and P(A in Y') are the same quantity.")
+    if config.mean_target and not config.mean_sources:
+        raise DataError("Mean-latent patching needs at least one source pair.")
+    for layer in config.layers or []:
+        if not 0 <= layer < n_layers:
+            raise LayerError(f"Layer {layer} is out of range: the model has blocks 0..{n_layers - 1}.")
+    if config.n_pairs < 1 or config.rows_per_pass < 1:
+        raise DataError("--n-pairs and the rows per pass must be at least 1.")
+
+
+# ---- the batched sweep ------------------------------------------------------
+
+Readout = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def patch_sweep(lm: LensModel, texts: list[str], latents: torch.Tensor, layers: list[int],
+                readout: Readout, positions: torch.Tensor | None = None, cumulative: bool = False,
+                rows_per_pass: int = 72, progress: bool = False, desc: str = "patching") -> torch.Tensor:
+    """Patch each target prompt at every layer in ``layers``, as rows of few forward passes.
+
+    ``texts``: P target prompts. ``latents`` [P, n_layers, d_model]: the value
+    written at ``blocks.{l}.hook_resid_post`` of prompt p is ``latents[p, l]``.
+    ``positions`` [P]: the position written (negative: counted back from the last
+    real token, -1 = last); None = the last token. ``cumulative``: the row for layer
+    j is patched at every layer j..L-1 (mean-latent patching), else at j only.
+    ``readout(log_probs [R, vocab], prompt index [R]) -> [R, q]`` reduces each
+    row's next-token distribution. Returns [P, len(layers), q].
+    """
+    n_l = len(layers)
+    per_pass = max(1, rows_per_pass // n_l)
+    last = lm.hook_name(lm.n_layers - 1)
+    out = []
+    for start in tqdm(range(0, len(texts), per_pass), desc=desc, disable=not progress, leave=False):
+        prompts = list(range(start, min(start + per_pass, len(texts))))
+        row_prompt = torch.tensor(prompts).repeat_interleave(n_l)  # [R]
+        row_layer = torch.tensor(layers).repeat(len(prompts))  # [R]
+        batch = lm.tokenize([texts[p] for p in row_prompt.tolist()])
+        edits = []
+        for layer in sorted(set(layers)) if not cumulative else range(min(layers), lm.n_layers):
+            rows = torch.nonzero(row_layer <= layer if cumulative else row_layer == layer).flatten()
+            pos = "last" if positions is None else positions[row_prompt[rows]]
+            value = latents[row_prompt[rows], layer].to(lm.device)
+            edits.append(Edit(lm.hook_name(layer), value, positions=pos, rows=rows.to(lm.device)))
+        cap = lm.intervene(batch, edits, names=[last], positions="last")
+        logp = lm.log_probs(cap[last]).cpu()  # [R, vocab]
+        out.append(readout(logp, row_prompt).reshape(len(prompts), n_l, -1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def last_token_latents(lm: LensModel, texts: list[str], batch_size: int = 32) -> torch.Tensor:
+    """[len(texts), n_layers, d_model]: each prompt's last-token ``resid_post`` at every block."""
+    names = lm.hook_names()
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        cap = lm.capture(lm.tokenize(texts[start:start + batch_size]), names, positions="last")
+        chunks.append(cap.stack(names).transpose(0, 1))
+    return torch.cat(chunks)
+
+
+def set_masses(sets_per_prompt: list[list[frozenset[int]]]) -> Readout:
+    """Readout: probability mass of each prompt's token sets -> [R, n_sets]."""
+    def readout(logp: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        probs = logp.exp()
+        return torch.stack([
+            torch.stack([probs[r, sorted(s)].sum() if s else probs.new_zeros(()) for s in sets_per_prompt[p]])
+            for r, p in enumerate(prompt.tolist())
+        ])
+    return readout
+
+
+def top1_in(sets_per_prompt: list[list[frozenset[int]]]) -> Readout:
+    """Readout: whether the argmax token is in each set (1.0/0.0), plus the set masses."""
+    masses = set_masses(sets_per_prompt)
+
+    def readout(logp: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        top = logp.argmax(-1).tolist()
+        hits = torch.tensor([[float(top[r] in s) for s in sets_per_prompt[p]] for r, p in enumerate(prompt.tolist())])
+        return torch.cat([hits, masses(logp, prompt)], dim=1)
+    return readout
+
+
+# ---- prompts and pairs ------------------------------------------------------
+
+def _tail(item: PromptItem) -> str:
+    return f'" - {native_name(item.target_lang)}: "'
+
+
+def cut_at_word(item: PromptItem) -> str:
+    """The prompt ending right after the word to translate (their ``cut_at_obj``)."""
+    return item.prompt[: -len(_tail(item))]
+
+
+def word_position(lm: LensModel, item: PromptItem) -> int | None:
+    """Negative position of the word's last token in the full prompt (their ``get_obj_id``).
+
+    Found from the tokenizer's character offsets; None when the word's last token
+    also covers the closing quote (the tokenizer merged them).
+    """
+    end = len(cut_at_word(item))  # character just after the word
+    enc = lm.tokenizer(item.prompt, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = enc["offset_mapping"]
+    for i, (start, stop) in enumerate(offsets):
+        if start < end <= stop:
+            return i - len(offsets) if stop == end else None
+    return None
+
+
+def _items(words, pair: tuple[str, str], seed: int) -> dict[str, PromptItem]:
+    return {it.item_id: it for it in translation_items(words, pair[0], pair[1], n_demos=N_DEMOS, seed=seed)}
+
+
+def concept_pairs(words, source: tuple[str, str], target: tuple[str, str], token_sets: TokenSets,
+                  n_pairs: int, seed: int) -> list[dict]:
+    """Up to ``n_pairs`` (A, B) pairs, A != B, whose four answer-token sets are disjoint."""
+    src, tgt = _items(words, source, seed), _items(words, target, seed)
+    ids = list(words.ids)
+    combos = [(a, b) for a in ids for b in ids if a != b]
+    random.Random(f"{seed}-concept-{source}-{target}").shuffle(combos)
+    rows = {i: r for i, r in zip(words.ids, words.rows)}
+    pairs = []
+    for a, b in combos:
+        sets = [token_sets.ids(rows[a][target[1]]), token_sets.ids(rows[a][source[1]]),
+                token_sets.ids(rows[b][target[1]]), token_sets.ids(rows[b][source[1]])]
+        if any(not s for s in sets) or sum(len(s) for s in sets) != len(frozenset().union(*sets)):
+            continue
+        pairs.append({"a": a, "b": b, "source": src[a].prompt, "target": tgt[b].prompt, "sets": sets})
+        if len(pairs) >= n_pairs:
+            break
+    return pairs
+
+
+def mean_pairs(lm: LensModel, words, sources: list[tuple[str, str]], target: tuple[str, str],
+               token_sets: TokenSets, n_pairs: int, seed: int) -> list[dict]:
+    """Up to ``n_pairs`` (A, B) pairs for mean-latent patching (A's and B's Y' sets disjoint)."""
+    src = [_items(words, pair, seed) for pair in sources]
+    tgt = _items(words, target, seed)
+    ids = list(words.ids)
+    combos = [(a, b) for a in ids for b in ids if a != b]
+    random.Random(f"{seed}-mean-{sources}-{target}").shuffle(combos)
+    rows = {i: r for i, r in zip(words.ids, words.rows)}
+    position: dict[str, int | None] = {}
+    pairs = []
+    for a, b in combos:
+        sa, sb = token_sets.ids(rows[a][target[1]]), token_sets.ids(rows[b][target[1]])
+        if not sa or not sb or sa & sb:
+            continue
+        if b not in position:
+            position[b] = word_position(lm, tgt[b])
+        if position[b] is None:
+            continue
+        pairs.append({"a": a, "b": b, "sources": [cut_at_word(s[a]) for s in src], "target": tgt[b].prompt,
+                      "own": tgt[a].prompt, "position": position[b], "sets": [sa, sb]})
+        if len(pairs) >= n_pairs:
+            break
+    return pairs
+
+
+# ---- the experiments --------------------------------------------------------
+
+def _pair_label(pair) -> str:
+    return f"{pair[0]}->{pair[1]}"
+
+
+def run_concept(lm: LensModel, words, source, target, layers, token_sets, config: PatchConfig,
+                progress: bool = True) -> pd.DataFrame:
+    pairs = concept_pairs(words, source, target, token_sets, config.n_pairs, config.seed)
+    if not pairs:
+        raise DataError(f"No concept pairs for {_pair_label(source)} into {_pair_label(target)}: every pair's "
+                        "answer tokens overlap; use other languages or more words.")
+    latents = last_token_latents(lm, [p["source"] for p in pairs])
+    values = patch_sweep(lm, [p["target"] for p in pairs], latents, layers, set_masses([p["sets"] for p in pairs]),
+                         rows_per_pass=config.rows_per_pass, progress=progress, desc="concept patching")
+    rows = []
+    for i, pair in enumerate(pairs):
+        for k, layer in enumerate(layers):
+            rows.append({"experiment": "concept", "source": _pair_label(source), "target": _pair_label(target),
+                         "a": pair["a"], "b": pair["b"], "layer": layer,
+                         **{c: float(values[i, k, j]) for j, c in enumerate(CONCEPT_COLUMNS)}})
+    return pd.DataFrame(rows)
+
+
+def run_mean_latent(lm: LensModel, words, sources, target, layers, token_sets, config: PatchConfig,
+                    progress: bool = True) -> pd.DataFrame:
+    pairs = mean_pairs(lm, words, sources, target, token_sets, config.n_pairs, config.seed)
+    if not pairs:
+        raise DataError(f"No mean-latent pairs for {_pair_label(target)}: the answer tokens overlap or the "
+                        "tokenizer merges the word with its quotes; use other languages or more words.")
+    n_src = len(sources)
+    flat = last_token_latents(lm, [s for p in pairs for s in p["sources"]])  # [P * n_src, L, d]
+    flat = flat.reshape(len(pairs), n_src, lm.n_layers, -1)
+    texts = [p["target"] for p in pairs]
+    positions = torch.tensor([p["position"] for p in pairs])
+    readout = top1_in([p["sets"] for p in pairs])  # [hit A, hit B, P(A), P(B)]
+    kw = dict(positions=positions, cumulative=True, rows_per_pass=config.rows_per_pass, progress=progress)
+    mean = patch_sweep(lm, texts, flat.mean(1), layers, readout, desc="mean-latent patching", **kw)
+    single = patch_sweep(lm, texts, flat[:, 0], layers, readout, desc="single-latent patching", **kw)
+    # Unpatched: the model translating A itself on its own X' -> Y' prompt.
+    own = _unpatched(lm, [p["own"] for p in pairs], readout, config.rows_per_pass)
+    rows = []
+    for i, pair in enumerate(pairs):
+        for k, layer in enumerate(layers):
+            rows.append({"experiment": "mean_latent", "source": "+".join(_pair_label(s) for s in sources),
+                         "target": _pair_label(target), "a": pair["a"], "b": pair["b"], "layer": layer,
+                         "acc_patched": float(mean[i, k, 0]), "acc_single": float(single[i, k, 0]),
+                         "acc_unpatched": float(own[i, 0]),
+                         "p_src_concept": float(mean[i, k, 2]), "p_tgt_concept": float(mean[i, k, 3])})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def _unpatched(lm: LensModel, texts: list[str], readout: Readout, batch_size: int) -> torch.Tensor:
+    last = lm.hook_name(lm.n_layers - 1)
+    out = []
+    for start in range(0, len(texts), batch_size):
+        cap = lm.capture(lm.tokenize(texts[start:start + batch_size]), [last], positions="last")
+        out.append(readout(lm.log_probs(cap[last]).cpu(), torch.arange(start, start + len(cap[last]))))
+    return torch.cat(out)
+
+
+# ---- summary, causal evidence, result ---------------------------------------
+
+def summarise_patching(items: pd.DataFrame) -> pd.DataFrame:
+    """patching.csv: per experiment, source, target and layer: means, 95% CIs (_lo/_hi), n_pairs."""
+    columns = [c for c in dict.fromkeys(CONCEPT_COLUMNS + MEAN_COLUMNS) if c in items]
+    bounds = {c: (0.0, 1.0) for c in columns}
+    table = summarise(items, ["experiment", "source", "target", "layer"], columns, bounds=bounds)
+    return table.rename(columns={"n_items": "n_pairs"})
+
+
+def _first(mask: pd.Series) -> int | None:
+    hit = mask[mask]
+    return int(hit.index[0]) if len(hit) else None
+
+
+def causal_evidence(table: pd.DataFrame) -> dict:
+    """The layers read off the concept-patching curves (means over pairs; see the docs).
+
+    - ``tgt_concept_falls_at``: first layer where P(B in Y') drops below half its
+      value at the first layer patched -- from here the patch overrides the target.
+    - ``src_concept_rises_at``: first layer where P(A in Y') reaches half its peak.
+    - ``concept_transfer_layers``: [first, last] of the run of layers around the
+      peak of P(A in Y') where it stays at or above half its peak: the source's
+      concept transfers while the target's output language is kept.
+    - ``output_language_layer``: first layer after that peak where P(A in Y)
+      exceeds P(A in Y'): the patched latent now also carries its own output
+      language Y, so by that layer the source prompt has fixed its output language.
+    """
+    evidence: dict = {"method": "Dumas et al. 2025 concept patching (dftlens patch)", "experiments": []}
+    for (src, tgt), g in table[table["experiment"] == "concept"].groupby(["source", "target"], sort=False):
+        g = g.set_index("layer").sort_index()
+        p_a, p_ay, p_b = g["p_src_concept"], g["p_src_concept_src_lang"], g["p_tgt_concept"]
+        peak = int(p_a.idxmax())
+        above = p_a >= 0.5 * p_a.max()
+        lo = hi = peak
+        while lo - 1 in above.index and above[lo - 1]:
+            lo -= 1
+        while hi + 1 in above.index and above[hi + 1]:
+            hi += 1
+        later = g.index >= peak
+        evidence["experiments"].append({
+            "source": src, "target": tgt, "n_pairs": int(g["n_pairs"].iloc[0]),
+            "tgt_concept_falls_at": _first(p_b < 0.5 * p_b.iloc[0]),
+            "src_concept_rises_at": _first(above),
+            "src_concept_peak_layer": peak, "src_concept_peak": round(float(p_a.max()), 4),
+            "concept_transfer_layers": [lo, hi],
+            "output_language_layer": _first((p_ay > p_a) & later),
+        })
+    for (src, tgt), g in table[table["experiment"] == "mean_latent"].groupby(["source", "target"], sort=False):
+        g = g.set_index("layer").sort_index()
+        best = int(g["acc_patched"].idxmax())
+        evidence["mean_latent"] = {
+            "sources": src, "target": tgt, "n_pairs": int(g["n_pairs"].iloc[0]),
+            "best_layer": best, "acc_patched": round(float(g.loc[best, "acc_patched"]), 4),
+            "acc_single": round(float(g.loc[best, "acc_single"]), 4),
+            "acc_unpatched": round(float(g["acc_unpatched"].iloc[0]), 4),
+        }
+    exps = evidence["experiments"]
+    if exps:
+        evidence["output_language_layer"] = exps[0]["output_language_layer"]
+        evidence["concept_transfer_layers"] = exps[0]["concept_transfer_layers"]
+    return evidence
+
+
+@dataclass
+class PatchResult:
+    model: str
+    n_layers: int
+    config: PatchConfig
+    items: pd.DataFrame  # one row per pair and layer (patching_items.csv)
+    table: pd.DataFrame  # means with CIs (patching.csv)
+    causal: dict
+
+    def save(self, out: str | Path, overwrite: bool = False, report: bool = True) -> Path:
+        out = prepare_output_dir(out, OUTPUTS, overwrite)
+        write_csv(out / "patching_items.csv", self.items)
+        if report:
+            from ..viz.patch_figures import write_patch_report
+
+            write_patch_report(out / "report.html", self.table, self.causal, title=f"dftlens patch: {self.model}")
+        write_json(out / "config.json", asdict(self.config))
+        write_csv(out / "patching.csv", self.table)  # last: its presence means the run completed
+        return out
+
+
+def run_patching(lm: LensModel, config: PatchConfig | None = None, progress: bool = True) -> PatchResult:
+    """Both experiments on ``lm``; see the module docstring for what is patched where."""
+    config = config or PatchConfig()
+    check_config(config, lm.n_layers)
+    layers = sorted(set(config.layers)) if config.layers else list(range(lm.n_layers))
+    words = load_words(config.words, config.languages())
+    token_sets = TokenSets(lm.tokenizer)
+    frames = [run_concept(lm, words, src, tgt, layers, token_sets, config, progress) for src, tgt in config.concept]
+    if config.mean_target:
+        frames.append(run_mean_latent(lm, words, config.mean_sources, config.mean_target, layers, token_sets,
+                                      config, progress))
+    items = pd.concat(frames, ignore_index=True)
+    table = summarise_patching(items)
+    return PatchResult(lm.name, lm.n_layers, config, items, table, causal_evidence(table))

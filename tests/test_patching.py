@@ -1,0 +1,134 @@
+"""Activation patching (Dumas et al.): batched sweeps, the experiments, the CLI and its errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dftlens.analysis.patching import (
+    PatchConfig, causal_evidence, last_token_latents, patch_sweep, run_patching, set_masses, top1_in,
+)
+from dftlens_cli.app import app
+
+runner = CliRunner()
+TARGETS = ['Français: "chien" - 中文: "', 'Deutsch: "Wasser" - Русский: "', 'English: "sun" - Español: "']
+SOURCES = ['Español: "agua" - Deutsch: "', 'Русский: "кот" - 日本語: "', 'Français: "lune" - English: "']
+SETS = [[frozenset({5, 9}), frozenset({100})], [frozenset({7}), frozenset({8, 300})], [frozenset({1}), frozenset({2})]]
+
+
+def _full_readout(logp, prompt):
+    return logp  # the whole next-token distribution, to compare sweeps exactly
+
+
+@pytest.mark.parametrize("cumulative", [False, True])
+def test_batched_sweep_equals_one_pass_per_layer(tiny_models, one_thread, cumulative):
+    lm = tiny_models["gemma3"]
+    latents = last_token_latents(lm, SOURCES)
+    layers = list(range(lm.n_layers))
+    positions = torch.tensor([-2, -3, -1]) if cumulative else None
+    batched = patch_sweep(lm, TARGETS, latents, layers, _full_readout, positions=positions,
+                          cumulative=cumulative, rows_per_pass=100)
+    for p in range(len(TARGETS)):
+        for layer in layers:
+            one = patch_sweep(lm, [TARGETS[p]], latents[p:p + 1], [layer], _full_readout,
+                              positions=None if positions is None else positions[p:p + 1],
+                              cumulative=cumulative, rows_per_pass=1)
+            torch.testing.assert_close(batched[p, layer], one[0, 0], atol=2e-5, rtol=1e-4)
+    # different layers really give different outputs
+    assert (batched[:, 0] - batched[:, -1]).abs().max() > 1e-3
+
+
+def test_patching_the_last_layer_gives_the_source_output_and_own_latents_change_nothing(tiny_models):
+    lm = tiny_models["llama"]
+    last = lm.n_layers - 1
+    src = last_token_latents(lm, SOURCES)
+    own = last_token_latents(lm, TARGETS)
+    readout = set_masses(SETS)
+    patched = patch_sweep(lm, TARGETS, src, [0, last], readout)
+    untouched = patch_sweep(lm, TARGETS, own, [0, last], readout)
+    with torch.no_grad():
+        src_logp = lm.log_probs(src[:, last])
+        tgt_logp = lm.log_probs(own[:, last])
+    idx = torch.arange(3)
+    # the last block's output at the last token is what the model decodes: the source's own answer
+    torch.testing.assert_close(patched[:, 1], readout(src_logp, idx), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(untouched[:, 0], readout(tgt_logp, idx), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(untouched[:, 1], readout(tgt_logp, idx), atol=1e-5, rtol=1e-4)
+    hits = top1_in(SETS)(src_logp, idx)
+    assert hits.shape == (3, 4) and set(hits[:, :2].flatten().tolist()) <= {0.0, 1.0}
+
+
+def test_engines_agree_on_a_sweep(tiny_models):
+    tl = tiny_models["gemma2"]
+    nn = tl.with_backend("nnsight")
+    latents = last_token_latents(tl, SOURCES)
+    layers = list(range(tl.n_layers))
+    a = patch_sweep(tl, TARGETS, latents, layers, _full_readout, positions=torch.tensor([-2, -2, -2]), cumulative=True)
+    b = patch_sweep(nn, TARGETS, latents, layers, _full_readout, positions=torch.tensor([-2, -2, -2]), cumulative=True)
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_run_patching_tables_and_evidence(tiny_models, one_thread):
+    lm = tiny_models["gemma3"]
+    result = run_patching(lm, PatchConfig(n_pairs=5, layers=[0, 2, 3]), progress=False)
+    t = result.table
+    assert set(t["experiment"]) == {"concept", "mean_latent"}
+    assert sorted(t["layer"].unique()) == [0, 2, 3]
+    assert (t["n_pairs"] == 5).all()
+    concept = t[t["experiment"] == "concept"]
+    for col in ("p_src_concept", "p_src_concept_src_lang", "p_tgt_concept", "p_tgt_concept_src_lang"):
+        assert ((concept[f"{col}_lo"] <= concept[col] + 1e-12) & (concept[col] <= concept[f"{col}_hi"] + 1e-12)).all()
+        assert concept[col].between(0, 1).all() and concept[col].gt(0).all()
+    mean = t[t["experiment"] == "mean_latent"]
+    assert mean["acc_unpatched"].nunique() == 1 and mean["acc_patched"].between(0, 1).all()
+    # the items agree with the summary
+    items = result.items[(result.items["experiment"] == "concept") & (result.items["layer"] == 2)]
+    assert items["p_tgt_concept"].mean() == pytest.approx(concept.set_index("layer").loc[2, "p_tgt_concept"])
+    assert len(set(zip(items["a"], items["b"]))) == 5 and (items["a"] != items["b"]).all()
+    ev = result.causal
+    assert ev["experiments"][0]["n_pairs"] == 5
+    lo, hi = ev["concept_transfer_layers"]
+    assert lo <= ev["experiments"][0]["src_concept_peak_layer"] <= hi
+
+
+def test_causal_evidence_reads_the_paper_shape():
+    layers = range(8)
+    p_b = [0.8, 0.8, 0.7, 0.3, 0.1, 0.05, 0.02, 0.01]  # target concept falls at 3
+    p_a = [0.0, 0.0, 0.1, 0.4, 0.5, 0.2, 0.1, 0.05]  # source concept rises at 3, peaks at 4
+    p_ay = [0.0, 0.0, 0.0, 0.05, 0.1, 0.4, 0.7, 0.8]  # source language wins from 5
+    table = pd.DataFrame({"experiment": "concept", "source": "de->ru", "target": "fr->zh", "layer": list(layers),
+                          "n_pairs": 10, "p_src_concept": p_a, "p_src_concept_src_lang": p_ay,
+                          "p_tgt_concept": p_b, "p_tgt_concept_src_lang": 0.0})
+    ev = causal_evidence(table)
+    exp = ev["experiments"][0]
+    assert exp["tgt_concept_falls_at"] == 3 and exp["src_concept_rises_at"] == 3
+    assert exp["concept_transfer_layers"] == [3, 4] and exp["output_language_layer"] == 5
+
+
+def test_patch_cli_writes_outputs_and_rejects_bad_input(tiny_dirs, tmp_path):
+    out = tmp_path / "run"
+    base = ["patch", "--model", str(tiny_dirs["llama"]), "--n-pairs", "3"]
+    ok = runner.invoke(app, base + ["--layers", "1-2", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    for name in ("patching.csv", "patching_items.csv", "report.html", "config.json"):
+        assert (out / name).is_file()
+    table = pd.read_csv(out / "patching.csv")
+    assert {"p_src_concept", "p_src_concept_lo", "p_src_concept_hi", "p_tgt_concept_src_lang_hi",
+            "acc_patched", "acc_unpatched", "n_pairs"} <= set(table.columns)
+    assert sorted(table["layer"].unique()) == [1, 2]
+    again = runner.invoke(app, base + ["--layers", "1", "--out", str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+    for args, message in [
+        (["--layers", "0,9"], "out of range"),
+        (["--pairs", "fr:fr>de:zh"], "two different languages"),
+        (["--mean-target", "zh"], "two different languages"),
+        (["--mean-sources", "de:ja,ru:ru"], "two different languages"),
+        (["--pairs", "de:zh>fr:zh"], "different output"),
+    ]:
+        bad = runner.invoke(app, base + args + ["--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2, (args, bad.output)
+        assert message in bad.output and "Traceback" not in bad.output
+        assert not (tmp_path / "bad" / "patching.csv").exists()
