@@ -1,0 +1,103 @@
+"""Run settings as YAML files: what ``--config run.yaml`` reads and every run writes.
+
+A run config is one flat YAML mapping from option names (``snake_case``, as in the
+config dataclasses: ``max_items``, ``lora_r``) to values, e.g.::
+
+    # dftlens train, written by dftlens 0.1.0; rerun: dftlens train --config run_config.yaml
+    model: gemma3-270m
+    steps: 100
+    pairs: [[fr, zh], [de, ja]]
+
+:func:`read_run_config` reads one (JSON is YAML too), :func:`write_run_config` writes
+one atomically; ``dftlens <verb> --config FILE`` fills the verb's options from it
+and command-line flags override it (see ``dftlens_cli.config_options``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import DftlensError
+
+RUN_CONFIG = "run_config.yaml"
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) run config.
+
+    Raises:
+        DftlensError: the file does not exist, is not valid YAML, or is not a mapping.
+    """
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DftlensError(f"Config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise DftlensError(f"Config file {path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise DftlensError(f"Config file {path} must be a mapping of option names to values, "
+                           "such as `steps: 100`.")
+    return data
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML-safe builtins: paths become strings, tuples lists, dataclasses mappings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def write_run_config(path: str | Path, values: Mapping[str, Any], verb: str | None = None) -> Path:
+    """Write ``values`` (option name -> value) as a run config, atomically; return its path."""
+    import yaml
+
+    from . import __version__
+    from .io import write_text
+
+    path = Path(path)
+    head = f"# dftlens {verb}, written by dftlens {__version__}; rerun: dftlens {verb} --config {path.name}\n" \
+        if verb else f"# written by dftlens {__version__}\n"
+    body = yaml.safe_dump(plain(dict(values)), sort_keys=False, allow_unicode=True, default_flow_style=None)
+    write_text(path, head + body)
+    return path
+
+
+def field_types(config_cls: type) -> dict[str, Any]:
+    """The resolved type of every field of a config dataclass (string annotations evaluated)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(config_cls)}
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
+            **cli: Any) -> Any:
+    """A config dataclass field with its command-line help: ``steps: int = setting(100, "Optimizer steps.")``.
+
+    ``help`` is the option's help text. Further keywords describe the command line
+    (read by ``dftlens_cli.config_options``): ``choices`` (allowed values, checked
+    there and shown in the help), ``flag`` (option names instead of ``--field-name``),
+    ``none_as`` (the value that stands for ``None`` on the command line, such as 0 for
+    "all"), ``parse``/``show`` (from a command-line string or YAML value to the field's
+    value, and back to text), ``repeat=True`` (a list option given several times,
+    ``--model a --model b``; commas work too), ``short`` (extra names such as
+    ``("-m",)``), ``cli=False`` (a setting only config files set).
+    """
+    metadata = {"help": help, **cli}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
