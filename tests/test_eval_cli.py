@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dftlens.config_files import read_run_config
 from dftlens_cli.app import app
 
 runner = CliRunner()
@@ -37,6 +38,11 @@ def test_eval_two_models_side_by_side(tiny_dirs, tmp_path):
     assert "plotly" in html.lower() and "difference to" in html and "facebook/xnli" in html
     meta = json.loads((out / "eval.json").read_text(encoding="utf-8"))
     assert meta["settings"]["limit"] == 3 and len(meta["models"]) == 2 and meta["skipped"]
+    # the settings it ran with, in the form --config reads
+    saved = read_run_config(out / "run_config.yaml")
+    assert saved["models"] == [str(tiny_dirs["gemma3"]), str(tiny_dirs["llama"])]
+    assert saved["tasks"] == ["shipped", "xnli"] and saved["langs"] == ["zh", "en"] and saved["limit"] == 3
+    assert saved["out"] == str(out) and "overwrite" not in saved
 
     # the same --out again is refused without --overwrite, before any work
     again = runner.invoke(app, args)
@@ -52,6 +58,18 @@ def test_eval_user_errors_and_task_listing(tmp_path):
     for name in ("xnli_vi", "xstorycloze_ar", "mlqa_vi_vi", "m_mmlu_ar", "truthfulqa_vi_mc1", "dftlens_mkqa_ar"):
         assert name in listing.output
     assert "xcopa (ar)" in listing.output and "xstorycloze (vi)" in listing.output
+
+
+def test_eval_config_file_fills_the_options(tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text("tasks: paper\nlangs: [vi, ar]\nlimit: 2\n")
+    listing = runner.invoke(app, ["eval", "--list-tasks", "--config", str(config), "--langs", "zh"],
+                            env={"COLUMNS": "250"})
+    assert listing.exit_code == 0, listing.output
+    assert "xnli_zh" in listing.output and "xnli_vi" not in listing.output  # the flag overrides the file
+    config.write_text("tasks: paper\nlimit: three\n")
+    bad = runner.invoke(app, ["eval", "--list-tasks", "--config", str(config)])
+    assert bad.exit_code == 2 and "limit must be an integer, not 'three'" in bad.output
 
 
 @pytest.mark.embedded
