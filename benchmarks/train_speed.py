@@ -42,7 +42,7 @@ from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructi
 from dftlens.dft.batches import collate
 from dftlens.dft.losses import DFTLoss
 from dftlens.dft.config import TrainConfig
-from dftlens.dft.setup import densify_grads, load_for_training
+from dftlens.dft.prepare import densify_grads, load_for_training
 from dftlens.dft.trainer import make_optimizer
 
 MODES = {"TFT": ("off", "off"), "DFT-feature": ("feature", "feature"), "DFT-logits": ("logits", "logits")}

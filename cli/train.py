@@ -63,6 +63,8 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory (or from this checkpoint)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    dump_examples: Optional[int] = typer.Option(
+        None, help="Write the token sequences of the first N examples to OUT/examples.jsonl and exit (no training)."),
 ) -> None:
     """Deep Supervision Fine-Tuning: target-language fine-tuning plus LC/ET supervision at the probed layers."""
     from dftlens.dft.config import TrainConfig
@@ -70,6 +72,17 @@ def train(
     from dftlens.dft.trainer import train as run_training
     from dftlens.errors import DftlensError
 
+    if dump_examples is not None:
+        from dftlens.dft.examples import dump_examples as dump
+
+        if dump_examples < 1:
+            raise DftlensError("--dump-examples must be at least 1.")
+        # Only the data settings matter here: every sequence is written, whatever the signals.
+        cfg = TrainConfig(out=str(out), model=model, data=data, lang=lang, template="chat" if chat_template else "plain",
+                          limit=limit, drop_long=drop_long, max_length=max_length, lc="off", et="off")
+        path = dump(cfg, dump_examples, overwrite=overwrite)
+        console.print(f"wrote {path}", highlight=False)
+        return
     if resume is not None:
         given = [n for n in _RUN_OPTIONS if ctx.get_parameter_source(n).name not in ("DEFAULT", "DEFAULT_MAP")]
         if given:

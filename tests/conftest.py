@@ -34,19 +34,63 @@ def _training_texts() -> list[str]:
     return texts
 
 
-def make_tokenizer(vocab_size: int = 1024):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+TOKENIZER_KINDS = ("metaspace", "sentencepiece_legacy", "sentencepiece", "byte_level", "gemma")
+
+
+def _instruction_texts() -> list[str]:
+    texts = []
+    for line in (BUNDLED / "instructions_train.jsonl").read_text(encoding="utf-8").splitlines()[:150]:
+        for turn in json.loads(line).values():
+            if isinstance(turn, dict):
+                texts.append(f"### Instruction:\n{turn['instruction']}\n\n### Response:\n{turn['output']}")
+    return texts
+
+
+def make_tokenizer(vocab_size: int = 1024, kind: str = "metaspace"):
+    """A real BPE trained on the bundled texts, in the layout of one tokenizer family.
+
+    ``metaspace``: the suite's default (Metaspace pre-tokenizer, "▁" before every
+    word and at the start of every string; what the tiny models use).
+    ``sentencepiece_legacy``: Llama-2 / Mistral ``tokenizer.json`` (normalizer
+    prepends "▁" to every string, spaces become "▁", byte fallback).
+    ``sentencepiece``: the same without the legacy prefix (Metaspace, prepend only
+    at the first word of the whole text).
+    ``byte_level``: Llama-3 / Qwen style byte-level BPE (GPT-2 regex split).
+    ``gemma``: Gemma's SentencePiece (spaces become "▁", no prefix, byte fallback).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()  # SentencePiece-style "▁" word marker
-    tok.decoder = decoders.Metaspace()
+    byte_fallback = kind in ("sentencepiece_legacy", "gemma")
+    tok = Tokenizer(models.BPE(unk_token=None if kind == "byte_level" else "<unk>", byte_fallback=byte_fallback))
+    if kind == "metaspace":
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()  # SentencePiece-style "▁" word marker
+        tok.decoder = decoders.Metaspace()
+    elif kind == "sentencepiece":
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=False)
+        tok.decoder = decoders.Metaspace(prepend_scheme="first", split=False)
+    elif kind in ("sentencepiece_legacy", "gemma"):
+        steps = [normalizers.Prepend("▁")] if kind == "sentencepiece_legacy" else []
+        tok.normalizer = normalizers.Sequence(steps + [normalizers.Replace(" ", "▁")])
+        tail = [decoders.Strip(" ", 1, 0)] if kind == "sentencepiece_legacy" else []
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()] + tail)
+    elif kind == "byte_level":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    else:
+        raise ValueError(kind)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    if byte_fallback:
+        specials += [f"<0x{b:02X}>" for b in range(256)]
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"], show_progress=False
+        vocab_size=vocab_size + (256 if byte_fallback else 0), special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if kind == "byte_level" else [],
     )
-    texts = _training_texts()
-    tok.train_from_iterator(texts + ['Français: "eau" - English: "water"'] * 3, trainer)
+    texts = _training_texts() + ['Français: "eau" - English: "water"'] * 3
+    if kind != "metaspace":  # also the instruction template, so that "###" and "\n" are real tokens
+        texts += _instruction_texts()
+    tok.train_from_iterator(texts, trainer)
     bos = tok.token_to_id("<bos>")
     tok.post_processor = TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos)])
     return PreTrainedTokenizerFast(

@@ -92,12 +92,12 @@ def test_plain_template_bos_once_and_eos(tmp_path, tokenizer):
     assert "### Input" not in fmt.prompt_text(data.pairs[1].tgt)
     enc = encode_pairs(data, fmt, max_length=256)[0]
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    for ids in (enc.tgt_prompt, enc.en_prompt):
-        assert ids[0] == bos and ids.count(bos) == 1
-    for ids in (enc.tgt_response, enc.en_response):
-        assert ids[-1] == eos and bos not in ids
-    assert bos not in enc.en_query and eos not in enc.en_query
-    assert enc.en_query == tokenizer(data.pairs[0].en.query, add_special_tokens=False)["input_ids"]
+    for seq in (enc.main, enc.english, enc.lc, enc.et, enc.en_main):
+        assert seq.ids[0] == bos and seq.ids.count(bos) == 1
+    for seq in (enc.main, enc.et, enc.en_main):
+        assert seq.ids[-1] == eos and seq.ids.count(eos) == 1
+    assert eos not in enc.lc.ids and enc.english.prefix == len(enc.english.ids)
+    assert tokenizer.decode(enc.lc.continuation).replace("<unk><unk>", "\n\n") == data.pairs[0].en.query
 
 
 def test_chat_template_that_writes_bos_gets_no_second_one(tmp_path, tokenizer):
@@ -107,11 +107,15 @@ def test_chat_template_that_writes_bos_gets_no_second_one(tmp_path, tokenizer):
     data = load_instructions(write_jsonl(tmp_path / "a.jsonl", instruction_rows(2)), "zh")
     fmt = PromptFormat(tokenizer, template="chat")
     assert fmt.prompt_text(data.pairs[0].tgt).startswith("<bos><user>")
-    ids = fmt.prompt_ids(data.pairs[0].tgt)
+    ids = fmt.encode(fmt.prompt_text(data.pairs[0].tgt)).ids
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     # The response is what the template writes for the assistant turn, without a second BOS.
     turn = data.pairs[0].tgt
-    assert fmt.response_ids(turn) == tokenizer(f"{turn.output}<eos>", add_special_tokens=False)["input_ids"]
+    text, eos = fmt.response_text(turn)
+    assert (text, eos) == (f"{turn.output}<eos>", False)
+    seq = fmt.encode(fmt.prompt_text(turn), text)
+    assert seq.ids == tokenizer(fmt.prompt_text(turn) + text, add_special_tokens=False)["input_ids"]
+    assert seq.ids.count(tokenizer.bos_token_id) == 1 and seq.ids[-1] == tokenizer.eos_token_id
     tokenizer.chat_template = None
     with pytest.raises(DataError, match="no chat template"):
         PromptFormat(tokenizer, template="chat")
@@ -124,14 +128,15 @@ def test_collate_targets_and_pooling(tmp_path, tokenizer):
     assert batch.et_logits is None and batch.english is not None and batch.lc_logits is not None
     for b, p in enumerate(pairs):
         row = batch.main
-        n = len(p.tgt_prompt) + len(p.tgt_response)
-        assert row.input_ids[b, :n].tolist() == p.tgt_prompt + p.tgt_response
+        n, k = len(p.main.ids), p.main.prefix
+        assert row.input_ids[b, :n].tolist() == p.main.ids
         assert row.attention_mask[b].sum() == n
         kept = row.targets[b] != IGNORE
-        assert row.targets[b][kept].tolist() == p.tgt_response
-        assert torch.nonzero(kept)[0].item() == len(p.tgt_prompt) - 1  # the last query token predicts the first answer token
-        assert row.pool_mask[b].tolist() == [False] + [True] * (len(p.tgt_prompt) - 1) + [False] * (row.pool_mask.shape[1] - len(p.tgt_prompt))
-        assert batch.lc_logits.targets[b][batch.lc_logits.targets[b] != IGNORE].tolist() == p.en_query
+        assert row.targets[b][kept].tolist() == p.main.continuation
+        assert torch.nonzero(kept)[0].item() == k - 1  # the last query token predicts the first answer token
+        assert row.pool_mask[b].tolist() == [False] + [True] * (k - 1) + [False] * (row.pool_mask.shape[1] - k)
+        assert batch.lc_logits.targets[b][batch.lc_logits.targets[b] != IGNORE].tolist() == p.lc.continuation
+        assert int(batch.lc_logits.shared[b]) == p.lc.shared and p.lc.ids[: p.lc.shared] == p.main.ids[: p.lc.shared]
 
 
 @pytest.mark.skipif(not BUNDLED_TRAIN.exists(), reason="bundled instruction data not shipped yet")

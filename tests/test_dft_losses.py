@@ -118,9 +118,9 @@ def test_tft_equals_masked_causal_lm_loss(family, tiny_models, tiny_dirs, data_f
     pairs = encoded(lm, data_file)
     parts = DFTLoss(lm).components(batch_for(lm, pairs, "off", "off"))
     model = reference_model(tiny_dirs[family])
-    seqs = [p.tgt_prompt + p.tgt_response for p in pairs]
+    seqs = [p.main.ids for p in pairs]
     ids, mask = right_pad(seqs, lm.tokenizer.pad_token_id)
-    labels = torch.tensor([[-100] * len(p.tgt_prompt) + p.tgt_response + [-100] * (ids.shape[1] - len(s))
+    labels = torch.tensor([[-100] * p.main.prefix + p.main.continuation + [-100] * (ids.shape[1] - len(s))
                            for p, s in zip(pairs, seqs)])
     with torch.no_grad():
         ref = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -138,14 +138,13 @@ def test_logits_losses_match_direct_computation(family, tiny_models, tiny_dirs, 
     parts = loss.components(batch_for(lm, pairs, "logits", "logits"))
     model = reference_model(tiny_dirs[family])
     pad = lm.tokenizer.pad_token_id
-    prefixes = [len(p.tgt_prompt) for p in pairs]
     with torch.no_grad():
-        lc_seqs = [p.tgt_prompt + p.en_query for p in pairs]
+        lc_seqs = [p.lc.ids for p in pairs]
         states, _ = hidden_states(model, lc_seqs, pad)
-        lc = lens_nll(model, states[LC + 1], lc_seqs, prefixes)
-        et_seqs = [p.tgt_prompt + p.en_response for p in pairs]
+        lc = lens_nll(model, states[LC + 1], lc_seqs, [p.lc.prefix for p in pairs])
+        et_seqs = [p.et.ids for p in pairs]
         states, _ = hidden_states(model, et_seqs, pad)
-        et = lens_nll(model, states[ET + 1], et_seqs, prefixes)
+        et = lens_nll(model, states[ET + 1], et_seqs, [p.et.prefix for p in pairs])
     torch.testing.assert_close(parts["lc"].detach(), lc, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(parts["et"].detach(), et, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(parts["loss"].detach(), parts["tft"].detach() + 0.5 * lc + 2.0 * et)
@@ -160,7 +159,7 @@ def test_feature_losses_match_direct_computation(family, tiny_models, tiny_dirs,
     model = reference_model(tiny_dirs[family])
     pad, bos = lm.tokenizer.pad_token_id, lm.tokenizer.bos_token_id
     with torch.no_grad():  # the target query alone: causal attention makes it the same as in the main pass
-        tgt_seqs, en_seqs = [p.tgt_prompt for p in pairs], [p.en_prompt for p in pairs]
+        tgt_seqs, en_seqs = [p.main.ids[: p.main.prefix] for p in pairs], [p.english.ids for p in pairs]
         tgt, _ = hidden_states(model, tgt_seqs, pad)
         en, _ = hidden_states(model, en_seqs, pad)
         lc = 1 - F.cosine_similarity(pooled(en[LC + 1], en_seqs, bos), pooled(tgt[LC + 1], tgt_seqs, bos))
@@ -210,7 +209,7 @@ def test_lc_logits_gradient_stops_at_layer_i_and_skips_the_head(family, tiny_dir
 
     # Same embedding gradient as a direct computation with an explicitly detached head copy.
     model = reference_model(tiny_dirs[family])
-    seqs = [p.tgt_prompt + p.en_query for p in pairs]
+    seqs = [p.lc.ids for p in pairs]
     states, _ = hidden_states(model, seqs, lm.tokenizer.pad_token_id)
     norm_w = model.model.norm.weight.detach().clone()
     x = states[LC + 1]
@@ -221,7 +220,7 @@ def test_lc_logits_gradient_stops_at_layer_i_and_skips_the_head(family, tiny_dir
     logits = normed @ model.lm_head.weight.detach().clone().T
     labels = torch.full(logits.shape[:2], -100)
     for b, (seq, p) in enumerate(zip(seqs, pairs)):
-        labels[b, len(p.tgt_prompt) - 1 : len(seq) - 1] = torch.tensor(p.en_query)
+        labels[b, p.lc.prefix - 1 : len(seq) - 1] = torch.tensor(p.lc.continuation)
     F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).backward()
     torch.testing.assert_close(emb, model.model.embed_tokens.weight.grad, rtol=1e-4, atol=1e-6)
 
@@ -244,7 +243,7 @@ def test_staged_backward_equals_one_backward(tiny_dirs, data_file):
 
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 def test_sparse_embedding_gradient_equals_dense(family, tiny_dirs, data_file):
-    from dftlens.dft.setup import densify_grads, sparse_embedding_grads
+    from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
 
     lm = load_model(str(tiny_dirs[family]))
     batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")

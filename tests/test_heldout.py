@@ -20,12 +20,12 @@ def test_heldout_nll_matches_hf_loss(tiny_models):
     total, tokens = 0.0, 0
     with torch.no_grad():
         for p in pairs[:5]:
-            ids = torch.tensor([p.tgt_prompt + p.tgt_response])
+            ids = torch.tensor([p.main.ids])
             labels = ids.clone()
-            labels[0, : len(p.tgt_prompt)] = -100
+            labels[0, : p.main.prefix] = -100
             loss = lm.hf_model(input_ids=ids, labels=labels).loss
             assert math.isclose(float(loss), res["per_example"][pairs.index(p)], rel_tol=1e-4, abs_tol=1e-5)
-            total, tokens = total + float(loss) * len(p.tgt_response), tokens + len(p.tgt_response)
+            total, tokens = total + float(loss) * len(p.main.continuation), tokens + len(p.main.continuation)
     assert math.isfinite(res["nll"]) and res["ppl"] == math.exp(res["nll"])
 
 

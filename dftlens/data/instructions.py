@@ -36,10 +36,19 @@ every language (as in the paper's translated Alpaca)::
 assistant turn); the response is then the answer plus whatever the template
 writes after it (e.g. ``<end_of_turn>``). Either way BOS appears exactly once, at
 the start of the prompt: the tokenizer's convention decides whether there is one,
-and a chat template that already writes it is not given a second. The response
-is tokenised separately (no special tokens; with the plain template it ends with
-EOS), so the prompt/response boundary is exact. The LC logits target is the
-English query text alone (no template, no BOS/EOS).
+and a chat template that already writes it is not given a second.
+
+Tokenisation is exact at every segment boundary. Each training sequence is one
+text, ``prefix + continuation`` (the target prompt and its response; the target
+prompt and the English query text; ...), tokenised ONCE, as a model sees it at
+inference; the boundary between prefix and continuation is then found from the
+tokens' character offsets (:class:`Segmented`). Tokenising the pieces separately
+and concatenating the ids is wrong for tokenizers that mark the start of every
+string (SentencePiece in legacy mode, Llama-2 and Mistral: ``"法国"`` alone is
+``['▁', '法', '国']``) and for merges across the boundary. A token that straddles
+the boundary belongs to the continuation (it is predicted). The LC logits
+continuation is the English query text alone (no template, no BOS/EOS); the ET
+logits continuation is the English response (+ EOS, or the chat template's end).
 """
 
 from __future__ import annotations
@@ -175,8 +184,31 @@ def _parse_row(row: dict, where: str, lang: str) -> InstructionPair:
 
 # ------------------------------------------------------------- formatting ---
 @dataclass
+class Segmented:
+    """Token ids of ``prefix + continuation`` tokenised as one text.
+
+    ``ids[:prefix]`` lie wholly inside the prefix text (BOS included);
+    ``ids[prefix:]`` is the continuation, where the loss is taken (the first of them
+    may start inside the prefix text when a token straddles the boundary).
+    ``shared``: leading ids equal to those of the example's main sequence (``<=
+    prefix``), which a pass may take from the main pass instead of recomputing.
+    """
+
+    ids: list[int]
+    prefix: int
+    shared: int = 0
+
+    @property
+    def continuation(self) -> list[int]:
+        return self.ids[self.prefix :]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
 class PromptFormat:
-    """Turns a :class:`Turn` into prompt and response token ids (BOS once, EOS at the end)."""
+    """Turns :class:`Turn` texts into :class:`Segmented` token ids (BOS once, EOS at the end)."""
 
     tokenizer: object
     template: str = "plain"
@@ -200,63 +232,113 @@ class PromptFormat:
             text += f"### Input:\n{turn.input}\n\n"
         return text + "### Response:\n"
 
-    def ids(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def response_text(self, turn: Turn) -> tuple[str, bool]:
+        """(the text after the prompt, whether EOS follows it): the answer and its end.
 
-    def prompt_ids(self, turn: Turn) -> list[int]:
-        ids = self.ids(self.prompt_text(turn))
-        bos = self.tokenizer.bos_token_id
-        if self._adds_bos:
-            while len(ids) > 1 and ids[0] == bos and ids[1] == bos:
-                ids = ids[1:]
-            if not ids or ids[0] != bos:
-                ids = [bos] + ids
-        return ids
-
-    def response_ids(self, turn: Turn) -> list[int]:
-        """The answer and its end: EOS (plain), or what the chat template writes after it."""
+        Plain template: the output, then EOS. Chat: what the template writes for the
+        assistant turn after the generation prompt (its own end-of-turn marker).
+        """
         if self.template == "chat":
             prompt = self.prompt_text(turn)
             messages = [{"role": "user", "content": turn.query}, {"role": "assistant", "content": turn.output}]
             full = self.tokenizer.apply_chat_template(messages, tokenize=False)
             if full.startswith(prompt) and turn.output in full[len(prompt):]:
-                return self.ids(full[len(prompt):].rstrip("\n"))
-        eos = self.tokenizer.eos_token_id
-        return self.ids(turn.output) + ([eos] if eos is not None else [])
+                return full[len(prompt):].rstrip("\n"), False
+        return turn.output, self.tokenizer.eos_token_id is not None
+
+    def ids(self, text: str) -> list[int]:
+        """``text`` alone, no special tokens added (for texts that are never joined to another)."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, prefix: str, continuation: str = "", eos: bool = False) -> Segmented:
+        """``prefix + continuation`` tokenised once (BOS by the tokenizer's convention, EOS if asked)."""
+        tok = self.tokenizer
+        text = prefix + continuation
+        boundary = len(prefix)
+        if getattr(tok, "is_fast", False):
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+            # Leading tokens wholly inside the prefix (a straddling token goes to the continuation).
+            prefix_len = 0
+            while prefix_len < len(ids) and offsets[prefix_len][1] <= boundary and offsets[prefix_len][0] < boundary:
+                prefix_len += 1
+        else:  # slow tokenizers give no offsets: the prefix is what the joined text shares with the prefix alone
+            ids = self.ids(text)
+            alone = self.ids(prefix)
+            prefix_len = _common_prefix(ids, alone) if continuation else len(ids)
+        if not continuation:
+            prefix_len = len(ids)
+        bos = tok.bos_token_id
+        if self._adds_bos:
+            while len(ids) > 1 and ids[0] == bos and ids[1] == bos:  # a chat template that writes BOS itself
+                ids, prefix_len = ids[1:], prefix_len - 1
+            if not ids or ids[0] != bos:
+                ids, prefix_len = [bos] + ids, prefix_len + 1
+        if eos:
+            ids = ids + [tok.eos_token_id]
+        return Segmented(ids, prefix_len, prefix_len)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 @dataclass
 class EncodedPair:
-    """Token ids of one example, every piece a plain list (no padding)."""
+    """Every sequence one example trains on, each tokenised as one text (no padding).
 
-    tgt_prompt: list[int]  # BOS + target query in the template
-    tgt_response: list[int]  # target response + EOS
-    en_prompt: list[int]  # BOS + English query in the template
-    en_query: list[int]  # the English query text alone (LC logits continuation)
-    en_response: list[int]  # English response + EOS (ET logits continuation)
+    ``main``: [target prompt, target response + end]; L_TFT, and the target side of
+    the feature losses (pooled over ``main.ids[:main.prefix]``, BOS excluded).
+    ``english``: [English prompt] alone; the English side of the feature losses.
+    ``lc``: [target prompt, English query text]; LC logits. ``et``: [target prompt,
+    English response + end]; ET logits. ``en_main``: [English prompt, English
+    response + end]; the held-out NLL of the English side.
+    """
+
+    main: Segmented
+    english: Segmented
+    lc: Segmented
+    et: Segmented
+    en_main: Segmented
     where: str
+    id: str = ""
+
+
+def encode_pair(pair: InstructionPair, fmt: PromptFormat) -> EncodedPair:
+    tgt_prompt, en_prompt = fmt.prompt_text(pair.tgt), fmt.prompt_text(pair.en)
+    main = fmt.encode(tgt_prompt, *fmt.response_text(pair.tgt))
+    lc = fmt.encode(tgt_prompt, pair.en.query)
+    et = fmt.encode(tgt_prompt, *fmt.response_text(pair.en))
+    for seq in (lc, et):
+        seq.shared = min(_common_prefix(seq.ids, main.ids), seq.prefix, main.prefix)
+    english, en_main = fmt.encode(en_prompt), fmt.encode(en_prompt, *fmt.response_text(pair.en))
+    english.shared = en_main.shared = 0  # another prompt: nothing in common with the main pass
+    return EncodedPair(main, english, lc, et, en_main, pair.where, pair.id)
 
 
 def encode_pairs(data: InstructionData, fmt: PromptFormat, max_length: int,
-                 drop_long: bool = False) -> list[EncodedPair]:
+                 drop_long: bool = False, english_response: bool = False) -> list[EncodedPair]:
     """Tokenise every example; any sequence over ``max_length`` is an error naming its line.
 
     The sequences checked are those training runs: target prompt + target
     response, target prompt + English query, target prompt + English response,
-    and the English prompt. ``drop_long`` skips such examples instead.
+    and the English prompt (``english_response``: English prompt + response too).
+    ``drop_long`` skips such examples instead.
     """
     encoded = []
     for pair in data.pairs:
-        enc = EncodedPair(
-            fmt.prompt_ids(pair.tgt), fmt.response_ids(pair.tgt), fmt.prompt_ids(pair.en),
-            fmt.ids(pair.en.query), fmt.response_ids(pair.en), pair.where,
-        )
+        enc = encode_pair(pair, fmt)
         lengths = {
-            f"{data.lang} query + {data.lang} response": len(enc.tgt_prompt) + len(enc.tgt_response),
-            f"{data.lang} query + en query": len(enc.tgt_prompt) + len(enc.en_query),
-            f"{data.lang} query + en response": len(enc.tgt_prompt) + len(enc.en_response),
-            "en query": len(enc.en_prompt),
+            f"{data.lang} query + {data.lang} response": len(enc.main),
+            f"{data.lang} query + en query": len(enc.lc),
+            f"{data.lang} query + en response": len(enc.et),
+            "en query": len(enc.english),
         }
+        if english_response:
+            lengths["en query + en response"] = len(enc.en_main)
         worst = max(lengths, key=lengths.get)
         if lengths[worst] > max_length:
             if not drop_long:

@@ -147,7 +147,7 @@ def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bo
 def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = False,
           on_step: Callable[[dict], None] | None = None, progress: bool = True) -> TrainResult:
     """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from."""
-    from .setup import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
+    from .prepare import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
 
     from ..layers import model_n_layers
 

@@ -1,7 +1,8 @@
 """Held-out loss: the mean NLL of target-language responses the model never trained on.
 
 The cheapest, least noisy before/after measure for instruction data: it uses the
-same prompt format and the same masked loss as ``L_TFT``, on examples disjoint from
+same prompt format, the same exact tokenisation (prompt + response as one text)
+and the same masked loss as ``L_TFT``, on examples disjoint from
 the training file, summed over response tokens and divided once.
 """
 
@@ -32,16 +33,15 @@ def heldout_nll(lm: LensModel, data: str | None, lang: str, batch_size: int = 8,
 
     source = data or str(bundled_path("instructions_heldout.jsonl"))
     pairs = encode_pairs(load_instructions(source, lang), PromptFormat(lm.tokenizer, template), max_length,
-                         drop_long=True)
+                         drop_long=True, english_response=english)
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     last = lm.hook_name(lm.n_layers - 1)
     total, tokens, per_example = 0.0, 0, []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        prompts = [p.en_prompt if english else p.tgt_prompt for p in chunk]
-        responses = [p.en_response if english else p.tgt_response for p in chunk]
-        packed = pack(prompts, responses, pad, tok.bos_token_id)
+        # each row is prompt + response tokenised as one text, as the model reads it
+        packed = pack([p.en_main if english else p.main for p in chunk], pad, tok.bos_token_id)
         packed = packed.to(lm.device)
         resid = lm.capture(packed.model_inputs(), [last])[last]
         for row in range(len(chunk)):
