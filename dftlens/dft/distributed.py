@@ -103,6 +103,11 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist())}
 
+    def sum_values(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world_size == 1:
+            return values
+        return {k: v * self.world_size for k, v in self.average_values(values).items()}
+
     def any(self, flag: bool) -> bool:
         """True on every process if it is true on one (Ctrl-C reaches them at different moments)."""
         if self.world_size == 1:

@@ -1,9 +1,13 @@
 """The DFT training loop: AdamW, warm-up and decay, accumulation, clipping, checkpoints.
 
 ``train(TrainConfig(...))`` is what ``dftlens train`` runs. One optimizer step
-takes ``grad_accum`` micro-batches of ``batch_size`` examples; each micro-batch
-runs :meth:`DFTLoss.backward` (every pass's backward before the next pass), and
-the step's logged components are the means over its micro-batches.
+takes ``grad_accum`` micro-batches of ``batch_size`` examples (per process); each
+micro-batch runs :meth:`DFTLoss.backward` (every pass's backward before the next
+pass). Every loss is normalised by the whole step (:func:`~dftlens.dft.losses.step_norm`):
+token means by the loss tokens of all micro-batches of all processes, example
+means by their examples, so batch 4, batch 2 x accumulation 2 and 2 processes x
+batch 1 x accumulation 2 give the same loss and gradients. The logged components
+are the step's means.
 
 Reproducibility: the data order is a function of (seed, step) alone (one seeded
 permutation per epoch), the learning rate a function of the step, and a
@@ -39,7 +43,7 @@ from . import checkpoint as ckpt
 from .batches import collate
 from .config import TrainConfig, resolve_hooks
 from .distributed import Dist
-from .losses import DFTLoss
+from .losses import DFTLoss, step_norm
 
 LOG = "log.jsonl"
 FINAL = "final"
@@ -197,16 +201,23 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            sums: dict[str, float] = {}
+            micro_batches = []
             for micro in range(cfg.grad_accum):  # every process takes every world_size-th micro-batch
                 index = (step * cfg.grad_accum + micro) * dist.world_size + dist.rank
                 pairs = [examples[i] for i in micro_batch_indices(len(examples), cfg.seed, index, cfg.batch_size)]
-                batch = collate(pairs, cfg.lc, cfg.et, pad, tok.bos_token_id).to(lm.device)
-                for k, v in loss_fn.backward(batch, scale=1.0 / cfg.grad_accum, autocast=autocast).items():
-                    sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
+                micro_batches.append(collate(pairs, cfg.lc, cfg.et, pad, tok.bos_token_id))
+            # Every mean is over the whole step (all micro-batches, all processes): the same
+            # loss and gradient as one batch of batch_size x grad_accum x world_size examples.
+            norm = step_norm(micro_batches, cfg.lc, cfg.et, dist.sum_values)
+            sums: dict[str, float] = {}
+            for batch in micro_batches:
+                # x world_size: the gradient average over processes then yields the step's sum
+                values = loss_fn.backward(batch.to(lm.device), scale=dist.world_size, autocast=autocast, norm=norm)
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
             densify_grads(params)
             dist.average_gradients(params)
-            sums = dist.average_values(sums)
+            sums = dist.sum_values(sums)
             clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
