@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .common import app, console, user_errors
+from .options import DEVICE, DEVICE_MAP, DTYPE, LENS_CHUNK, load_options
 
 
 @app.command()
@@ -23,6 +24,10 @@ def compare(
     max_sentences: int = typer.Option(60, help="Parallel sentences for the probes (0 = all)."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
     seed: int = typer.Option(0, help="Seed for demonstrations and probe splits (the same for every model)."),
+    device: Optional[str] = DEVICE,
+    dtype: str = DTYPE,
+    device_map: Optional[str] = DEVICE_MAP,
+    lens_chunk: Optional[int] = LENS_CHUNK,
     out: Path = typer.Option(Path("runs/compare"), help="Output directory."),
     overwrite: bool = typer.Option(False, help="Replace results already in --out."),
 ) -> None:
@@ -37,11 +42,12 @@ def compare(
         raise DftlensError("compare needs at least two --model options.")
     if label and len(label) != len(model):
         raise DftlensError(f"Got {len(label)} --label for {len(model)} --model; give one per model or none.")
+    load = load_options(device, dtype, device_map, lens_chunk)
     prepare_output_dir(out, OUTPUTS, overwrite)
     config = ProbeConfig(pairs=parse_pairs(pairs, what="--pairs entry"), tasks=split_list(tasks) or None, max_items=max_items or None,
                          run_probes=probes, max_sentences=max_sentences or None, seed=seed)
     result = compare_models(list(model), config, labels=list(label) if label else None, layers=layers,
-                            backend=backend)
+                            backend=backend, load_options=load)
     result.save(out, overwrite=True)
     console.print(result.at_layers().to_string(index=False))
     console.print(f"Wrote {out}/compare.html, compare_lens.csv, compare_probes.csv")

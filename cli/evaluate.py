@@ -51,7 +51,7 @@ def evaluate(
     run = evaluate_models(
         cfg.models, cfg.tasks, cfg.langs, limit=cfg.limit, batch_size=cfg.batch_size,
         allow_download=cfg.allow_download, mkqa_file=cfg.mkqa_file, threads=cfg.threads or auto_threads(),
-        log=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
+        load_options=cfg.load_kwargs(), log=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
     )
     paths = write_outputs(run, out, overwrite=True)
     settings.values["out"] = str(out)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import app, console, user_errors
+from .options import DEVICE, DEVICE_MAP, DTYPE, LENS_CHUNK, load_options
 
 
 @app.command()
@@ -28,6 +29,10 @@ def probe(
     et_layer: Optional[int] = typer.Option(None, help="Override the ET layer (0-based block index)."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
+    device: Optional[str] = DEVICE,
+    dtype: str = DTYPE,
+    device_map: Optional[str] = DEVICE_MAP,
+    lens_chunk: Optional[int] = LENS_CHUNK,
     seed: int = typer.Option(0, help="Seed for demonstrations and probe splits."),
     out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/probe-<model>-<time>)."),
     overwrite: bool = typer.Option(False, help="Replace results already in --out."),
@@ -38,6 +43,7 @@ def probe(
     from dftlens.data.languages import parse_pairs, split_list
     from dftlens.io import prepare_output_dir
 
+    load = load_options(device, dtype, device_map, lens_chunk)
     out = out or Path("runs") / f"probe-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, OUTPUTS, overwrite)  # fail before an expensive run, not after
     config = ProbeConfig(
@@ -48,7 +54,7 @@ def probe(
         max_sentences=max_sentences or None, batch_size=batch_size, seed=seed,
         lc_layer=lc_layer, et_layer=et_layer,
     )
-    lm = load_model(model, backend=backend)
+    lm = load_model(model, backend=backend, **load)
     result = run_probe(lm, config)
     result.save(out, overwrite=True)
     console.print(result.summary().to_string(index=False))

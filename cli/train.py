@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import app, console, err_console, user_errors
+from .options import DEVICE, TRAIN_DTYPE
 
 # Options that define a run; with --resume they come from the run's saved config.
 _RUN_OPTIONS = (
@@ -15,7 +16,7 @@ _RUN_OPTIONS = (
     "chat_template", "limit", "drop_long", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
     "save_adapter", "freeze_embeddings", "steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup_ratio", "schedule", "max_grad_norm", "max_length", "seed", "save_every", "keep_checkpoints",
-    "backend", "device", "out", "overwrite",
+    "backend", "device", "dtype", "out", "overwrite",
 )
 
 
@@ -58,7 +59,8 @@ def train(
     save_every: int = typer.Option(0, help="Save a checkpoint every N steps (0: only at the end)."),
     keep_checkpoints: int = typer.Option(2, help="Intermediate checkpoints kept."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    device: Optional[str] = DEVICE,
+    dtype: str = TRAIN_DTYPE,
     out: Path = typer.Option(Path("runs/train"), help="Run directory (log, checkpoints)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory (or from this checkpoint)."),
@@ -100,7 +102,7 @@ def train(
             save_adapter=save_adapter, freeze_embeddings=freeze_embeddings, steps=steps, batch_size=batch_size,
             grad_accum=grad_accum, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
             schedule=schedule, max_grad_norm=max_grad_norm, max_length=max_length, seed=seed,
-            save_every=save_every, keep_checkpoints=keep_checkpoints, backend=backend, device=device,
+            save_every=save_every, keep_checkpoints=keep_checkpoints, backend=backend, device=device, dtype=dtype,
         )
     try:
         result = run_training(cfg, resume=resume, overwrite=overwrite, progress=progress)

@@ -67,14 +67,15 @@ class CompareResult:
 
 def compare_models(models: list[str], config: ProbeConfig, labels: list[str] | None = None,
                    layers: str | Path | None = None, backend: str = "transformer_lens",
-                   progress: bool = True) -> CompareResult:
+                   progress: bool = True, load_options: dict | None = None) -> CompareResult:
+    """Probe each of ``models`` (loaded one at a time with ``load_model(name, backend, **load_options)``)."""
     labels = labels or [Path(m).name if Path(m).exists() else m for m in models]
     choice = LayerChoice.load(layers) if layers else None
     if choice is not None:  # mark the trained layers; don't let each model re-pick its own
         config = replace(config, lc_layer=choice.lc_layer, et_layer=choice.et_layer)
     results = {}
     for label, name in zip(labels, models):
-        lm = load_model(name, backend=backend)
+        lm = load_model(name, backend=backend, **(load_options or {}))
         if choice is not None:
             choice.check_model(lm.n_layers, name)
         results[label] = run_probe(lm, config, progress=progress)

@@ -24,7 +24,6 @@ from .token_sets import TokenSets
 SHARES = ("en", "target", "input", "other")
 PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
 ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
-LAYER_CHUNK = 6  # layers decoded at once: bounds memory at chunk x batch x vocab floats
 
 
 def _mass(probs: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
@@ -45,9 +44,8 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
         chunk = items[start:start + batch_size]
         batch = lm.tokenize([it.prompt for it in chunk])
         resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
-        for first in range(0, lm.n_layers, LAYER_CHUNK):
-            logp = lm.log_probs(resid[first:first + LAYER_CHUNK]).cpu()  # [chunk, batch, vocab]
-            rows.extend(_rows_for_layers(lm, chunk, logp, first, token_sets, top_k, show_tokens))
+        for first, logp in lm.iter_log_probs(resid):  # float32 [k, batch, vocab], k from the lens budget
+            rows.extend(_rows_for_layers(lm, chunk, logp.cpu(), first, token_sets, top_k, show_tokens))
         bar.update(len(chunk))
     bar.close()
     return pd.DataFrame(rows)

@@ -60,6 +60,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # intermediate checkpoints kept (the final one always stays)
     backend: str = "transformer_lens"
     device: str | None = None
+    dtype: str = "float32"  # weights dtype (load_model's); float32 master weights by default
 
     def __post_init__(self) -> None:
         """Check every value that needs no file and no model (the Python API gets the same errors)."""
@@ -104,6 +105,9 @@ class TrainConfig:
         lc = self.lc_layer if self.lc != "off" else None
         et = self.et_layer if self.et != "off" else None
         check_order(lc, et)
+        from ..models.loading import resolve_dtype
+
+        resolve_dtype(self.dtype, "cpu")  # a bad --dtype fails before anything loads
         if self.save_adapter and not self.lora:
             raise DftlensError("--save-adapter needs --lora.")
 

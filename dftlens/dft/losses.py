@@ -81,10 +81,7 @@ def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk:
     """
     keep = targets != IGNORE
     hidden = lm.final_norm(resid[keep], frozen)
-    head = lm.hf_model.get_output_embeddings()
-    weight, bias = head.weight, getattr(head, "bias", None)
-    if frozen:
-        weight, bias = weight.detach(), bias.detach() if bias is not None else None
+    weight, bias = lm.head_params(frozen)  # the lens's own norm/head/soft-cap (LensModel.decode), fused with the CE
     total = linear_cross_entropy(hidden, weight, targets[keep], bias, lm.arch.softcap, chunk)
     return total / (denominator if denominator is not None else keep.sum().clamp(min=1))
 

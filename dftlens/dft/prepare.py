@@ -46,9 +46,9 @@ def lora_config(cfg: TrainConfig):
 
 
 def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
-    """The LensModel to train (float32 master weights), its LoRA config (or None) and the base path."""
+    """The LensModel to train (``cfg.dtype`` weights, float32 by default), its LoRA config (or None) and the base path."""
     source, base = model_source(cfg, resume_from)
-    hf_model, tokenizer = load_hf(source, device, torch.float32)
+    hf_model, tokenizer = load_hf(source, device, cfg.dtype)
     config = None
     if cfg.lora:
         from peft import inject_adapter_in_model

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..config_files import setting
 from ..models.aliases import EMBEDDED
+from ..models.loading import LoadSettings
 from .benchmarks import DEFAULT_LANGS
 
 TASKS_HELP = (
@@ -21,8 +22,11 @@ TASKS_HELP = (
 
 
 @dataclass
-class EvalConfig:
-    """Models x tasks x languages, zero-shot, on lm-evaluation-harness (see :func:`.runner.evaluate_models`)."""
+class EvalConfig(LoadSettings):
+    """Models x tasks x languages, zero-shot, on lm-evaluation-harness (see :func:`.runner.evaluate_models`).
+
+    ``device``, ``dtype``, ``device_map``: how each model loads (:class:`~dftlens.models.loading.LoadSettings`).
+    """
 
     models: list[str] = setting(
         default_factory=lambda: [EMBEDDED], flag="--model", short=("-m",), repeat=True,

@@ -144,6 +144,7 @@ def evaluate_models(
     max_gen_toks: int | None = None,
     log: Callable[[str], None] | None = None,
     model_loader: Callable[[str], object] | None = None,
+    load_options: dict | None = None,
 ) -> EvalRun:
     """Evaluate ``models`` zero-shot on ``tasks`` x ``langs``; see :class:`EvalRun`.
 
@@ -155,6 +156,9 @@ def evaluate_models(
     "paper-understanding", "all"), benchmark names (``benchmarks.BENCHMARKS``) or raw
     lm-eval task names. ``limit`` caps the documents per task (quick runs).
     Benchmarks without data on this machine are skipped with a note.
+    ``load_options`` (dtype, device, device_map) go to :func:`dftlens.load_model`,
+    which loads each model without an engine: evaluation needs only the plain
+    Hugging Face model.
     """
     from lm_eval import evaluator
 
@@ -178,9 +182,8 @@ def evaluate_models(
             if isinstance(m, str):
                 resolve(m)
 
-        # nnsight leaves the Hugging Face modules as they are (the TransformerLens
-        # bridge swaps them for hooked wrappers); evaluation needs the plain model.
-        model_loader = lambda name: load_model(name, backend="nnsight")  # noqa: E731
+        options = dict(load_options or {})
+        model_loader = lambda name: load_model(name, backend=None, **options)  # noqa: E731
 
     start = time.perf_counter()
     planned, skipped = plan(tasks, langs, mkqa_file=mkqa_file)

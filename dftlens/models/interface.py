@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # None: every position; "last": each row's last real token; a LongTensor
 # [batch] or [batch, k] of positions to keep.
 Positions = Union[None, str, torch.Tensor]
+_HEAD_SLICE = 32768  # vocabulary rows of the LM head upcast to float32 at a time
 
 
 class Engine(Protocol):
@@ -63,10 +64,6 @@ class Capture:
         return torch.stack([self.activations[n] for n in names])
 
 
-def _detached(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach() for name, p in module.named_parameters()}
-
-
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last real token; the same for left and right padding."""
     idx = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -82,9 +79,10 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 class LensModel:
     hf_model: torch.nn.Module
     tokenizer: object
-    engine: Engine
+    engine: Engine | None  # None: no activations (e.g. evaluation only)
     name: str = "model"
     path: str | None = None  # local HF directory it was loaded from
+    lens_chunk: int | None = None  # lens rows decoded at once (None: from a memory budget)
     arch: Architecture = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,8 +90,8 @@ class LensModel:
 
     # ---- what the model is -------------------------------------------------
     @property
-    def backend(self) -> str:
-        return self.engine.name
+    def backend(self) -> str | None:
+        return self.engine.name if self.engine is not None else None
 
     @property
     def config(self):
@@ -113,7 +111,12 @@ class LensModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf_model.parameters()).device
+        """Where inputs go (the input embedding's device, also under a device map)."""
+        return self.hf_model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.hf_model.get_input_embeddings().weight.dtype
 
     def check_layer(self, layer: int, what: str = "layer") -> int:
         if not 0 <= int(layer) < self.n_layers:
@@ -188,6 +191,8 @@ class LensModel:
                     act = act[:, 0]
             kept[name] = act
 
+        if self.engine is None:
+            raise LayerError(f"{self.name} was loaded without an engine (backend=None); reload it with a backend.")
         run_batch = {**batch, "position_ids": position_ids_from_mask(mask)}
         plan = None
         if edits:
@@ -231,30 +236,83 @@ class LensModel:
             **batch, position_ids=position_ids_from_mask(batch["attention_mask"]), logits_to_keep=logits_to_keep
         ).logits
 
-    def unembed(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """The logit lens: the model's own final norm, LM head and logit soft-cap.
+    def decode(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """The logit lens, the one decode of a residual: float32 logits [..., vocab] from [..., d_model].
 
-        ``frozen=True`` runs the same modules with detached parameters, so a loss
-        on these logits trains what produced ``resid`` but neither the norm nor the
-        head; with tied embeddings the shared matrix keeps its gradient through
-        the input lookup of the main loss.
+        The model's own final norm, LM head and logit soft-cap, computed in float32
+        whatever the model's dtype (the residual and the norm/head parameters are
+        upcast; the head one slice of the vocabulary at a time, so no float32 copy
+        of the whole matrix is kept). ``frozen=True`` runs them with detached
+        parameters, so a loss on these logits trains what produced ``resid`` but
+        neither the norm nor the head; with tied embeddings the shared matrix
+        keeps its gradient through the input lookup of the main loss.
+        Used by the lens (analysis), the losses (``dft.losses``) and the held-out NLL.
         """
-        head = self.hf_model.get_output_embeddings()
         normed = self.final_norm(resid, frozen)
-        logits = functional_call(head, _detached(head), (normed,)) if frozen else head(normed)
+        weight, bias = self.head_params(frozen)
+        if weight.device.type == "meta":  # offloaded by a device map: let accelerate's hooks fetch it
+            head = self.hf_model.get_output_embeddings()
+            logits = head(normed.to(self.dtype)).float()
+        else:
+            normed = normed.to(weight.device)
+            step = weight.shape[0] if weight.dtype == torch.float32 else _HEAD_SLICE
+            parts = [F.linear(normed, weight[v:v + step].float(), None if bias is None else bias[v:v + step].float())
+                     for v in range(0, weight.shape[0], step)]
+            logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         if self.arch.softcap:
             logits = torch.tanh(logits / self.arch.softcap) * self.arch.softcap
         return logits
 
-    logit_lens = unembed
+    unembed = decode
+    logit_lens = decode
+
+    def head_params(self, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The LM head's (weight [vocab, d_model], bias [vocab] or None), detached when ``frozen``."""
+        head = self.hf_model.get_output_embeddings()
+        weight, bias = head.weight, getattr(head, "bias", None)
+        if frozen:
+            weight, bias = weight.detach(), bias.detach() if bias is not None else None
+        return weight, bias
 
     def final_norm(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """The model's own final norm (with detached parameters when ``frozen``)."""
+        """The model's own final norm, in float32 (parameters upcast; detached when ``frozen``)."""
         norm = self.hf_model.get_submodule(self.arch.norm_path)
-        return functional_call(norm, _detached(norm), (resid,)) if frozen else norm(resid)
+        params = {name: (p.detach() if frozen else p) for name, p in norm.named_parameters()}
+        params = {name: p.float() for name, p in params.items() if p.device.type != "meta"}
+        if params:
+            resid = resid.to(next(iter(params.values())).device)
+        return functional_call(norm, params, (resid.float(),), strict=False).float()
 
     def log_probs(self, resid: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.unembed(resid).float(), dim=-1)
+        """float32 log-softmax of the logit lens, [..., vocab]."""
+        return F.log_softmax(self.decode(resid), dim=-1)
+
+    def lens_rows(self, budget_bytes: int | None = None) -> int:
+        """Residual rows (layer x prompt) the lens decodes at once.
+
+        ``lens_chunk`` when set; otherwise sized so that about four float32
+        [rows, vocab] tensors (logits, log-probs, probs and a temporary) fit in
+        ``budget_bytes`` (default: a quarter of the free GPU memory, at most
+        2 GiB; 512 MiB on the CPU).
+        """
+        if self.lens_chunk:
+            return int(self.lens_chunk)
+        if budget_bytes is None:
+            budget_bytes = 512 * 2**20
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                budget_bytes = min(2 * 2**30, free // 4)
+        return max(1, int(budget_bytes // (4 * 4 * self.vocab_size)))
+
+    def lens_layers_per_chunk(self, batch_rows: int) -> int:
+        """Layers decoded together for a batch of ``batch_rows`` prompts (at least 1)."""
+        return max(1, self.lens_rows() // max(1, batch_rows))
+
+    def iter_log_probs(self, resid: torch.Tensor):
+        """Yield ``(first_layer, log_probs [k, batch, vocab])`` over ``resid`` [layers, batch, d] in chunks."""
+        step = self.lens_layers_per_chunk(resid.shape[1])
+        for first in range(0, resid.shape[0], step):
+            yield first, self.log_probs(resid[first:first + step])
 
     def _position_index(self, positions: Positions, mask: torch.Tensor) -> torch.Tensor | None:
         if positions is None:
@@ -271,7 +329,7 @@ class LensModel:
         from .engines import make_engine
 
         engine = make_engine(backend, self.hf_model, self.tokenizer, self.name, self.path, **engine_options)
-        return LensModel(self.hf_model, self.tokenizer, engine, self.name, self.path)
+        return LensModel(self.hf_model, self.tokenizer, engine, self.name, self.path, self.lens_chunk)
 
 
 __all__ = ["LensModel", "Capture", "Engine", "SITES", "last_token_index", "position_ids_from_mask"]

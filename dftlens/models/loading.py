@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..config_files import setting
 from ..errors import DftlensError, ModelNotAvailable
 from ..paths import cache_root
 from . import gguf_cache
@@ -106,18 +107,151 @@ def offline_status(alias: str) -> str:
     return "available (HF cache)" if _hf_cached_snapshot(spec.hf_id) else "not downloaded"
 
 
-def load_hf(path: Path, device: str | None = None, dtype: torch.dtype | None = None):
-    """Load the causal LM and tokenizer from a local HF directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass
+class LoadSettings:
+    """How a verb loads its model: the fields every model-loading config shares (help written once here).
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype is None:
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    Config dataclasses inherit them (``class EvalConfig(LoadSettings)``) and the
+    command-line options of the other verbs are built from the same fields
+    (``dftlens_cli.options``); :meth:`load_kwargs` is what :func:`load_model` takes.
+    """
+
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
+    dtype: str = setting(
+        "auto", "Weights dtype: auto (the checkpoint's on a GPU, float32 on the CPU), float32, bfloat16 or float16. "
+                "The logit lens decodes in float32 whatever this is.",
+        choices=("auto", "float32", "bfloat16", "float16"))
+    device_map: str | None = setting(
+        None, "auto: spread the layers over the GPUs, then the CPU (accelerate big-model inference), for models "
+              "larger than one GPU. Excludes --device.")
+
+    def load_kwargs(self) -> dict:
+        """``device``, ``dtype`` and ``device_map`` for :func:`load_model` (the dtype checked now)."""
+        resolve_dtype(self.dtype, self.device or "cpu")
+        return {"device": self.device, "dtype": self.dtype, "device_map": self.device_map}
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("auto", *DTYPES)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def checkpoint_dtype(config) -> torch.dtype | None:
+    """The dtype the checkpoint was saved in (``config.dtype`` / ``torch_dtype``), if it says."""
+    value = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = DTYPES.get(value.replace("torch.", ""))
+    return value if isinstance(value, torch.dtype) and value.is_floating_point else None
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str, config=None) -> torch.dtype:
+    """``"auto"`` (or None): the checkpoint's own dtype on a GPU, float32 on the CPU.
+
+    Raises DftlensError for a name outside ``DTYPE_CHOICES``.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        on_cpu = str(device).startswith("cpu")
+        saved = checkpoint_dtype(config) if config is not None else None
+        return torch.float32 if on_cpu or saved is None else saved
+    name = str(dtype).replace("torch.", "")
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}
+    name = aliases.get(name, name)
+    if name not in DTYPES:
+        raise DftlensError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}.")
+    return DTYPES[name]
+
+
+def load_hf(
+    path: Path,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = "auto",
+    device_map: str | dict | None = None,
+):
+    """Load the causal LM (eval mode) and tokenizer from a local HF directory.
+
+    ``dtype``: "auto" (checkpoint dtype on GPU, float32 on CPU), "float32",
+    "bfloat16", "float16" or a torch dtype. ``device_map`` ("auto" or an
+    accelerate map) spreads the layers over the GPUs, then the CPU (accelerate's
+    big-model inference); it replaces ``device``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if device_map is not None and device is not None:
+        raise DftlensError("Give --device or --device-map, not both: a device map places every layer itself.")
+    device = device or default_device()
     try:
+        config = AutoConfig.from_pretrained(path)
+        torch_dtype = resolve_dtype(dtype, "cuda" if device_map is not None and torch.cuda.is_available() else device,
+                                    config)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        if device_map is not None:
+            _require_accelerate()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map=device_map).eval()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
     except (OSError, ValueError) as exc:
         raise DftlensError(f"Could not load a causal language model from {path}: {exc}") from None
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise DftlensError(
+                f"{path} does not fit on {device} in {torch_dtype}: try --dtype bfloat16 or --device-map auto."
+            ) from None
+        raise
     return model, tokenizer
 
 
+def _require_accelerate() -> None:
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise DftlensError("--device-map needs the accelerate package: pip install accelerate.") from None
+
+
+def load_model(
+    name: str | None = None,
+    backend: str | None = "transformer_lens",
+    dtype: str | torch.dtype | None = "auto",
+    device: str | None = None,
+    device_map: str | dict | None = None,
+    remote: bool = False,
+    lens_chunk: int | None = None,
+):
+    """Load ``name`` (alias, Hugging Face id, local directory or .gguf file) once: the one route to a model.
+
+    - ``backend``: the engine that reads activations, "transformer_lens"
+      (TransformerBridge) or "nnsight"; None for no engine (evaluation only needs
+      the plain Hugging Face model).
+    - ``dtype``: "auto" (the checkpoint's dtype on a GPU, float32 on the CPU),
+      "float32", "bfloat16", "float16". The logit lens decodes in float32 whatever
+      the model's dtype.
+    - ``device``: "cpu", "cuda", "cuda:1" ... (default: cuda when available).
+    - ``device_map``: "auto" (accelerate big-model inference: layers spread over
+      the GPUs, then the CPU) or an explicit accelerate map; excludes ``device``.
+    - ``remote=True`` (nnsight only): run on NDIF; see :mod:`dftlens.models.remote`.
+    - ``lens_chunk``: rows (layer x prompt) decoded by the logit lens at once
+      (None: sized from a memory budget, see :meth:`LensModel.lens_rows`).
+
+    Raises ModelNotAvailable (unknown or missing model), DftlensError (bad
+    backend/dtype, unsupported architecture, no network for remote).
+    """
+    from .engines import BACKENDS, make_engine
+    from .interface import LensModel
+    from .aliases import EMBEDDED
+
+    name = name or EMBEDDED
+    if backend is not None and backend not in BACKENDS:
+        raise DftlensError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if remote and backend != "nnsight":
+        raise DftlensError("remote=True (NDIF) needs backend='nnsight'.")
+    if lens_chunk is not None and lens_chunk < 1:
+        raise DftlensError(f"--lens-chunk must be at least 1, not {lens_chunk}.")
+    resolved = resolve(name)
+    hf_model, tokenizer = load_hf(resolved.path, device, dtype, device_map)
+    options = {"remote": True} if remote else {}
+    engine = None if backend is None else make_engine(backend, hf_model, tokenizer, name, str(resolved.path), **options)
+    return LensModel(hf_model, tokenizer, engine, name=name, path=str(Path(resolved.path)), lens_chunk=lens_chunk)
