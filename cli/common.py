@@ -8,6 +8,7 @@ line ``error: <sentence>`` on stderr and exit code 2; no traceback.
 from __future__ import annotations
 
 import functools
+import sys
 
 import typer
 from rich.console import Console
@@ -31,9 +32,31 @@ class Command(typer.core.TyperCommand):
         return _hide_flag_types(super().get_params(ctx))
 
 
+# Typer vendors click; its exception base class is reached through a public subclass.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 class Group(typer.core.TyperGroup):
     def get_params(self, ctx):
         return _hide_flag_types(super().get_params(ctx))
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Usage errors (a bad option value, an unknown option) in the same one-line style as the rest."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            err_console.print("aborted.")
+            sys.exit(1)
+        except _ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed instead
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                message = exc.format_message()
+                error(message + ("" if message.endswith((".", "?", "!")) else ".") + hint)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 class App(typer.Typer):

@@ -65,3 +65,12 @@ def test_command_modules_do_not_import_app():
                 assert not (node.module or "").startswith("dftlens_cli.app"), path.name
                 # no command borrows another command's private helpers
                 assert not (node.level == 1 and any(n.startswith("_") for n in names)), path.name
+
+
+def test_usage_errors_have_the_same_style():
+    result = runner.invoke(app, ["probe", "--max-items", "many"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: Invalid value for '--max-items'")
+    assert "probe --help`)" in result.output and "╭" not in result.output
+    result = runner.invoke(app, ["frob"])
+    assert result.exit_code == 2 and result.output.startswith("error: No such command 'frob'.")
