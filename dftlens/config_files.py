@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -67,8 +68,9 @@ def write_run_config(path: str | Path, values: Mapping[str, Any], verb: str | No
     """Write ``values`` (option name -> value) as a run config, atomically; return its path."""
     import yaml
 
-    from . import __version__
     from .io import write_text
+
+    __version__ = version("dftlens")
 
     path = Path(path)
     head = f"# dftlens {verb}, written by dftlens {__version__}; rerun: dftlens {verb} --config {path.name}\n" \
