@@ -82,3 +82,11 @@ def test_graph_sees_imports():
 
 def test_no_import_circle():
     assert cycles(import_graph()) == []
+
+
+def test_evaluation_does_not_import_training():
+    """Evaluation reaches the model through dftlens.models and the data through dftlens.data, not dft/."""
+    graph = import_graph()
+    leaks = {m: sorted(t for t in targets if t.startswith("dftlens.dft"))
+             for m, targets in graph.items() if m.startswith("dftlens.evaluation")}
+    assert {m: t for m, t in leaks.items() if t} == {}

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ..data.instructions import PromptFormat, encode_pairs, load_instructions
-from ..dft.batches import IGNORE, pack
-from ..dft.losses import lm_loss
+from ..data.packing import IGNORE, pack
 from ..models import LensModel
 
 
@@ -45,8 +45,11 @@ def heldout_nll(lm: LensModel, data: str | None, lang: str, batch_size: int = 8,
         packed = packed.to(lm.device)
         resid = lm.capture(packed.model_inputs(), [last])[last]
         for row in range(len(chunk)):
-            n = int((packed.targets[row] != IGNORE).sum())
-            loss = float(lm_loss(lm, resid[row:row + 1], packed.targets[row:row + 1], frozen=True))
+            keep = packed.targets[row] != IGNORE
+            n = int(keep.sum())
+            # the logit lens of the last block's output is the model's own logits (float32)
+            logits = lm.decode(resid[row][keep])
+            loss = float(F.cross_entropy(logits, packed.targets[row][keep].to(logits.device))) if n else 0.0
             per_example.append(loss)
             total, tokens = total + loss * n, tokens + n
     nll = total / max(tokens, 1)
