@@ -79,8 +79,11 @@ def user_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from dftlens.io import command_scope
+
         try:
-            return func(*args, **kwargs)
+            with command_scope():  # output locks are held until the command ends
+                return func(*args, **kwargs)
         except DftlensError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

@@ -27,3 +27,7 @@ class LayerError(DftlensError):
 
 class OutputExists(DftlensError):
     """An earlier result would be overwritten without --overwrite."""
+
+
+class OutputBusy(DftlensError):
+    """Another process is writing the same output directory."""

@@ -1,20 +1,37 @@
-"""Safe output: nothing half written, nothing overwritten by accident.
+"""Safe output: nothing half written, nothing overwritten by accident, one writer at a time.
 
-Every result file is written to a temporary sibling and renamed into place, so an
-interrupted run leaves either the old file or the new one, never a torn one.
+Single files (:func:`atomic_path`, :func:`write_json`, ...) are written to a
+temporary sibling and renamed into place. Whole output directories (``probe``,
+``eval``, ``compare``, ``patch``) go through :func:`output_dir`: every file is
+written into a hidden sibling directory, which is then swapped in with one rename
+(an atomic exchange where the OS has one), so Ctrl-C, a full disk or a crash
+leaves either the earlier run or the new one, never a mix. An earlier run is
+replaced only with ``overwrite`` and only after the new one is complete.
+
+:func:`prepare_output_dir` checks ``--out`` before any work (not a file, writable,
+no earlier results unless ``overwrite``, no files dftlens did not write, free
+space) and, inside a CLI command (:func:`command_scope`), locks it until the
+command ends: a second process writing the same ``--out`` is refused at once
+(:class:`~dftlens.errors.OutputBusy`). Locks use the ``filelock`` package
+(``.<name>.lock`` next to ``--out``, removed on release). A command that fails
+leaves no ``--out`` behind and removes the parent folders it created.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-from .errors import DftlensError, OutputExists
+from .errors import DftlensError, OutputBusy, OutputExists
 
 # Refuse to start a write when less than this is free: a full disk mid-write is
 # the one failure the rename trick cannot undo for the user.
@@ -67,15 +84,216 @@ def write_csv(path: Path | str, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def prepare_output_dir(out: Path | str, outputs: list[str], overwrite: bool) -> Path:
-    """Create ``out`` and check that none of ``outputs`` exists there unless ``overwrite``."""
-    out = Path(out)
-    existing = [name for name in outputs if (out / name).exists()]
-    if existing and not overwrite:
-        raise OutputExists(
-            f"{out} already holds {', '.join(existing)}; pass --overwrite to replace "
-            "them or choose another --out."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    ensure_disk_space(out)
+def _entries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(directory: Path, what: str = "--out") -> None:
+    """Create and delete a file in ``directory`` (the only check a read-only mount cannot fool)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix=".dftlens-write-check-"):
+            pass
+    except OSError as exc:
+        reason = "read-only file system" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
+        raise DftlensError(f"Cannot write to {directory} ({reason}); choose another {what}.") from None
+
+
+def check_output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False) -> Path:
+    """Refuse an unusable ``--out`` before any work; returns it as a Path (nothing is created).
+
+    ``outputs``: the names the command writes. Refused: a file; a directory holding
+    any of ``outputs`` unless ``overwrite``; a directory holding anything else
+    (the whole directory is replaced when the run completes); a folder where this
+    user cannot write; less free space than :data:`MIN_FREE_BYTES`.
+    """
+    out = Path(out).expanduser()
+    outputs = set(outputs)
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"--out {out} is a file, not a directory; choose a directory (new or empty).")
+    if out.is_dir():
+        present = _entries(out)
+        ours = [name for name in present if name in outputs]
+        foreign = [name for name in present if name not in outputs]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise OutputExists(f"{out} holds files this command did not write ({shown}); choose a new or empty "
+                               "directory for --out (the whole directory is replaced when the run completes).")
+        if ours and not overwrite:
+            raise OutputExists(f"{out} already holds {', '.join(ours)}; pass --overwrite to replace "
+                               "them or choose another --out.")
+    base = _nearest_existing(out.parent)
+    if not base.is_dir():
+        raise OutputExists(f"--out {out}: {base} is a file, not a directory; choose another --out.")
+    check_writable(base)
+    ensure_disk_space(base)
     return out
+
+
+# -- locks ---------------------------------------------------------------------------------
+_HELD: dict[str, int] = {}  # lock files this process holds -> depth (the locks are re-entrant per process)
+
+
+def lock_path(out: Path) -> Path:
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    return out.parent / f".{out.name}.lock"
+
+
+@contextmanager
+def output_lock(out: Path | str) -> Iterator[Path]:
+    """Hold the lock on ``out`` (re-entrant in this process); another holder -> :class:`OutputBusy`."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(Path(out))
+    key = str(path)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key] -= 1
+        return
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputBusy(f"Another dftlens process is writing to {Path(out)}; wait for it to finish or "
+                         "choose another --out.") from None
+    _HELD[key] = 1
+    try:
+        yield path
+    finally:
+        del _HELD[key]
+        # Unlink while still holding it: a process that opened this file meanwhile finds it
+        # unlinked after its flock succeeds and retries on a new file (filelock checks st_nlink).
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        lock.release()
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """mkdir -p ``directory``; returns the folders it created, outermost first."""
+    created = []
+    for parent in reversed([directory, *directory.parents]):
+        if not parent.exists():
+            parent.mkdir()
+            created.append(parent)
+    return created
+
+
+def _remove_if_empty(directories: list[Path]) -> None:
+    for directory in reversed(directories):
+        try:
+            directory.rmdir()
+        except OSError:
+            break
+
+
+@contextmanager
+def claim_output(out: Path | str, outputs: Iterable[str] = (), overwrite: bool = False,
+                 check: bool = True) -> Iterator[Path]:
+    """Check ``out``, create its missing parents and lock it for the block.
+
+    If the block fails, the parents it created are removed again (when empty), so
+    a failed run leaves no empty folders behind.
+    """
+    out = check_output_dir(out, outputs, overwrite) if check else Path(out).expanduser()
+    created = _make_parents(Path(os.path.abspath(out)).parent)
+    try:
+        with output_lock(out):
+            if check:  # again under the lock: another process may have finished meanwhile
+                check_output_dir(out, outputs, overwrite)
+            yield out
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+
+
+# -- the CLI's command scope -----------------------------------------------------------------
+_SCOPE: ContextVar[ExitStack | None] = ContextVar("dftlens_command_scope", default=None)
+
+
+@contextmanager
+def command_scope() -> Iterator[ExitStack]:
+    """What a CLI command claims (output locks) is held until the command returns or fails."""
+    with ExitStack() as stack:
+        token = _SCOPE.set(stack)
+        try:
+            yield stack
+        finally:
+            _SCOPE.reset(token)
+
+
+def prepare_output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool) -> Path:
+    """Check ``--out`` before an expensive run (see :func:`check_output_dir`).
+
+    Inside :func:`command_scope` (every CLI command) it also locks ``--out`` until
+    the command ends, so a second writer is refused before it starts working.
+    """
+    scope = _SCOPE.get()
+    if scope is None:
+        return check_output_dir(out, outputs, overwrite)
+    return scope.enter_context(claim_output(out, outputs, overwrite))
+
+
+# -- whole directories, swapped in at once ----------------------------------------------------
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(new, out)
+        return
+    if _exchange(new, out):  # `new` now holds the earlier run
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden directory next to ``out``; when the block succeeds it becomes ``out``.
+
+    Everything the block writes appears at once. An earlier run in ``out`` (its
+    files among ``outputs``) is replaced only with ``overwrite``, and only then;
+    if the block fails or is interrupted, ``out`` is as it was and the temporary
+    directory is removed.
+    """
+    outputs = list(outputs)
+    with claim_output(out, outputs, overwrite) as out:
+        for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a killed process; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; results should read like any folder
+        try:
+            yield tmp
+            written = set(_entries(tmp))
+            if not written <= set(outputs):
+                raise RuntimeError(f"wrote {sorted(written - set(outputs))} not listed in outputs")  # a dftlens bug
+            _swap_in(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -42,8 +42,8 @@ def test_probe_bad_layer_and_bad_pair_are_user_errors(tiny_dirs, tmp_path):
     base = ["probe", "--model", str(tiny_dirs["llama"]), "--no-probes", "--max-items", "4"]
     bad_layer = runner.invoke(app, base + ["--out", str(tmp_path / "a"), "--et-layer", "9"])
     assert bad_layer.exit_code == 2 and "out of range" in bad_layer.output
-    bad_pair = runner.invoke(app, base + ["--out", str(tmp_path / "b"), "--pairs", "fr-zh"])
-    assert bad_pair.exit_code == 2 and "input:target" in bad_pair.output
+    bad_pair = runner.invoke(app, base + ["--out", str(tmp_path / "b"), "--pairs", "fr"])
+    assert bad_pair.exit_code == 2 and "two different languages" in bad_pair.output
     missing = runner.invoke(app, base + ["--out", str(tmp_path / "c"), "--pairs", "fr:xx"])
     assert missing.exit_code == 2 and "'xx'" in missing.output
     assert not (tmp_path / "a" / "layers.json").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import prepare_output_dir, write_csv
+from ..io import output_dir, write_csv
 from ..layers import LayerChoice
 from ..models import load_model
 from .run import ProbeConfig, ProbeResult, run_probe
@@ -52,17 +52,17 @@ class CompareResult:
         from ..viz.figures import compare_latent_figure, probe_figure
         from ..viz.report import write_report
 
-        out = prepare_output_dir(out, OUTPUTS, overwrite)
-        write_csv(out / "compare_lens.csv", self.lens)
-        write_csv(out / "compare_probes.csv", self.probes)
-        choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
-        figures = [("Latent language, all models", compare_latent_figure(
-            {label: r.lens for label, r in self.results.items()}, choice=choice))]
-        figures += [(f"Linear probes: {label}", probe_figure(r.probes, choice=choice))
-                    for label, r in self.results.items() if not r.probes.empty]
-        write_report(out / "compare.html", None, None, choice, title="dftlens compare: " +
-                     " vs ".join(self.results), summary_df=self.at_layers(), figures=figures)
-        return out
+        with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
+            write_csv(tmp / "compare_lens.csv", self.lens)
+            write_csv(tmp / "compare_probes.csv", self.probes)
+            choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
+            figures = [("Latent language, all models", compare_latent_figure(
+                {label: r.lens for label, r in self.results.items()}, choice=choice))]
+            figures += [(f"Linear probes: {label}", probe_figure(r.probes, choice=choice))
+                        for label, r in self.results.items() if not r.probes.empty]
+            write_report(tmp / "compare.html", None, None, choice, title="dftlens compare: " +
+                         " vs ".join(self.results), summary_df=self.at_layers(), figures=figures)
+        return Path(out).expanduser()
 
 
 def compare_models(models: list[str], config: ProbeConfig, labels: list[str] | None = None,

@@ -21,7 +21,7 @@ import pandas as pd
 from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
-from ..io import prepare_output_dir, write_csv, write_json
+from ..io import output_dir, write_csv, write_json
 from ..layers import LayerChoice
 from ..models import LensModel
 from .layer_choice import apply_overrides, choose_layers, translation_curves
@@ -29,7 +29,7 @@ from .lens import PROB_COLUMNS, measure
 from .stats import summarise
 from .token_sets import TokenSets
 
-OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html"]
+OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html", "config.json"]
 PROBE_LANGUAGES = ["en", "zh", "fr", "de", "ru", "ja", "es", "vi", "ar"]
 
 
@@ -84,18 +84,18 @@ class ProbeResult:
         return pd.DataFrame(rows)
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True) -> Path:
-        out = prepare_output_dir(out, OUTPUTS, overwrite)
-        write_csv(out / "lens.csv", self.lens)
-        write_csv(out / "lens_items.csv", self.lens_items)
-        write_csv(out / "probes.csv", self.probes)
-        if report:
-            from ..viz.report import write_report
+        with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
+            write_csv(tmp / "lens.csv", self.lens)
+            write_csv(tmp / "lens_items.csv", self.lens_items)
+            write_csv(tmp / "probes.csv", self.probes)
+            if report:
+                from ..viz.report import write_report
 
-            write_report(out / "report.html", self.lens, self.probes, self.choice.to_dict(),
-                         title=f"dftlens probe: {self.model}", summary_df=self.summary())
-        write_json(out / "config.json", asdict(self.config))
-        self.choice.save(out / "layers.json")  # last: its presence means the run completed
-        return out
+                write_report(tmp / "report.html", self.lens, self.probes, self.choice.to_dict(),
+                             title=f"dftlens probe: {self.model}", summary_df=self.summary())
+            write_json(tmp / "config.json", asdict(self.config))
+            self.choice.save(tmp / "layers.json")  # last: its presence means the run completed
+        return Path(out).expanduser()
 
 
 def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: ParallelData | None,

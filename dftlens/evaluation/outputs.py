@@ -6,7 +6,7 @@ import math
 import platform
 from pathlib import Path
 
-from ..io import prepare_output_dir, write_csv, write_json, write_text
+from ..io import output_dir, write_csv, write_json, write_text
 from .skips import summarize_skips
 from .runner import EvalRun, differences
 
@@ -28,20 +28,21 @@ def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False) -> dic
     """results.csv (tidy), report.html (table + figures) and eval.json (settings, skips, timings)."""
     from ..viz.eval_figures import report_html
 
-    out_dir = prepare_output_dir(out, list(OUTPUTS), overwrite)
-    paths = {name: out_dir / name for name in OUTPUTS}
-    skipped = summarize_skips(run.skipped)
-    write_csv(paths["results.csv"], run.frame)
-    wide = differences(run.frame, run.models)
-    settings = {**run.settings, "models": ", ".join(run.models), "runtime": f"{run.seconds:.0f} s"}
-    write_text(paths["report.html"], report_html(run.frame, wide, run.models, skipped=skipped, notes=run.notes,
-                                                 settings=settings))
-    write_json(paths["eval.json"], {
-        "models": run.models, "settings": run.settings, "seconds": round(run.seconds, 1),
-        "model_seconds": {k: round(v, 1) for k, v in run.model_seconds.items()},
-        "skipped": [s.__dict__ for s in run.skipped], "skipped_summary": skipped, "notes": run.notes,
-        "versions": _versions(),
-    })
+    paths = {name: Path(out).expanduser() / name for name in OUTPUTS}
+    with output_dir(out, OUTPUTS, overwrite) as tmp:  # all three appear at once, or none
+        at = {name: tmp / name for name in OUTPUTS}
+        skipped = summarize_skips(run.skipped)
+        write_csv(at["results.csv"], run.frame)
+        wide = differences(run.frame, run.models)
+        settings = {**run.settings, "models": ", ".join(run.models), "runtime": f"{run.seconds:.0f} s"}
+        write_text(at["report.html"], report_html(run.frame, wide, run.models, skipped=skipped, notes=run.notes,
+                                                     settings=settings))
+        write_json(at["eval.json"], {
+            "models": run.models, "settings": run.settings, "seconds": round(run.seconds, 1),
+            "model_seconds": {k: round(v, 1) for k, v in run.model_seconds.items()},
+            "skipped": [s.__dict__ for s in run.skipped], "skipped_summary": skipped, "notes": run.notes,
+            "versions": _versions(),
+        })
     return paths
 
 
