@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DftlensError
+from ..errors import DftlensError, ModelNotAvailable
 from ..io import ensure_disk_space
 from ..paths import cache_root
 
@@ -43,20 +43,47 @@ def cached_dir_for(gguf_path: Path) -> Path:
 
 @contextmanager
 def cache_lock(name: str):
-    """Serialise cache writers (e.g. parallel test workers converting the same file)."""
+    """Serialise cache writers (e.g. parallel test workers converting the same file); waits its turn.
+
+    A ``filelock`` lock (POSIX and Windows), unlinked by its holder before release so
+    no lock file stays behind in the cache.
+    """
+    from filelock import FileLock
+
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{name}.lock", "w") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; the rename below still keeps the cache whole
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    path = root / f".{name}.lock"
+    with FileLock(str(path)):
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse a file that is not a complete GGUF file (truncated, text, other format) in one sentence."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelNotAvailable(f"{path} is not a GGUF file (it does not start with the GGUF header); "
+                                "pass a .gguf model file or download it again.")
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        size = path.stat().st_size
+        for tensor in reader.tensors:  # every tensor's data must lie inside the file
+            if int(tensor.data_offset) + int(tensor.n_bytes) > size:
+                raise ValueError("tensor data past the end of the file")
+    except ModelNotAvailable:
+        raise
+    except Exception as exc:  # gguf raises ValueError, IndexError, struct errors on damaged files
+        raise ModelNotAvailable(f"{path} is a truncated or damaged GGUF file ({type(exc).__name__}); "
+                                "download it again.") from None
 
 
 def is_complete(directory: Path) -> bool:
@@ -69,6 +96,7 @@ def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
     target = cached_dir_for(gguf_path)
     if is_complete(target):
         return target
+    check_gguf(gguf_path)  # before anything is created in the cache
     with cache_lock(target.name):
         if is_complete(target):  # another process finished it while we waited
             return target
@@ -82,10 +110,15 @@ def _convert(gguf_path: Path, target: Path, progress: bool) -> Path:
     ensure_disk_space(target.parent, needed_bytes=4 * gguf_path.stat().st_size + 2**28)
     if progress:
         print(f"Converting {gguf_path.name} to a cached Hugging Face model (once; about a minute)...")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-    ).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+        ).eval()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelNotAvailable(f"transformers cannot read {gguf_path} ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}); use a GGUF of "
+                                "an architecture transformers supports, or its Hugging Face directory.") from None
     # The model object remembers it came from GGUF and refuses save_pretrained;
     # after dequantisation its weights are ordinary float tensors.
     model.hf_quantizer = None

