@@ -55,7 +55,7 @@ from ..data.languages import native_name
 from ..data.parallel import load_words
 from ..data.prompts import PromptItem, translation_items
 from ..errors import DataError, LayerError
-from ..io import prepare_output_dir, write_csv, write_json
+from ..io import output_dir, write_csv, write_json
 from ..models import Edit, LensModel
 from .stats import summarise
 from .token_sets import TokenSets
@@ -396,15 +396,16 @@ class PatchResult:
     causal: dict
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True) -> Path:
-        out = prepare_output_dir(out, OUTPUTS, overwrite)
-        write_csv(out / "patching_items.csv", self.items)
-        if report:
-            from ..viz.patch_figures import write_patch_report
+        with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
+            write_csv(tmp / "patching_items.csv", self.items)
+            if report:
+                from ..viz.patch_figures import write_patch_report
 
-            write_patch_report(out / "report.html", self.table, self.causal, title=f"dftlens patch: {self.model}")
-        write_json(out / "config.json", asdict(self.config))
-        write_csv(out / "patching.csv", self.table)  # last: its presence means the run completed
-        return out
+                write_patch_report(tmp / "report.html", self.table, self.causal,
+                                   title=f"dftlens patch: {self.model}")
+            write_json(tmp / "config.json", asdict(self.config))
+            write_csv(tmp / "patching.csv", self.table)  # last: its presence means the run completed
+        return Path(out).expanduser()
 
 
 def run_patching(lm: LensModel, config: PatchConfig | None = None, progress: bool = True) -> PatchResult:

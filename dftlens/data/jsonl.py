@@ -9,10 +9,24 @@ from typing import Iterator
 from ..errors import DataError
 
 
+def check_utf8(path: Path) -> None:
+    """DataError naming the file, line and column of the first byte that is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); "
+                        "save the file as UTF-8.") from None
+
+
 def read_objects(path: Path) -> Iterator[tuple[str, dict]]:
     """Yield ``("file:line", object)`` for every non-blank line; bad lines raise DataError."""
-    with Path(path).open(encoding="utf-8") as handle:
+    check_utf8(path)
+    with Path(path).open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")  # columns count within the line, not its line break
             if not line.strip():
                 continue
             where = f"{path}:{number}"

@@ -13,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..errors import DataError
-from .jsonl import read_objects
+from .jsonl import check_utf8, read_objects
 from .languages import FLORES_CODES
 
 
@@ -82,7 +82,8 @@ def load_parallel(path: str | Path, languages: list[str] | None = None) -> Paral
 def _read_rows(path: Path):
     """(``"file:line"``, row) pairs from a CSV or JSONL file."""
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
+        check_utf8(path)
+        with path.open(encoding="utf-8-sig", newline="") as f:
             for line_no, row in enumerate(csv.DictReader(f), start=2):
                 yield f"{path}:{line_no}", row
         return
@@ -98,6 +99,7 @@ def _load_flores(directory: Path, languages: list[str] | None) -> ParallelData:
         found = sorted(directory.glob(f"{stem}.dev*"))
         if not found:
             raise DataError(f"{directory} has no FLORES file for {lang!r} (expected {stem}.dev or {stem}.devtest).")
+        check_utf8(found[0])
         columns[lang] = found[0].read_text(encoding="utf-8").splitlines()
     n = min(len(c) for c in columns.values())
     rows = [{lang: columns[lang][i] for lang in languages} for i in range(n)]
