@@ -22,9 +22,10 @@ def _full_readout(logp, prompt):
     return logp  # the whole next-token distribution, to compare sweeps exactly
 
 
+@pytest.mark.parametrize("family", ["gemma3", "llama"])
 @pytest.mark.parametrize("cumulative", [False, True])
-def test_batched_sweep_equals_one_pass_per_layer(tiny_models, one_thread, cumulative):
-    lm = tiny_models["gemma3"]
+def test_batched_sweep_equals_one_pass_per_layer(tiny_models, one_thread, cumulative, family):
+    lm = tiny_models[family]
     latents = last_token_latents(lm, SOURCES)
     layers = list(range(lm.n_layers))
     positions = torch.tensor([-2, -3, -1]) if cumulative else None
@@ -34,8 +35,12 @@ def test_batched_sweep_equals_one_pass_per_layer(tiny_models, one_thread, cumula
         for layer in layers:
             one = patch_sweep(lm, [TARGETS[p]], latents[p:p + 1], [layer], _full_readout,
                               positions=None if positions is None else positions[p:p + 1],
-                              cumulative=cumulative, rows_per_pass=1)
+                              cumulative=cumulative, rows_per_pass=1, prefix_cache=False)
             torch.testing.assert_close(batched[p, layer], one[0, 0], atol=2e-5, rtol=1e-4)
+    for backend_model in (lm, lm.with_backend("nnsight")):  # the shared-prefix KV cache on both engines
+        full = patch_sweep(backend_model, TARGETS, latents, layers, _full_readout, positions=positions,
+                           cumulative=cumulative, rows_per_pass=100, prefix_cache=False)
+        torch.testing.assert_close(batched, full, atol=2e-5, rtol=1e-4)
     # different layers really give different outputs
     assert (batched[:, 0] - batched[:, -1]).abs().max() > 1e-3
 

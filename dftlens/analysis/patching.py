@@ -119,7 +119,8 @@ Readout = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @torch.no_grad()
 def patch_sweep(lm: LensModel, texts: list[str], latents: torch.Tensor, layers: list[int],
                 readout: Readout, positions: torch.Tensor | None = None, cumulative: bool = False,
-                rows_per_pass: int = 72, progress: bool = False, desc: str = "patching") -> torch.Tensor:
+                rows_per_pass: int = 72, prefix_cache: bool = True, progress: bool = False,
+                desc: str = "patching") -> torch.Tensor:
     """Patch each target prompt at every layer in ``layers``, as rows of few forward passes.
 
     ``texts``: P target prompts. ``latents`` [P, n_layers, d_model]: the value
@@ -129,16 +130,29 @@ def patch_sweep(lm: LensModel, texts: list[str], latents: torch.Tensor, layers: 
     j is patched at every layer j..L-1 (mean-latent patching), else at j only.
     ``readout(log_probs [R, vocab], prompt index [R]) -> [R, q]`` reduces each
     row's next-token distribution. Returns [P, len(layers), q].
+
+    The rows of one prompt differ only from the first patched position on (the
+    model is causal), so with ``prefix_cache`` the tokens before it run once per
+    prompt and their KV cache is shared by that prompt's rows: a pass costs about
+    P prompts plus P x layers x (a few tokens), not P x layers whole prompts.
+    ``prefix_cache=False`` runs every row in full (the reference in the tests).
     """
     n_l = len(layers)
     per_pass = max(1, rows_per_pass // n_l)
     last = lm.hook_name(lm.n_layers - 1)
+    tail = 1 if positions is None else int((-positions).max())  # tokens from the first patched one to the end
+    if positions is not None and int(positions.max()) >= 0:
+        raise ValueError("patch_sweep positions must be negative (counted back from the last token)")
     out = []
     for start in tqdm(range(0, len(texts), per_pass), desc=desc, disable=not progress, leave=False):
         prompts = list(range(start, min(start + per_pass, len(texts))))
         row_prompt = torch.tensor(prompts).repeat_interleave(n_l)  # [R]
         row_layer = torch.tensor(layers).repeat(len(prompts))  # [R]
-        batch = lm.tokenize([texts[p] for p in row_prompt.tolist()])
+        batch = lm.tokenize([texts[p] for p in prompts], padding_side="left")
+        if prefix_cache and batch["input_ids"].shape[1] > tail:
+            batch = _shared_prefix(lm, batch, tail, n_l)
+        else:
+            batch = {k: v.repeat_interleave(n_l, dim=0) for k, v in batch.items()}
         edits = []
         for layer in sorted(set(layers)) if not cumulative else range(min(layers), lm.n_layers):
             rows = torch.nonzero(row_layer <= layer if cumulative else row_layer == layer).flatten()
@@ -149,6 +163,21 @@ def patch_sweep(lm: LensModel, texts: list[str], latents: torch.Tensor, layers: 
         logp = lm.log_probs(cap[last]).cpu()  # [R, vocab]
         out.append(readout(logp, row_prompt).reshape(len(prompts), n_l, -1))
     return torch.cat(out)
+
+
+def _shared_prefix(lm: LensModel, batch: dict, tail: int, repeats: int) -> dict:
+    """Run all but the last ``tail`` tokens of each (left-padded) prompt once; the rows'
+    batch: those ``tail`` tokens, repeated ``repeats`` times per prompt, with the KV cache."""
+    from ..models.interface import position_ids_from_mask
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    head_mask = mask[:, :-tail]
+    out = lm.hf_model.model(input_ids=ids[:, :-tail], attention_mask=head_mask,
+                            position_ids=position_ids_from_mask(head_mask), use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(repeats)
+    return {"input_ids": ids[:, -tail:].repeat_interleave(repeats, dim=0),
+            "attention_mask": mask.repeat_interleave(repeats, dim=0), "past_key_values": cache}
 
 
 @torch.no_grad()

@@ -44,6 +44,26 @@ class TransformerLensEngine:
                 device=str(next(hf_model.parameters()).device),
                 dtype=next(hf_model.parameters()).dtype,
             )
+        self._bridge_reads_cache(hf_model)
+
+    @staticmethod
+    def _bridge_reads_cache(hf_model) -> None:
+        """Hand the bridge's attention the KV cache under the name it reads.
+
+        Transformers 5 passes a layer's cache to attention as ``cache=``; the
+        bridge's attention components read ``past_key_values=`` and would silently
+        ignore the cache (no keys stored, none attended to). A kwargs pre-hook copies it over.
+        """
+        def pre(module, args, kwargs):
+            if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+                kwargs["past_key_values"] = kwargs["cache"]
+                return args, kwargs
+            return None
+
+        for module in hf_model.modules():
+            if hasattr(module, "_update_kv_cache") and not getattr(module, "_dftlens_cache_hook", False):
+                module.register_forward_pre_hook(pre, with_kwargs=True)
+                module._dftlens_cache_hook = True
 
     def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
             edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -70,6 +90,7 @@ class TransformerLensEngine:
                     attention_mask=batch["attention_mask"],
                     position_ids=batch["position_ids"],
                     return_type=None,
+                    **({"past_key_values": batch["past_key_values"]} if "past_key_values" in batch else {}),
                 )
         except _StopForward:
             pass
@@ -127,7 +148,7 @@ class NNsightEngine:
 
     def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
             edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "past_key_values") if k in batch}
         wanted, edited = set(names), set(getattr(edit, "hooks", ()))
         with self.model.trace(inputs, remote=self.remote) as tracer:
             # in execution order, as nnsight requires

@@ -180,7 +180,10 @@ class LensModel:
         ``edits`` (see :meth:`intervene`) are applied during the same pass.
         """
         names = sorted({self.validate_hook(n) for n in names}, key=execution_order)
-        mask = batch["attention_mask"]
+        # With a KV cache (``batch["past_key_values"]``) the mask covers cache + new
+        # tokens; positions and edits refer to the new tokens only.
+        full_mask = batch["attention_mask"]
+        mask = full_mask[:, -batch["input_ids"].shape[1]:]
         index = self._position_index(positions, mask)
         kept: dict[str, torch.Tensor] = {}
 
@@ -193,7 +196,7 @@ class LensModel:
 
         if self.engine is None:
             raise LayerError(f"{self.name} was loaded without an engine (backend=None); reload it with a backend.")
-        run_batch = {**batch, "position_ids": position_ids_from_mask(mask)}
+        run_batch = {**batch, "position_ids": position_ids_from_mask(full_mask)[:, -mask.shape[1]:]}
         plan = None
         if edits:
             from .interventions import EditPlan
@@ -227,7 +230,7 @@ class LensModel:
         cap = self.capture(batch, names, positions=positions, grad=grad, edits=list(edits))
         if lens:
             with torch.set_grad_enabled(grad):
-                cap.logits = {n: self.unembed(a) for n, a in cap.activations.items()}
+                cap.logits = {n: self.decode(a) for n, a in cap.activations.items()}
         return cap
 
     def forward_logits(self, batch: dict[str, torch.Tensor], logits_to_keep: int = 0) -> torch.Tensor:
