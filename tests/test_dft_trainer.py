@@ -106,6 +106,25 @@ def test_lora_merged_and_adapter_checkpoints_agree(tmp_path, tiny_dirs, data_fil
     assert not torch.allclose(la, l0)  # training changed something
 
 
+def test_final_is_lean_and_gradient_checkpointing_keeps_the_curve(tmp_path, tiny_dirs, data_file):
+    """final/: weights, tokenizer, run config (0644), no optimizer state; checkpoints keep it for resuming."""
+    kw = dict(lc="feature", et="logits", steps=2, save_every=1)
+    plain = train(config(tmp_path, "plain", tiny_dirs["llama"], data_file, **kw), progress=False)
+    ckpt = train(config(tmp_path, "ckpt", tiny_dirs["llama"], data_file, gradient_checkpointing=True, **kw),
+                 progress=False)
+    for a, b in zip(read_log(plain.out), read_log(ckpt.out)):
+        assert {k: a[k] for k in CURVE} == pytest.approx({k: b[k] for k in CURVE}, rel=1e-6)
+    names = {p.name for p in plain.final.iterdir()}
+    assert "trainer_state" not in names and not any(n.endswith((".pt", ".bin")) for n in names)
+    assert {"config.json", "model.safetensors", "run_config.json", "tokenizer.json"} <= names
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in plain.final.iterdir())
+    assert (plain.out / "checkpoint-000001" / "trainer_state" / "optimizer.pt").exists()
+    weights = load_file(str(plain.final / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in weights.values())  # CPU: trained in float32
+    base = os.path.getsize(tiny_dirs["llama"] / "model.safetensors")
+    assert os.path.getsize(plain.final / "model.safetensors") == pytest.approx(base, rel=0.01)
+
+
 def test_freeze_embeddings_keeps_them(tmp_path, tiny_dirs, data_file):
     run = train(config(tmp_path, "frozen", tiny_dirs["gemma3"], data_file, lc="feature", et="feature", steps=1,
                        grad_accum=1, freeze_embeddings=True), progress=False)

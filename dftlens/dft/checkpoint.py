@@ -1,21 +1,28 @@
-"""Checkpoints: Hugging Face directories plus what resuming needs.
+"""Checkpoints: Hugging Face directories plus what resuming needs. Resume logic lives here.
 
-Layout of ``<out>/checkpoint-000010/`` (and of ``<out>/final/``)::
+Layout of a resumable ``<out>/checkpoint-000010/``::
 
-    config.json, model*.safetensors, generation_config.json   the model
+    config.json, model*.safetensors, generation_config.json   the model, float32
         (merged LoRA by default; with --save-adapter adapter_config.json and
         adapter_model.safetensors instead, for peft / transformers to apply
         on the base model)
     tokenizer files
     run_config.json                   the TrainConfig of the run
-    trainer_state/state.json          step, RNG states
-    trainer_state/optimizer.pt        AdamW state
+    trainer_state/state.json          step
+    trainer_state/optimizer.pt        AdamW state, RNG states
     trainer_state/trainable.safetensors   the LoRA weights exactly (LoRA runs)
+
+``<out>/final/`` holds only what ``from_pretrained`` needs: the weights in the
+training dtype (bf16 after bf16 mixed precision, else float32; safetensors
+shards of at most 5 GB), the tokenizer, and ``run_config.json`` (with
+``completed_steps``); no optimizer, scheduler or RNG state. A LoRA adapter's
+``base_model_name_or_path`` is the base model's Hugging Face id where one is
+known (an alias or an id), else its local directory. Files are 0644.
 
 Each checkpoint is written into a hidden temporary directory next to it and
 renamed into place, so an interruption leaves the previous checkpoint intact.
-The TransformerLens bridge renames the model's modules in place; the saved
-names are the model's own (``._original_component`` stripped, LoRA merged).
+An engine may wrap the model's modules in place; the saved names are the
+model's own (:func:`dftlens.models.engines.hf_name`, LoRA merged).
 """
 
 from __future__ import annotations
@@ -24,19 +31,20 @@ import json
 import os
 import random
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ..errors import DftlensError
 from ..io import ensure_disk_space, write_json
+from ..models.engines import hf_name
 
-BRIDGE = "._original_component"
 STATE = "trainer_state"
 
 
 def clean(name: str) -> str:
-    return name.replace(BRIDGE, "")
+    return hf_name(name)
 
 
 def _lora_layers(hf_model) -> dict[str, object]:
@@ -82,15 +90,21 @@ def load_trainable(hf_model, path: Path) -> None:
             params[name].copy_(value)
 
 
-def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_path: str | None = None) -> None:
-    """A directory ``AutoModelForCausalLM.from_pretrained`` loads (model or adapter) plus the tokenizer."""
+def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_path: str | None = None,
+                   dtype: torch.dtype | None = None) -> None:
+    """A directory ``AutoModelForCausalLM.from_pretrained`` loads (model or adapter) plus the tokenizer.
+
+    ``dtype``: cast the weights (None: as they are, float32 master weights).
+    """
+    cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
     from transformers import AutoModelForCausalLM
 
     hf = lm.hf_model
     if adapter:
         from safetensors.torch import save_file
 
-        weights = {f"base_model.model.{k.replace('.default.', '.')}": v for k, v in trainable_state(hf).items()}
+        weights = {f"base_model.model.{k.replace('.default.', '.')}": cast(v).contiguous()
+                   for k, v in trainable_state(hf).items()}
         save_file(weights, str(directory / "adapter_model.safetensors"))
         lora_config.base_model_name_or_path = base_path
         lora_config.save_pretrained(str(directory))
@@ -100,10 +114,12 @@ def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_pa
         with torch.device("meta"):
             shell = AutoModelForCausalLM.from_config(hf.config)
         shell.generation_config = hf.generation_config
+        shell.config.dtype = dtype or torch.float32
         shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # it would break the training progress bar
         try:
-            shell.save_pretrained(str(directory), state_dict=model_state_dict(hf))
+            state = {k: cast(v) for k, v in model_state_dict(hf).items()}
+            shell.save_pretrained(str(directory), state_dict=state, max_shard_size="5GB")
         finally:
             if shown:
                 hf_logging.enable_progress_bar()
@@ -124,23 +140,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=None, base_path=None) -> Path:
-    """Write a complete checkpoint to ``directory`` atomically (temporary sibling, then rename)."""
-    from safetensors.torch import save_file
-
+@contextmanager
+def _atomic_dir(directory: Path, n_bytes: int):
+    """Yield a temporary sibling of ``directory``; on success make it readable (0644/0755) and rename it in."""
     directory = Path(directory)
-    n_bytes = sum(t.numel() * t.element_size() for t in lm.hf_model.parameters())
-    ensure_disk_space(directory.parent, needed_bytes=3 * n_bytes + (64 << 20))
+    ensure_disk_space(directory.parent, needed_bytes=n_bytes + (64 << 20))
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / STATE).mkdir(parents=True)
+    tmp.mkdir(parents=True)
     try:
-        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path)
-        write_json(tmp / "run_config.json", cfg.to_dict())
-        write_json(tmp / STATE / "state.json", {"step": step, "steps": cfg.steps})
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / STATE / "optimizer.pt")
-        if cfg.lora:
-            save_file(trainable_state(lm.hf_model), str(tmp / STATE / "trainable.safetensors"))
+        yield tmp
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
         old = directory.parent / f".{directory.name}.old-{os.getpid()}"
         if directory.exists():
             os.replace(directory, old)
@@ -148,13 +159,57 @@ def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+
+
+def _model_bytes(lm) -> int:
+    return sum(t.numel() * t.element_size() for t in lm.hf_model.parameters())
+
+
+def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=None, base_path=None) -> Path:
+    """Write a resumable checkpoint to ``directory`` atomically (temporary sibling, then rename)."""
+    from safetensors.torch import save_file
+
+    with _atomic_dir(directory, 3 * _model_bytes(lm)) as tmp:
+        (tmp / STATE).mkdir()
+        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path)
+        write_json(tmp / "run_config.json", cfg.to_dict())
+        write_json(tmp / STATE / "state.json", {"step": step, "steps": cfg.steps})
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / STATE / "optimizer.pt")
+        if cfg.lora:
+            save_file(trainable_state(lm.hf_model), str(tmp / STATE / "trainable.safetensors"))
+    return Path(directory)
+
+
+def save_final(lm, cfg, step: int, directory: Path, lora_config=None, base_path=None,
+               dtype: torch.dtype | None = None) -> Path:
+    """Write ``final/``: weights in ``dtype``, tokenizer, run config; nothing only resuming needs."""
+    with _atomic_dir(directory, _model_bytes(lm)) as tmp:
+        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path, dtype=dtype)
+        write_json(tmp / "run_config.json", {**cfg.to_dict(), "completed_steps": step})
+    return Path(directory)
+
+
+def load_training_state(directory: Path, optimizer) -> None:
+    """Restore AdamW and the RNG states from a resumable checkpoint (weights are loaded with the model)."""
+    path = Path(directory) / STATE / "optimizer.pt"
+    if not path.exists():
+        raise DftlensError(f"{directory} holds no optimizer state (final/ keeps only the model); "
+                           "resume from a checkpoint-NNNNNN directory.")
+    saved = torch.load(path, weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    set_rng_state(saved["rng"])
 
 
 def checkpoint_step(directory: Path) -> int | None:
+    """The optimizer steps a checkpoint (or a ``final/``) holds; None if it is not one."""
+    directory = Path(directory)
     try:
-        return int(json.loads((Path(directory) / STATE / "state.json").read_text())["step"])
+        return int(json.loads((directory / STATE / "state.json").read_text())["step"])
     except (OSError, ValueError, KeyError):
+        pass
+    try:
+        return int(json.loads((directory / "run_config.json").read_text())["completed_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

@@ -53,11 +53,13 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 512
     seed: int = 0
-    bf16: bool = True  # autocast on GPU; ignored on CPU
+    bf16: bool = True  # bf16 mixed precision (accelerate autocast) on GPU, final/ weights in bf16; ignored on CPU
+    gradient_checkpointing: bool = False  # recompute each block's activations in the backward pass
     ce_chunk: int | None = None  # positions per cross-entropy chunk; None: ~64M logits
     # bookkeeping
     save_every: int = 0  # 0: only at the end (and on Ctrl-C)
     keep_checkpoints: int = 2  # intermediate checkpoints kept (the final one always stays)
+    report_to: str = ""  # comma list of experiment trackers (tensorboard, wandb) besides log.jsonl
     backend: str = "transformer_lens"
     device: str | None = None
     dtype: str = "float32"  # weights dtype (load_model's); float32 master weights by default

@@ -10,6 +10,7 @@ from ..data.instructions import EncodedPair, PromptFormat, encode_pairs, load_in
 from ..errors import DftlensError
 from ..models import make_engine, resolve
 from ..models.interface import LensModel
+from ..models.engines import unwrap
 from ..models.loading import load_hf
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -62,9 +63,29 @@ def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
             ckpt.load_trainable(hf_model, resume_from / ckpt.STATE / "trainable.safetensors")
     if cfg.freeze_embeddings:
         hf_model.get_input_embeddings().weight.requires_grad_(False)
+    if cfg.gradient_checkpointing:
+        # non-reentrant: works with frozen inputs (LoRA) and with the engines' hooks, which
+        # are gone by the time the backward pass recomputes a block
+        if hasattr(hf_model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     sparse_embedding_grads(hf_model)
     engine = make_engine(cfg.backend, hf_model, tokenizer, cfg.model, str(source))
-    return LensModel(hf_model, tokenizer, engine, name=cfg.model, path=str(source)), config, str(base)
+    lm = LensModel(hf_model, tokenizer, engine, name=cfg.model, path=str(source))
+    return lm, config, base_model_id(cfg.model, base)
+
+
+def base_model_id(name: str, path: Path) -> str:
+    """What a saved adapter names as its base: the Hugging Face id where one is known, else the directory."""
+    from ..models.aliases import lookup
+
+    spec = lookup(name)
+    if spec is not None and spec.hf_id:
+        return spec.hf_id
+    if "/" in name and not Path(name).expanduser().exists() and not name.endswith(".gguf"):
+        return name  # a Hugging Face id, resolved from the local cache
+    return str(path)
 
 
 def sparse_embedding_grads(hf_model) -> None:
@@ -76,7 +97,7 @@ def sparse_embedding_grads(hf_model) -> None:
     accumulated gradient dense again before clipping and the optimizer step.
     """
     emb = hf_model.get_input_embeddings()
-    emb = getattr(emb, "_original_component", emb)
+    emb = unwrap(emb)
     if isinstance(emb, torch.nn.Embedding) and emb.weight.requires_grad:
         emb.sparse = True
 

@@ -16,10 +16,12 @@ so ``resume`` continues with the same loss curve as an uninterrupted run on CPU.
 Ctrl-C (SIGINT) finishes the current step, saves a checkpoint and raises
 :class:`TrainingInterrupted`; a second Ctrl-C stops at once.
 
-Several processes: launched by ``accelerate launch`` or ``torchrun``, each
-process holds a full replica, takes every ``world_size``-th micro-batch, and
-gradients are averaged with ``all_reduce`` before clipping (plain data
-parallelism; see :mod:`dftlens.dft.distributed` for the launch and memory notes).
+The engine is accelerate (:class:`~dftlens.dft.distributed.Runtime`): one CPU or
+GPU, or data parallelism under ``accelerate launch`` / ``torchrun`` (each process
+holds a full replica, takes every ``world_size``-th micro-batch, and gradients are
+averaged before clipping), bf16 mixed precision on GPU, trackers. Checkpoints:
+``checkpoint-NNNNNN/`` are resumable (weights, AdamW, RNG); ``final/`` holds only
+what ``from_pretrained`` needs (see :mod:`dftlens.dft.checkpoint`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import shutil
 import signal
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -42,7 +44,7 @@ from ..io import atomic_path, ensure_disk_space, write_json
 from . import checkpoint as ckpt
 from .batches import collate
 from .config import TrainConfig, resolve_hooks
-from .distributed import Dist
+from .distributed import Runtime
 from .losses import DFTLoss, step_norm
 
 LOG = "log.jsonl"
@@ -156,7 +158,8 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     from ..layers import model_n_layers
 
     cfg.validate(model_n_layers(cfg.model))  # values, layers file, layer order: before anything is deleted or loaded
-    dist = Dist.start()
+    report_to = [t.strip() for t in cfg.report_to.split(",") if t.strip()]
+    dist = Runtime.start(cfg.device, cfg.bf16, report_to, cfg.out)
     out, resume_from = prepare_run(cfg, Path(resume) if resume else None, overwrite, dist.is_main)
     dist.barrier()
     start = ckpt.checkpoint_step(resume_from) if resume_from else 0
@@ -164,31 +167,32 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
         raise DftlensError(f"{resume_from} is already at step {start} of {cfg.steps}; nothing to do.")
     examples = load_training_data(cfg, load_tokenizer(model_source(cfg, resume_from)[0]))
     torch.manual_seed(cfg.seed)
-    lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device(cfg.device))
+    lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device())
     lc_hook, et_hook = resolve_hooks(cfg, lm)
     params = [p for p in lm.hf_model.parameters() if p.requires_grad]
     if not params:
         raise DftlensError("Nothing to train: every parameter is frozen.")
     optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay)
     if resume_from is not None:
-        saved = torch.load(resume_from / ckpt.STATE / "optimizer.pt", weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        ckpt.set_rng_state(saved["rng"])
+        ckpt.load_training_state(resume_from, optimizer)
     loss_fn = DFTLoss(lm, cfg.lc, cfg.et, lc_hook, et_hook, cfg.w_lc, cfg.w_et, cfg.detach_english, cfg.ce_chunk)
-    on_gpu = lm.device.type == "cuda" and cfg.bf16
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_gpu else nullcontext
+    autocast = dist.autocast  # bf16 autocast from accelerate on GPU; nothing on CPU
+    save_dtype = torch.bfloat16 if dist.mixed_precision == "bf16" else None  # final/ in the training dtype
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     log = _read_log(out, start) if resume_from else []
     if dist.is_main:
         write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook})
         _write_log(out, log)
+    dist.init_trackers(Path(cfg.out).name or "dftlens", cfg.to_dict())
 
     def save(name: str, step: int) -> Path:
         path = out / name
         if dist.is_main:
-            ckpt.save_checkpoint(lm, cfg, step, optimizer, path, lora_config, base_path)
-            if name != FINAL:
+            if name == FINAL:  # weights (training dtype), tokenizer, run config: what from_pretrained needs
+                ckpt.save_final(lm, cfg, step, path, lora_config, base_path, save_dtype)
+            else:  # resumable: full-precision weights, AdamW and RNG state
+                ckpt.save_checkpoint(lm, cfg, step, optimizer, path, lora_config, base_path)
                 ckpt.prune(out, cfg.keep_checkpoints)
         dist.barrier()
         return path
@@ -227,6 +231,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
             log.append(record)
             if dist.is_main:
                 _append_log(out, record)
+            dist.log(record, step + 1)
             bar.update(1)
             bar.set_postfix(_running(log), refresh=False)
             if on_step is not None:
@@ -239,6 +244,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
                 save(f"checkpoint-{done:06d}", done)
     bar.close()
     final = save(FINAL, cfg.steps)
+    dist.end()
     return TrainResult(out, final, log, dist.is_main)
 
 

@@ -20,6 +20,20 @@ from .hooks import execution_order, parse_hook_name
 BACKENDS = ("transformer_lens", "nnsight")
 
 
+# TransformerLens' bridge keeps each wrapped Hugging Face module as ``_original_component``.
+_BRIDGE_WRAPPER = "_original_component"
+
+
+def hf_name(name: str) -> str:
+    """A parameter or module name as Hugging Face spells it (engine wrappers removed)."""
+    return name.replace(f".{_BRIDGE_WRAPPER}", "")
+
+
+def unwrap(module):
+    """The Hugging Face module an engine may have wrapped (the module itself otherwise)."""
+    return getattr(module, _BRIDGE_WRAPPER, module)
+
+
 class _StopForward(Exception):
     """Raised from the last requested hook to skip the rest of the forward pass."""
 
