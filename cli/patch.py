@@ -18,10 +18,11 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def _experiments(text: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    from dftlens.data.languages import split_list
     from dftlens.errors import DataError
 
     experiments = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in split_list(text):
         source, sep, target = part.partition(">")
         if not sep:
             raise DataError(f"--pairs entry {part!r} is not source>target (e.g. de:ru>fr:zh).")
@@ -30,12 +31,13 @@ def _experiments(text: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
 
 
 def _layers(text: Optional[str]) -> Optional[list[int]]:
+    from dftlens.data.languages import split_list
     from dftlens.errors import DataError
 
     if not text:
         return None
     layers = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in split_list(text):
         first, _, last = part.partition("-")
         try:
             layers.extend(range(int(first), int(last or first) + 1))

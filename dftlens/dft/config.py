@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..data.languages import split_list
 from ..errors import DftlensError, LayerError
 from ..layers import LayerChoice, check_order
 from ..models.hooks import execution_order
@@ -96,7 +97,7 @@ class TrainConfig:
                 raise DftlensError(f"--lora-alpha must be positive, not {self.lora_alpha}.")
             if not 0.0 <= self.lora_dropout < 1.0:
                 raise DftlensError(f"--lora-dropout must be in [0, 1), not {self.lora_dropout}.")
-            if not [t for t in self.lora_targets.split(",") if t.strip()]:
+            if not split_list(self.lora_targets):
                 raise DftlensError("--lora-targets names no module; e.g. q_proj,v_proj.")
         for kind in ("lc", "et"):
             if getattr(self, kind) != "off" and getattr(self, f"{kind}_layer") is None and not self.layers:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..data.instructions import EncodedPair, PromptFormat, encode_pairs, load_instructions
+from ..data.languages import split_list
 from ..errors import DftlensError
 from ..models import make_engine, resolve
 from ..models.interface import LensModel
@@ -41,7 +42,7 @@ def load_training_data(cfg: TrainConfig, tokenizer) -> list[EncodedPair]:
 def lora_config(cfg: TrainConfig):
     from peft import LoraConfig
 
-    targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    targets = split_list(cfg.lora_targets)
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
 

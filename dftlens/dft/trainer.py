@@ -39,6 +39,7 @@ from typing import Callable
 
 import torch
 
+from ..data.languages import split_list
 from ..errors import DftlensError, OutputExists
 from ..io import atomic_path, ensure_disk_space, write_json
 from . import checkpoint as ckpt
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     from ..layers import model_n_layers
 
     cfg.validate(model_n_layers(cfg.model))  # values, layers file, layer order: before anything is deleted or loaded
-    report_to = [t.strip() for t in cfg.report_to.split(",") if t.strip()]
+    report_to = split_list(cfg.report_to)
     dist = Runtime.start(cfg.device, cfg.bf16, report_to, cfg.out)
     out, resume_from = prepare_run(cfg, Path(resume) if resume else None, overwrite, dist.is_main)
     dist.barrier()
