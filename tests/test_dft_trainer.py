@@ -104,6 +104,12 @@ def test_lora_merged_and_adapter_checkpoints_agree(tmp_path, tiny_dirs, data_fil
         la, lb, l0 = a(ids).logits, b(ids).logits, base(ids).logits
     torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(la, l0)  # training changed something
+    # Every dftlens verb takes the adapter directory as --model (load_model merges it into its base).
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_dirs["gemma2"])
+    lm = load_model(str(adapter))
+    with torch.no_grad():
+        torch.testing.assert_close(lm.forward_logits({"input_ids": ids, "attention_mask": torch.ones_like(ids)}), la,
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_final_is_lean_and_gradient_checkpointing_keeps_the_curve(tmp_path, tiny_dirs, data_file):
@@ -176,3 +182,13 @@ def test_two_processes_match_one_big_batch(tmp_path, tiny_dirs, data_file):
     for a, b in zip(ddp, one):
         for key in CURVE:
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+
+
+def test_adapter_names_the_hugging_face_id_of_its_base(tmp_path):
+    from dftlens.dft.prepare import base_model_id
+    from dftlens.models.aliases import lookup
+
+    cache = tmp_path / "converted"
+    assert base_model_id("gemma3-270m", cache) == lookup("gemma3-270m").hf_id != str(cache)
+    assert base_model_id("meta-llama/Llama-2-7b-hf", cache) == "meta-llama/Llama-2-7b-hf"
+    assert base_model_id(str(tmp_path), tmp_path) == str(tmp_path)  # a local directory stays a path

@@ -23,7 +23,8 @@ _HF_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.tiktok
 class ResolvedModel:
     name: str  # what the user typed
     path: Path  # a local Hugging Face directory
-    source: str  # "embedded", "local", "gguf", "hf-cache" or "download"
+    source: str  # "embedded", "local", "gguf", "hf-cache", "download" or "adapter"
+    adapter: Path | None = None  # a LoRA adapter directory applied (merged) on top of ``path``
 
 
 def embedded_gguf_path() -> Path:
@@ -69,6 +70,8 @@ def resolve(name: str, allow_download: bool | None = None) -> ResolvedModel:
             raise ModelNotAvailable(f"GGUF file {path} does not exist; check the path.")
         return ResolvedModel(name, gguf_cache.convert_gguf(path), "gguf")
     if path.is_dir():
+        if not (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
+            return _resolve_adapter(name, path, allow_download)
         if not (path / "config.json").is_file():
             raise ModelNotAvailable(
                 f"{path} is a directory but holds no config.json; pass a Hugging Face model "
@@ -102,6 +105,32 @@ def resolve(name: str, allow_download: bool | None = None) -> ResolvedModel:
         f"`hf download {hf_id}` on a machine with access (gated models need `hf auth login` "
         "first), copy the directory here and pass its path as --model."
     ).with_traceback(None)
+
+
+def _resolve_adapter(name: str, path: Path, allow_download: bool | None) -> ResolvedModel:
+    """A LoRA adapter directory: its base (the dftlens run's --model, else the adapter's base id) resolved."""
+    import json
+
+    base = None
+    run_config = path / "run_config.json"
+    if run_config.is_file():  # written by dftlens train: the name the base was loaded under
+        base = json.loads(run_config.read_text(encoding="utf-8")).get("model")
+    if not base:
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelNotAvailable(f"{path} is a LoRA adapter that does not name its base model.")
+    resolved = resolve(base, allow_download)
+    return ResolvedModel(name, resolved.path, "adapter", adapter=path)
+
+
+def merge_adapter(hf_model, adapter: Path):
+    """Apply the LoRA adapter in ``adapter`` to ``hf_model`` and merge it into the weights."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(hf_model, str(adapter)).merge_and_unload()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise DftlensError(f"Could not apply the adapter {adapter} to its base model: {exc}") from None
 
 
 def _hf_cached_snapshot(hf_id: str) -> Path | None:
@@ -293,6 +322,8 @@ def load_model(
         raise DftlensError(f"--lens-chunk must be at least 1, not {lens_chunk}.")
     resolved = resolve(name)
     hf_model, tokenizer = load_hf(resolved.path, device, dtype, device_map)
+    if resolved.adapter is not None:
+        hf_model = merge_adapter(hf_model, resolved.adapter).eval()
     options = {"remote": True} if remote else {}
     engine = None if backend is None else make_engine(backend, hf_model, tokenizer, name, str(resolved.path), **options)
     return LensModel(hf_model, tokenizer, engine, name=name, path=str(Path(resolved.path)), lens_chunk=lens_chunk)
