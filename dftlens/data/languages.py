@@ -31,6 +31,7 @@ FLORES_CODES = {
 
 
 def native_name(code: str) -> str:
+    """The language's name in itself (``"zh"`` -> ``"中文"``), as Wendler et al.'s prompts label it; else the code."""
     return NATIVE_NAMES.get(code, code)
 
 

@@ -33,9 +33,11 @@ class Packed:
     shared: torch.Tensor  # [batch] leading tokens equal to the same row of the main pass
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask``, the batch :meth:`LensModel.capture` takes."""
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
 
     def to(self, device) -> "Packed":
+        """The same tensors on ``device``."""
         return Packed(*(getattr(self, f.name).to(device) for f in fields(self)))
 
     def labels(self) -> torch.Tensor:
@@ -46,6 +48,7 @@ class Packed:
 
     @property
     def n_targets(self) -> int:
+        """Loss positions in the batch (targets that are not IGNORE)."""
         return int((self.targets != IGNORE).sum())
 
 

@@ -89,10 +89,16 @@ def answer_tokens(text: str, lang: str = "en") -> list[str]:
 
 
 def normalize_answer(text: str, lang: str = "en") -> str:
+    """``text`` as the scorers compare it: :func:`answer_tokens` joined by single spaces."""
     return " ".join(answer_tokens(text, lang))
 
 
 def f1_score(prediction: str, gold: str, lang: str = "en") -> float:
+    """Token-overlap F1 in [0, 1] of one prediction against one gold answer (MLQA/SQuAD scoring).
+
+    Tokens are :func:`answer_tokens` (characters for zh/ja, as MLQA does); two empty
+    answers score 1, one empty answer 0.
+    """
     pred, ref = answer_tokens(prediction, lang), answer_tokens(gold, lang)
     if not pred or not ref:
         # SQuAD convention: two empty answers agree, one empty answer scores 0.
@@ -105,10 +111,12 @@ def f1_score(prediction: str, gold: str, lang: str = "en") -> float:
 
 
 def exact_match(prediction: str, gold: str, lang: str = "en") -> float:
+    """1.0 if the normalised prediction equals the normalised gold answer, else 0.0."""
     return float(normalize_answer(prediction, lang) == normalize_answer(gold, lang))
 
 
 def best_over_answers(metric, prediction: str, answers: Iterable[str], lang: str = "en") -> float:
+    """The best ``metric(prediction, answer, lang)`` over the gold ``answers`` (0.0 when there are none)."""
     answers = [a for a in answers if a is not None]
     if not answers:
         return 0.0
@@ -121,6 +129,7 @@ def clean_generation(text: str) -> str:
 
 
 def qa_scores(prediction: str, answers: Sequence[str] | str, lang: str = "en") -> dict[str, float]:
+    """``{"f1", "exact_match"}`` in [0, 1] of a generation (first line only) against the gold answers."""
     if isinstance(answers, str):
         answers = [answers]
     prediction = clean_generation(prediction)

@@ -38,6 +38,10 @@ def answers_for(row: dict, mkqa_lang: str) -> list[str]:
 
 
 def make_process_docs(lang: str):
+    """lm-eval ``process_docs`` for MKQA in ``lang``: rows -> {question, answers}, unanswerable rows dropped.
+
+    Raises ``KeyError`` for a language MKQA does not have (see :data:`MKQA_LANGS`).
+    """
     mkqa_lang = MKQA_LANGS[lang]
 
     def process_docs(dataset):

@@ -61,6 +61,7 @@ _MISSING_DATA = ("offline", "couldn't reach", "couldn't find", "doesn't exist", 
 
 
 def is_missing_data(exc: BaseException) -> bool:
+    """Whether a task's loading error means its data is not on this machine (vs. a broken task)."""
     if isinstance(exc, (ConnectionError, FileNotFoundError)):
         return True
     text = f"{type(exc).__name__} {exc}".lower()

@@ -58,6 +58,7 @@ _LANG = re.compile(r"^[a-z]{2,3}([_-][a-z]{2,4})?$")
 
 
 def check_languages(langs: Iterable[str]) -> list[str]:
+    """Language codes, lower-cased (``pt-BR`` -> ``pt_br``); DftlensError for a non-code or none at all."""
     langs = [lang.lower().replace("-", "_") for lang in split_list(langs)]
     bad = [lang for lang in langs if not _LANG.match(lang)]
     if bad:

@@ -61,6 +61,7 @@ def auto_threads() -> int:
 
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (None or 0: leave it), then restore it."""
     import torch
 
     if not threads:
