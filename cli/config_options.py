@@ -44,6 +44,7 @@ class RunSettings:
 
     verb: str
     values: dict[str, Any]
+    given: set[str] = dataclasses.field(default_factory=set)  # options set by a flag or the --config file
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``<out_dir>/run_config.yaml``; ``dftlens <verb> --config`` on it reruns the run."""
@@ -90,8 +91,11 @@ class FieldOption:
     optional: bool = False
 
     @classmethod
-    def from_field(cls, field: dataclasses.Field, tp: Any, default: Any) -> "FieldOption":
+    def from_field(cls, field: dataclasses.Field, tp: Any, default: Any, help: str | None = None
+                   ) -> "FieldOption":
         meta = dict(field.metadata)
+        if help is not None:
+            meta["help"] = help
         base, optional = _optional(tp)
         none_as = meta.get("none_as")
         parse, show = meta.get("parse"), meta.get("show")
@@ -186,16 +190,18 @@ def _own_options(func: Callable) -> tuple[str, list[inspect.Parameter], dict[str
 
 
 def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
-                   not_saved: tuple[str, ...] = ("overwrite",)) -> Callable[[Callable], Callable]:
+                   helps: dict[str, str] | None = None, not_saved: tuple[str, ...] = ("overwrite",)
+                   ) -> Callable[[Callable], Callable]:
     """Generate a command's options from ``config_cls`` (see the module docstring).
 
     ``exclude``: fields that are not options (they keep their dataclass default,
     unless a config file sets them). ``defaults``: this verb's own defaults for some
-    fields, as field values (``{"max_items": 40}``). ``not_saved``: own options left
-    out of run_config.yaml (they say how to run, not what).
+    fields, as field values (``{"max_items": 40}``). ``helps``: this verb's own help
+    text for some fields. ``not_saved``: own options left out of run_config.yaml (they
+    say how to run, not what).
     """
     types_ = field_types(config_cls)
-    defaults = dict(defaults or {})
+    defaults, helps = dict(defaults or {}), dict(helps or {})
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     options: dict[str, FieldOption] = {}
     for name, field in fields.items():
@@ -209,7 +215,7 @@ def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults:
             default = field.default_factory()
         else:
             default = None
-        options[name] = FieldOption.from_field(field, types_[name], default)
+        options[name] = FieldOption.from_field(field, types_[name], default, helps.get(name))
 
     def decorate(func: Callable) -> Callable:
         config_name, own, own_types = _own_options(func)
@@ -261,7 +267,9 @@ def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults:
             if wants_settings:
                 saved = {f: getattr(cfg, f) for f in fields}
                 saved.update({k: v for k, v in own_values.items() if k not in not_saved})
-                extra["settings"] = RunSettings(ctx.info_name or func.__name__, saved)
+                explicit_names = {n for n in [*options, *(p.name for p in own)] if explicit(n)}
+                extra["settings"] = RunSettings(ctx.info_name or func.__name__, saved,
+                                                explicit_names | (set(given) & set(saved)))
             return func(**{config_name: cfg}, **own_values, **extra)
 
         command.__signature__ = inspect.Signature(params)

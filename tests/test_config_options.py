@@ -91,6 +91,7 @@ def test_verb_defaults_override_the_dataclass(tmp_path):
     assert result.exit_code == 0, result.output
     assert seen["cfg"].max_items == 40 and seen["cfg"].pairs == [("fr", "zh")]
     assert "[default: 40]" in run(["toy", "--help"], defaults={"max_items": 40})[0].output
+    assert "Prompts per task." in run(["toy", "--help"], helps={"max_items": "Prompts per task."})[0].output
 
 
 def test_config_file_fills_and_flags_override(tmp_path):
@@ -100,6 +101,7 @@ def test_config_file_fills_and_flags_override(tmp_path):
     assert result.exit_code == 0, result.output
     assert seen["cfg"] == ToyConfig(steps=8, lr=2e-5, pairs=[("ru", "en")], hidden=9, lora=True)
     assert seen["out"] == tmp_path / "o"
+    assert seen["settings"].given == {"steps", "lr", "pairs", "hidden", "lora", "out"}
 
 
 def test_run_config_reruns_the_same_run(tmp_path):
