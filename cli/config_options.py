@@ -178,21 +178,25 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
-def _own_options(func: Callable) -> tuple[str, list[inspect.Parameter], dict[str, Any]]:
-    """The command function's config parameter name, its own options, and their resolved types."""
+def _own_options(func: Callable, n_configs: int) -> tuple[list[str], list[inspect.Parameter], dict[str, Any]]:
+    """The command function's config parameter names, its own options, and their resolved types."""
     sig = inspect.signature(func)
     hints = typing.get_type_hints(func)
     params = list(sig.parameters.values())
-    config_name, rest = params[0].name, params[1:]
+    config_names, rest = [p.name for p in params[:n_configs]], params[n_configs:]
     own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
            for p in rest if p.name != "settings"]
-    return config_name, own, {p.name: hints.get(p.name, Any) for p in rest}
+    return config_names, own, {p.name: hints.get(p.name, Any) for p in rest}
 
 
-def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
+def config_options(*config_classes: type, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
                    helps: dict[str, str] | None = None, not_saved: tuple[str, ...] = ("overwrite",)
                    ) -> Callable[[Callable], Callable]:
-    """Generate a command's options from ``config_cls`` (see the module docstring).
+    """Generate a command's options from the fields of ``config_classes`` (see the module docstring).
+
+    With several classes (``@config_options(ProbeConfig, LoadSettings)``) the command
+    function takes one built config per class, in that order; their field names must
+    differ, and run_config.yaml holds all of them in one flat mapping.
 
     ``exclude``: fields that are not options (they keep their dataclass default,
     unless a config file sets them). ``defaults``: this verb's own defaults for some
@@ -200,9 +204,17 @@ def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults:
     text for some fields. ``not_saved``: own options left out of run_config.yaml (they
     say how to run, not what).
     """
-    types_ = field_types(config_cls)
     defaults, helps = dict(defaults or {}), dict(helps or {})
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    types_: dict[str, Any] = {}
+    fields: dict[str, dataclasses.Field] = {}
+    owner: dict[str, int] = {}  # field name -> index of its config class
+    for i, config_cls in enumerate(config_classes):
+        for field in dataclasses.fields(config_cls):
+            if field.name in fields:
+                raise TypeError(f"{field.name} is a field of {config_cls.__name__} and of "
+                                f"{config_classes[owner[field.name]].__name__}")
+            fields[field.name], owner[field.name] = field, i
+        types_.update(field_types(config_cls))
     options: dict[str, FieldOption] = {}
     for name, field in fields.items():
         if name in exclude or field.metadata.get("cli") is False:
@@ -218,11 +230,11 @@ def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults:
         options[name] = FieldOption.from_field(field, types_[name], default, helps.get(name))
 
     def decorate(func: Callable) -> Callable:
-        config_name, own, own_types = _own_options(func)
+        config_names, own, own_types = _own_options(func, len(config_classes))
         wants_settings = "settings" in inspect.signature(func).parameters
-        clash = {p.name for p in own} & set(options)
+        clash = {p.name for p in own} & set(fields)
         if clash:
-            raise TypeError(f"{func.__name__}: {', '.join(sorted(clash))} are fields of {config_cls.__name__}")
+            raise TypeError(f"{func.__name__}: {', '.join(sorted(clash))} are config fields too")
         config_param = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                                          default=typer.Option(None, "--config", help=CONFIG_HELP))
         ctx_param = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
@@ -262,15 +274,16 @@ def config_options(config_cls: type, *, exclude: tuple[str, ...] = (), defaults:
                                                                                     f"{where_file}: {p.name}")
                 else:
                     own_values[p.name] = kwargs[p.name]
-            cfg = config_cls(**values)
+            configs = [cls(**{k: v for k, v in values.items() if owner[k] == i})
+                       for i, cls in enumerate(config_classes)]
             extra = {}
             if wants_settings:
-                saved = {f: getattr(cfg, f) for f in fields}
+                saved = {f: getattr(configs[owner[f]], f) for f in fields}
                 saved.update({k: v for k, v in own_values.items() if k not in not_saved})
                 explicit_names = {n for n in [*options, *(p.name for p in own)] if explicit(n)}
                 extra["settings"] = RunSettings(ctx.info_name or func.__name__, saved,
                                                 explicit_names | (set(given) & set(saved)))
-            return func(**{config_name: cfg}, **own_values, **extra)
+            return func(**dict(zip(config_names, configs)), **own_values, **extra)
 
         command.__signature__ = inspect.Signature(params)
         command.__annotations__ = {p.name: p.annotation for p in params}

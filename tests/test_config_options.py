@@ -150,3 +150,35 @@ def test_write_run_config_types(tmp_path):
     assert read_run_config(path) == {"p": "/x", "t": [1, 2], "n": None, "s": "中文"}
     with pytest.raises(DftlensError, match="does not exist"):
         read_run_config(tmp_path / "nope.yaml")
+
+
+@dataclass
+class ToyLoad:
+    device: Optional[str] = setting(None, "Device.")
+    dtype: str = setting("auto", "Dtype.", choices=("auto", "float32"))
+
+
+def test_several_config_classes(tmp_path):
+    app = App(add_completion=False)
+    seen: dict = {}
+
+    @app.command()
+    @user_errors
+    @config_options(ToyConfig, ToyLoad)
+    def toy(cfg: ToyConfig, load: ToyLoad, out: Path = typer.Option(Path("o")),
+            settings: RunSettings = None) -> None:
+        seen.update(cfg=cfg, load=load, settings=settings)
+        settings.save(out)
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    result = runner.invoke(app, ["toy", "--steps", "2", "--dtype", "float32", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"] == ToyConfig(steps=2) and seen["load"] == ToyLoad(dtype="float32")
+    saved = read_run_config(tmp_path / "run_config.yaml")
+    assert saved["steps"] == 2 and saved["dtype"] == "float32" and saved["device"] is None
+
+    with pytest.raises(TypeError, match="steps is a field of ToyConfig and of ToyConfig"):
+        config_options(ToyConfig, ToyConfig)
