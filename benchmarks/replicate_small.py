@@ -1,14 +1,22 @@
-"""A small-scale replication of the DFT comparison on the embedded model (CPU, < 60 min).
+"""A small-scale replication of the DFT comparison on the embedded model (CPU).
 
-Probe Gemma-3-270M once, then train TFT, DFT-logits, DFT-feature and the LC-only /
-ET-only ablations with the same seed, steps, data and LoRA settings on the shipped
+Probe Gemma-3-270M once, then train TFT, DFT-logits, DFT-feature (one run per
+``--feature-norms`` variant) and the LC-only (feature) / ET-only (logits)
+ablations with the same seed, steps, data and LoRA settings on the shipped
 English-Chinese instruction data; evaluate the base model and every run on the
-held-out instructions (NLL of the Chinese and English responses) and on the shipped
-offline tasks (multiple choice and extractive QA, zh and en); write one results
-table, paired differences against TFT with standard errors, and the compare figure
-(base vs TFT vs DFT-logits latent-language curves).
+held-out instructions (NLL of the Chinese and English responses) and on the
+shipped offline tasks (multiple choice and extractive QA, zh and en); write one
+results table, paired differences against TFT with standard errors, and the
+compare figure (base vs TFT vs DFT-logits latent-language curves).
 
-Usage: python benchmarks/replicate_small.py [--out runs/replicate] [--steps 60] [--quick]
+``--sweep-et 6,9,12,15``: the ET-layer sweep (the paper swept 5..30 on LLaMA-2-7B).
+At each layer j one ET-only (logits) run, LC off, so that only j changes; same
+seed, data and steps as every other run. Each is scored on the held-out NLL (zh
+and English side) with paired standard errors against TFT; ``sweep.csv`` and
+``sweep.html`` (plotly: NLL difference to TFT +- 2 paired SE per layer).
+
+Usage: python benchmarks/replicate_small.py [--out runs/replicate] [--steps 60] [--eval-limit 0]
+       [--feature-norms none,standardize] [--sweep-et 6,9,12,15] [--quick]
 """
 
 from __future__ import annotations
@@ -20,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VARIANTS = {  # name -> (LC signal, ET signal)
-    "TFT": ("off", "off"),
-    "DFT-logits": ("logits", "logits"),
-    "DFT-feature": ("feature", "feature"),
-    "LC-only (feature)": ("feature", "off"),
-    "ET-only (logits)": ("off", "logits"),
-}
+def variants(norms: list[str]) -> dict[str, tuple[str, str, str]]:
+    """name -> (LC signal, ET signal, feature norm); LC-only uses the last norm listed."""
+    table = {"TFT": ("off", "off", "none"), "DFT-logits": ("logits", "logits", "none")}
+    for norm in norms:
+        table[f"DFT-feature ({norm})" if len(norms) > 1 else "DFT-feature"] = ("feature", "feature", norm)
+    table[f"LC-only (feature, {norms[-1]})"] = ("feature", "off", norms[-1])
+    table["ET-only (logits)"] = ("off", "logits", "none")
+    return table
 
 
 def paired(per_model: dict[str, list[float]], reference: str) -> pd.DataFrame:
@@ -41,12 +50,34 @@ def paired(per_model: dict[str, list[float]], reference: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sweep_figure(sweep: pd.DataFrame, path: Path) -> None:
+    """NLL difference to TFT (nats/token) at each ET layer, +- 2 paired SE; the y axis fits the bars."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for lang, frame in sweep.groupby("language", sort=False):
+        fig.add_trace(go.Scatter(x=frame["et_layer"], y=frame["diff_vs_TFT"], mode="lines+markers", name=lang,
+                                 error_y=dict(type="data", array=2 * frame["se"], visible=True)))
+    low = float((sweep["diff_vs_TFT"] - 2 * sweep["se"]).min())
+    high = float((sweep["diff_vs_TFT"] + 2 * sweep["se"]).max())
+    low, high = min(low, 0.0), max(high, 0.0)
+    pad = 0.08 * (high - low or 1.0)
+    fig.add_hline(y=0, line_dash="dot", annotation_text="TFT")
+    fig.update_layout(title="ET-layer sweep: held-out NLL, ET-only (logits) minus TFT (paired, +- 2 SE)",
+                      xaxis_title="ET layer j", yaxis_title="NLL difference to TFT (nats per token)",
+                      yaxis_range=[low - pad, high + pad], template="plotly_white")
+    fig.update_xaxes(tickvals=list(sweep["et_layer"].unique()))
+    fig.write_html(path, include_plotlyjs="cdn")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="runs/replicate")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--lang", default="zh")
     parser.add_argument("--eval-limit", type=int, default=40, help="documents per shipped task (0 = all)")
+    parser.add_argument("--feature-norms", default="none", help="comma list: one DFT-feature run per --feature-norm")
+    parser.add_argument("--sweep-et", default="", help="comma list of ET layers: one ET-only (logits) run each")
     parser.add_argument("--quick", action="store_true", help="a few steps and items: checks the pipeline only")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -54,6 +85,8 @@ def main() -> None:
     steps = 3 if args.quick else args.steps
     limit = 8 if args.quick else None
     eval_limit = 8 if args.quick else (args.eval_limit or None)
+    norms = [n.strip() for n in args.feature_norms.split(",") if n.strip()]
+    sweep_layers = [int(j) for j in args.sweep_et.split(",") if j.strip()]
 
     from dftlens import load_model
     from dftlens.analysis.compare import compare_models
@@ -69,17 +102,26 @@ def main() -> None:
     probe.save(out / "probe", overwrite=True)
     layers = out / "probe" / "layers.json"
     print(f"probe: LC {probe.choice.lc_layer}, ET {probe.choice.et_layer}  ({time.perf_counter() - started:.0f} s)")
+    print(f"settings: LoRA r 16, lr 2e-4, batch 4, max length 256, seed 0, {steps} steps, "
+          f"feature norms {norms}, ET sweep {sweep_layers}, eval limit {eval_limit}", flush=True)
 
+    runs = {name: (lc, et, norm, None) for name, (lc, et, norm) in variants(norms).items()}
+    for j in sweep_layers:
+        runs[f"ET-only j={j}"] = ("off", "logits", "none", j)
     checkpoints = {"base": "gemma3-270m"}
     logs = []
-    for name, (lc, et) in VARIANTS.items():
-        cfg = TrainConfig(out=str(out / name.split()[0]), model="gemma3-270m", lang=args.lang, layers=str(layers),
-                          lc=lc, et=et, lora=True, steps=steps, batch_size=4, max_length=256, seed=0,
-                          limit=limit)
-        result = train(cfg, overwrite=True)
+    for name, (lc, et, norm, et_layer) in runs.items():
+        if et_layer is not None and et_layer == probe.choice.et_layer and "ET-only (logits)" in checkpoints:
+            checkpoints[name] = checkpoints["ET-only (logits)"]  # the same run: same seed, data, steps, layer
+            continue
+        slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "")
+        cfg = TrainConfig(out=str(out / slug), model="gemma3-270m", lang=args.lang, layers=str(layers),
+                          et_layer=et_layer, lc=lc, et=et, feature_norm=norm, lora=True, steps=steps, batch_size=4,
+                          max_length=256, seed=0, limit=limit)
+        result = train(cfg, overwrite=True, progress=False)
         checkpoints[name] = str(result.final)
         logs.append(result.to_dataframe().assign(model=name))
-        print(f"trained {name} ({time.perf_counter() - started:.0f} s)")
+        print(f"trained {name} ({time.perf_counter() - started:.0f} s)", flush=True)
     pd.concat(logs).to_csv(out / "train_logs.csv", index=False)
 
     rows, per_example = [], {lang: {} for lang in (args.lang, "en")}
@@ -92,21 +134,38 @@ def main() -> None:
             rows.append({"model": name, "task": "heldout_instructions", "language": lang, "metric": "nll",
                          "value": res["nll"], "stderr": se})
         del lm
-    evaluation = evaluate_models(list(checkpoints.values()), tasks=("shipped",), langs=[args.lang, "en"],
-                                 limit=eval_limit)
+    print(f"held-out NLL done ({time.perf_counter() - started:.0f} s)", flush=True)
+    main_models = [m for m in checkpoints if not m.startswith("ET-only j=")]
+    evaluation = evaluate_models([checkpoints[m] for m in main_models], tasks=("shipped",),
+                                 langs=[args.lang, "en"], limit=eval_limit)
     frame = evaluation.frame.copy()
-    frame["model"] = frame["model"].map({v: k for k, v in checkpoints.items()}).fillna(frame["model"])
+    frame["model"] = frame["model"].map({checkpoints[m]: m for m in main_models}).fillna(frame["model"])
     results = pd.concat([pd.DataFrame(rows), frame[["model", "task", "language", "metric", "value", "stderr"]]])
     results.to_csv(out / "results.csv", index=False)
     table = results.pivot_table(index=["task", "language", "metric"], columns="model", values="value",
                                 sort=False)[list(checkpoints)]
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 250)
     print(table.round(3).to_string())
     for lang, values in per_example.items():
         diffs = paired(values, "TFT")
         diffs.to_csv(out / f"heldout_paired_{lang}.csv", index=False)
         print(f"\nheld-out NLL ({lang}), paired difference to TFT over the same examples:")
         print(diffs.round(4).to_string(index=False))
+
+    if sweep_layers:
+        sweep = []
+        for lang, values in per_example.items():
+            diffs = paired(values, "TFT").set_index("model")
+            for j in sweep_layers:
+                name = f"ET-only j={j}"
+                sweep.append({"et_layer": j, "language": lang, "nll": float(np.mean(values[name])),
+                              "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
+                              "beyond_2se": diffs.loc[name, "beyond_2se"]})
+        sweep = pd.DataFrame(sweep)
+        sweep.to_csv(out / "sweep.csv", index=False)
+        sweep_figure(sweep, out / "sweep.html")
+        print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
+        print(sweep.round(4).to_string(index=False))
 
     compare = compare_models([checkpoints["base"], checkpoints["TFT"], checkpoints["DFT-logits"]],
                              probe_cfg, labels=["base", "TFT", "DFT-logits"], layers=layers)

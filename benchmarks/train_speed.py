@@ -21,7 +21,12 @@ that glibc returns freed tensors to the system at once and RSS follows live
 memory; the timing round runs in another child with the ordinary allocator. On
 a GPU the memory is ``torch.cuda.max_memory_allocated`` above the pre-step value.
 
-Usage: python benchmarks/train_speed.py [--repeats 5] [--batch 4] [--lc-layer 5] [--et-layer 12] [--threads 1] [--lora]
+Both kinds of training run (full fine-tuning, then LoRA) unless ``--lora`` or
+``--full`` picks one; the last line reads
+``RATIOS full_ft feature=<x> logits=<x> memory=<x> lora feature=<x> logits=<x> memory=<x>``
+(time ratios to TFT; memory: the larger of the two DFT modes' ratios).
+
+Usage: python benchmarks/train_speed.py [--repeats 5] [--batch 4] [--lc-layer 5] [--et-layer 12] [--threads 1] [--lora|--full]
 """
 
 from __future__ import annotations
@@ -137,10 +142,31 @@ def child(args, phase: str) -> dict:
     if phase == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     argv = [sys.executable, __file__, "--phase", phase] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("phase", "lora")] + (
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("phase", "lora", "full")] + (
         ["--lora"] if args.lora else [])
     out = subprocess.run(argv, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def report(args, lora: bool) -> tuple[float, float, float]:
+    """Run both rounds for one kind of training; print its table; return (feature x, logits x, memory x)."""
+    args = argparse.Namespace(**{**vars(args), "lora": lora})
+    timing, memory = child(args, "time"), child(args, "memory")
+    cuda = timing["device"].startswith("cuda")
+    kind = "LoRA" if lora else "full fine-tuning"
+    print(f"Gemma-3-270M {kind} on {timing['device']}, torch threads {timing['threads']}, "
+          f"{args.batches} micro-batches of {args.batch} ({timing['tokens']:.0f} tokens per main pass), "
+          f"LC layer {args.lc_layer}, ET layer {args.et_layer}, {args.repeats} interleaved repeats")
+    what = "peak CUDA alloc MiB" if cuda else "peak RSS delta MiB"
+    print(f"{'mode':<12} {'median s':>9} {'time x':>7} {what:>20} {'memory x':>9}")
+    t0, m0 = timing["medians"]["TFT"], memory["medians"]["TFT"]
+    for mode in MODES:
+        t, m = timing["medians"][mode], memory["medians"][mode]
+        print(f"{mode:<12} {t:>9.3f} {t / t0:>7.2f} {m / 2**20:>20.0f} {m / m0:>9.2f}")
+    samples = timing["samples"].items()
+    print("time samples (s): " + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in v) for m, v in samples))
+    mem = max(memory["medians"][m] / m0 for m in ("DFT-feature", "DFT-logits"))
+    return timing["medians"]["DFT-feature"] / t0, timing["medians"]["DFT-logits"] / t0, mem
 
 
 def main() -> None:
@@ -152,27 +178,21 @@ def main() -> None:
     parser.add_argument("--lc-layer", type=int, default=5)
     parser.add_argument("--et-layer", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lora", action="store_true", help="LoRA (r 16, all projections) instead of full fine-tuning")
+    parser.add_argument("--lora", action="store_true", help="only LoRA (r 16, all projections)")
+    parser.add_argument("--full", action="store_true", help="only full fine-tuning")
     parser.add_argument("--phase", choices=["time", "memory"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(measure(args)))
         return
-    timing, memory = child(args, "time"), child(args, "memory")
-    cuda = timing["device"].startswith("cuda")
-    kind = "LoRA" if args.lora else "full fine-tuning"
-    print(f"Gemma-3-270M {kind} on {timing['device']}, torch threads {timing['threads']}, "
-          f"{args.batches} micro-batches of {args.batch} ({timing['tokens']:.0f} tokens per main pass), "
-          f"LC layer {args.lc_layer}, ET layer {args.et_layer}, {args.repeats} interleaved repeats")
-    what = "peak CUDA alloc MiB" if cuda else "peak RSS delta MiB"
-    print(f"{'mode':<12} {'median s':>9} {'time x':>7} {what:>20} {'memory x':>9}")
-    t0, m0 = timing["medians"]["TFT"], memory["medians"]["TFT"]
-    for mode in MODES:
-        t, m = timing["medians"][mode], memory["medians"][mode]
-        print(f"{mode:<12} {t:>9.3f} {t / t0:>7.2f} {m / 2**20:>20.0f} {m / m0:>9.2f}")
-    print("targets: DFT-feature <= 1.3x time, DFT-logits <= 1.6x time, memory <= 1.2x")
-    samples = timing["samples"].items()
-    print("time samples (s): " + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in v) for m, v in samples))
+    kinds = [k for k, on in (("full_ft", not args.lora), ("lora", not args.full)) if on]
+    ratios = {}
+    for kind in kinds:
+        ratios[kind] = report(args, lora=kind == "lora")
+        print()
+    print("targets: DFT-feature <= 1.3x time; DFT-logits <= 1.6x (LoRA), <= 1.4x (full) time; memory <= 1.2x "
+          "(memory: the larger of the two DFT modes)")
+    print("RATIOS " + " ".join(f"{k} feature={f:.2f} logits={l:.2f} memory={m:.2f}" for k, (f, l, m) in ratios.items()))
 
 
 if __name__ == "__main__":

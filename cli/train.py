@@ -12,7 +12,7 @@ from .options import DEVICE, TRAIN_DTYPE
 
 # Options that define a run; with --resume they come from the run's saved config.
 _RUN_OPTIONS = (
-    "model", "layers", "lc_layer", "et_layer", "lc", "et", "w_lc", "w_et", "detach_english", "lang", "data",
+    "model", "layers", "lc_layer", "et_layer", "lc", "et", "w_lc", "w_et", "detach_english", "feature_norm", "lang", "data",
     "chat_template", "limit", "drop_long", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
     "save_adapter", "freeze_embeddings", "steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup_ratio", "schedule", "max_grad_norm", "max_length", "seed", "save_every", "keep_checkpoints",
@@ -35,6 +35,9 @@ def train(
     w_et: float = typer.Option(1.0, help="Weight of the ET loss."),
     detach_english: bool = typer.Option(True, "--detach-english/--no-detach-english",
                                         help="Run the English side of the feature losses without gradients."),
+    feature_norm: str = typer.Option("none", help="What the feature losses' cosine compares: none (the paper: "
+                                     "mean-pooled residuals), center, standardize (running statistics) or rms "
+                                     "(each token RMS-normalised before pooling)."),
     lang: str = typer.Option("zh", help="Target language (a key of the data file)."),
     data: Optional[str] = typer.Option(None, help="Parallel instruction JSONL, a saved HF dataset dir, or hf:NAME[:SPLIT]; default: the bundled set."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Format prompts with the tokenizer's chat template."),
@@ -102,7 +105,8 @@ def train(
         cfg = TrainConfig(
             out=str(out), model=model, data=data, lang=lang, template="chat" if chat_template else "plain",
             limit=limit, drop_long=drop_long, layers=str(layers) if layers else None, lc_layer=lc_layer,
-            et_layer=et_layer, lc=lc, et=et, w_lc=w_lc, w_et=w_et, detach_english=detach_english, lora=lora,
+            et_layer=et_layer, lc=lc, et=et, w_lc=w_lc, w_et=w_et, detach_english=detach_english,
+            feature_norm=feature_norm, lora=lora,
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets,
             save_adapter=save_adapter, freeze_embeddings=freeze_embeddings, steps=steps, batch_size=batch_size,
             grad_accum=grad_accum, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio,

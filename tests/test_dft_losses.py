@@ -259,3 +259,127 @@ def test_sparse_embedding_gradient_equals_dense(family, tiny_dirs, data_file):
     densify_grads(params)
     for p, ref in zip(params, dense):
         torch.testing.assert_close(p.grad, ref, rtol=1e-5, atol=1e-7)
+
+
+# -- prefix reuse in the logits passes ----------------------------------------
+def _step_grads(lm, loss, batch, staged: bool):
+    lm.hf_model.zero_grad(set_to_none=True)
+    if staged:
+        values = loss.backward(batch)
+    else:
+        parts = loss.components(batch)
+        parts["loss"].backward()
+        values = {k: float(v.detach()) for k, v in parts.items()}
+    grads = {n: p.grad.clone() for n, p in lm.hf_model.named_parameters() if p.grad is not None}
+    lm.hf_model.zero_grad(set_to_none=True)
+    return values, grads
+
+
+@pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prefix_reuse_equals_full_logits_passes(family, backend, tiny_dirs, data_file):
+    lm = load_model(str(tiny_dirs[family]), backend=backend)
+    batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
+    kw = dict(lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET), w_lc=0.5, w_et=2.0)
+    full_loss, reuse_loss = DFTLoss(lm, **kw, reuse_prefix=False), DFTLoss(lm, **kw)
+    seen = []
+    original = reuse_loss.logits_pass
+    reuse_loss.logits_pass = lambda packed, hook, prefix=None, length=0: (
+        seen.append((length, packed.input_ids.shape[1])), original(packed, hook, prefix, length))[1]
+    ref_values, ref_grads = _step_grads(lm, full_loss, batch, staged=False)
+    assert len(ref_grads) > 10
+    for staged in (False, True):
+        seen.clear()
+        values, grads = _step_grads(lm, reuse_loss, batch, staged)
+        # Both logits passes really started from the main pass's keys/values.
+        assert len(seen) == 2 and all(0 < length < width for length, width in seen)
+        for k in ("tft", "lc", "et", "loss"):
+            assert values[k] == pytest.approx(ref_values[k], rel=1e-5, abs=1e-5), k
+        assert grads.keys() == ref_grads.keys()
+        for name in ref_grads:
+            torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5)
+
+
+def test_shared_prefix_is_the_longest_common_token_prefix():
+    from dftlens.data.instructions import Segmented
+    from dftlens.dft.batches import pack
+    from dftlens.dft.losses import shared_prefix
+
+    def rows(*pairs):
+        return pack([Segmented(p + c, len(p)) for p, c in pairs], pad_id=0, bos_id=2)
+
+    main = rows(([2, 5, 6, 7], [9, 9]), ([2, 5, 8], [9]))
+    # Row 0's joined text tokenised its query end differently: 3 tokens shared with the main pass;
+    # row 1 shares more, but its first loss position (index 2) caps it.
+    assert shared_prefix(main, rows(([2, 5, 6, 4, 4], [3]), ([2, 5, 8], [3, 3]))) == 2
+    assert shared_prefix(main, rows(([2, 5, 6, 7], [3]), ([2, 5, 8, 1], [3]))) == 3
+    assert shared_prefix(main, rows(([7, 5], [3]),)) == 0
+
+
+# -- feature normalisations ---------------------------------------------------
+def _reference_pooled(states, seqs, bos, norm, stats=None):
+    rows = []
+    for b, seq in enumerate(seqs):
+        first = 1 if seq[0] == bos else 0
+        tokens = states[b, first : len(seq)].double()
+        if norm == "rms":
+            tokens = tokens / torch.sqrt((tokens**2).mean(-1, keepdim=True) + 1e-6)
+        rows.append(tokens.mean(0))
+    pooled = torch.stack(rows)
+    if norm in ("center", "standardize"):
+        mean, var = stats
+        pooled = pooled - mean
+        if norm == "standardize":
+            pooled = pooled / (var.sqrt() + 1e-6)
+    return pooled
+
+
+def _query_tokens(states, seqs, bos):
+    return torch.cat([states[b, (1 if s[0] == bos else 0) : len(s)] for b, s in enumerate(seqs)]).double()
+
+
+@pytest.mark.parametrize("norm", ["none", "center", "standardize", "rms"])
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_feature_norms_match_direct_computation(family, norm, tiny_models, tiny_dirs, data_file):
+    lm = tiny_models[family]
+    pairs = encoded(lm, data_file)
+    loss = DFTLoss(lm, lc="feature", et="feature", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+                   w_lc=1.0, w_et=3.0, feature_norm=norm)
+    batch = batch_for(lm, pairs, "feature", "feature")
+    model = reference_model(tiny_dirs[family])
+    pad, bos = lm.tokenizer.pad_token_id, lm.tokenizer.bos_token_id
+    tgt_seqs, en_seqs = [p.main.ids[: p.main.prefix] for p in pairs], [p.english.ids for p in pairs]
+    with torch.no_grad():
+        tgt, _ = hidden_states(model, tgt_seqs, pad)
+        en, _ = hidden_states(model, en_seqs, pad)
+    index = {"lc": LC + 1, "et": ET + 1, "last": len(en) - 1}
+    running = {}
+    for call in range(2):  # the second call checks the running average
+        stats = {}
+        for name, i in index.items():
+            tokens = torch.cat([_query_tokens(en[i], en_seqs, bos), _query_tokens(tgt[i], tgt_seqs, bos)])
+            mean, var = tokens.mean(0), tokens.var(0, unbiased=False)
+            if name in running:
+                mean = 0.9 * running[name][0] + 0.1 * mean
+                var = 0.9 * running[name][1] + 0.1 * var
+            stats[name] = running[name] = (mean, var)
+        values = loss.backward(batch)
+        lm.hf_model.zero_grad(set_to_none=True)
+        lc = 1 - F.cosine_similarity(_reference_pooled(en[index["lc"]], en_seqs, bos, norm, stats["lc"]),
+                                     _reference_pooled(tgt[index["lc"]], tgt_seqs, bos, norm, stats["lc"]))
+        et = 1 - F.cosine_similarity(_reference_pooled(en[index["last"]], en_seqs, bos, norm, stats["last"]),
+                                     _reference_pooled(tgt[index["et"]], tgt_seqs, bos, norm, stats["et"]))
+        assert values["lc"] == pytest.approx(float(lc.mean()), rel=1e-4, abs=1e-5)
+        assert values["et"] == pytest.approx(float(et.mean()), rel=1e-4, abs=1e-5)
+        # The logged gradient norm: d(w * L)/d(target-side states), against autograd on the reference.
+        tgt_states = tgt[index["et"]].detach().double().requires_grad_(True)
+        et_ref = 1 - F.cosine_similarity(_reference_pooled(en[index["last"]], en_seqs, bos, norm, stats["last"]),
+                                         _reference_pooled(tgt_states, tgt_seqs, bos, norm, stats["et"]))
+        (grad,) = torch.autograd.grad(3.0 * et_ref.mean(), tgt_states)
+        assert values["et_gnorm"] == pytest.approx(float(grad.norm()), rel=1e-3)
+        assert values["lc_gnorm"] > 0
+
+
+def test_feature_norm_is_validated(tiny_models):
+    with pytest.raises(ValueError, match="feature_norm"):
+        DFTLoss(tiny_models["llama"], feature_norm="whiten")

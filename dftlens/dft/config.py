@@ -35,6 +35,7 @@ class TrainConfig:
     w_lc: float = 1.0
     w_et: float = 1.0
     detach_english: bool = True
+    feature_norm: str = "none"  # none (the paper) | center | standardize | rms: see dft.losses
     # what trains
     lora: bool = False
     lora_r: int = 16
@@ -70,6 +71,10 @@ class TrainConfig:
         for name in ("lc", "et"):
             if getattr(self, name) not in SIGNALS:
                 raise DftlensError(f"--{name} must be one of {', '.join(SIGNALS)}, not {getattr(self, name)!r}.")
+        from .losses import FEATURE_NORMS
+
+        if self.feature_norm not in FEATURE_NORMS:
+            raise DftlensError(f"--feature-norm must be one of {', '.join(FEATURE_NORMS)}, not {self.feature_norm!r}.")
         if self.template not in ("plain", "chat"):
             raise DftlensError(f"--template must be plain or chat, not {self.template!r}.")
         if self.schedule not in ("cosine", "linear", "constant"):

@@ -23,8 +23,42 @@ Cost: the target-side states of the feature losses come from the same forward
 pass as ``L_TFT`` (one capture of [hook_i, hook_j, last block]); the English pass
 has no gradient; the logits passes stop at layer i or j (``lm.capture`` stops
 there); every cross-entropy goes through :mod:`.chunked_ce`. :meth:`DFTLoss.backward`
-also runs each pass's backward before the next pass starts, so the activation
-memory of a step is that of its largest pass, not of their sum.
+also runs the logits passes' backward before the main pass's.
+
+Prefix reuse (``reuse_prefix=True``, the default): both logits sequences start
+with the target query that the main pass already ran. The main pass records
+every block's keys and values (a ``transformers`` cache passed to
+``lm.capture`` as ``past_key_values``); each logits pass takes the longest common token
+prefix of its rows and the main pass's rows (at most up to the last query token,
+whose state the logits loss needs), and runs only the remaining tokens up to
+layer i or j on top of those keys and values. The gradient through the prefix is
+the same: in :meth:`DFTLoss.components` the reused keys/values keep their graph;
+in :meth:`DFTLoss.backward` each logits pass backpropagates into detached copies
+of them and their gradient is handed to the main pass's backward (so the main
+graph is traversed once). Losses and gradients equal the full passes to float
+rounding (tests/test_dft_losses.py).
+
+Feature normalisation (``feature_norm``, :data:`FEATURE_NORMS`). The paper's
+form, ``none``, compares mean-pooled raw residuals; on real models a few
+dimensions with huge, nearly constant values dominate every residual, so both
+pooled vectors point almost the same way, the cosine is ~1 and the loss carries
+little gradient. The variants change only what the cosine compares:
+
+- ``center``: subtract ``mu_h``, a running mean of the residual at hook ``h``
+  (per dimension, over the query tokens of both languages; detached; an
+  exponential moving average with momentum :data:`RUNNING_MOMENTUM`, started from
+  the first batch), from every token before pooling; the shared offset of the
+  dominant dimensions goes away.
+- ``standardize``: as ``center``, then divide each dimension by the running
+  standard deviation ``sigma_h`` (same tokens, same average): every dimension
+  weighs the same.
+- ``rms``: divide each token's residual by its root mean square (no weight, eps
+  1e-6) before pooling, as the model's RMSNorm does; tokens weigh the same, but
+  dimensions keep their relative scale.
+
+The running statistics live in the :class:`DFTLoss` object (one per hook, both
+languages' tokens of each micro-batch update them before use); a resumed run
+re-estimates them from its first batch.
 """
 
 from __future__ import annotations
@@ -34,10 +68,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..models.hooks import parse_hook_name
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
 
 COMPONENTS = ("loss", "tft", "lc", "et")
+FEATURE_NORMS = ("none", "center", "standardize", "rms")
+RUNNING_MOMENTUM = 0.9
+RMS_EPS = 1e-6
+STD_EPS = 1e-6
 
 
 def units(batch: Batch, lc: str, et: str) -> dict[str, float]:
@@ -87,6 +126,7 @@ def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk:
 
 
 def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[b, t, d] states, [b, t] mask -> [b, d] float32 mean over the masked positions."""
     mask = mask.to(states.dtype).unsqueeze(-1)
     return (states * mask).sum(1).float() / mask.sum(1).float().clamp(min=1)
 
@@ -95,6 +135,52 @@ def cosine_loss(english: torch.Tensor, target: torch.Tensor, denominator: float 
     """``1 - cos`` of [b, d] pairs, summed over examples / ``denominator`` (None: the mean)."""
     per = 1 - F.cosine_similarity(english.float(), target.float(), dim=-1, eps=1e-8)
     return per.mean() if denominator is None else per.sum() / denominator
+
+
+def rms_normalise(states: torch.Tensor) -> torch.Tensor:
+    """Each token's vector divided by its root mean square (float32, eps :data:`RMS_EPS`, no weight)."""
+    states = states.float()
+    return states * torch.rsqrt(states.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+
+
+def shared_prefix(main: Packed, other: Packed) -> int:
+    """How many leading positions ``other`` can take from ``main``'s keys and values.
+
+    The longest common token prefix of the two batches, row by row, over real
+    tokens, capped at each row's first loss position (the state there must come
+    from ``other``'s own pass); the minimum over rows. 0: nothing to reuse.
+    """
+    width = min(main.input_ids.shape[1], other.input_ids.shape[1])
+    same = (main.input_ids[:, :width] == other.input_ids[:, :width])
+    same &= main.attention_mask[:, :width].bool() & other.attention_mask[:, :width].bool()
+    common = same.long().cumprod(1).sum(1)
+    has_target = (other.targets != IGNORE).any(1)
+    first = torch.where(has_target, (other.targets != IGNORE).long().argmax(1), common)
+    return int(torch.minimum(common, first).min()) if len(common) else 0
+
+
+class RunningStats:
+    """Per-hook running mean and variance of residual states (detached, float32).
+
+    ``update(hook, tokens [n, d])``: the first call sets ``mean`` and ``var`` to the
+    tokens' mean and (population) variance per dimension; later calls move them by
+    ``(1 - momentum)`` towards the new batch's values.
+    """
+
+    def __init__(self, momentum: float = RUNNING_MOMENTUM):
+        self.momentum = momentum
+        self.mean: dict[str, torch.Tensor] = {}
+        self.var: dict[str, torch.Tensor] = {}
+
+    def update(self, hook: str, tokens: torch.Tensor) -> None:
+        tokens = tokens.detach().float()
+        mean, var = tokens.mean(0), tokens.var(0, unbiased=False)
+        if hook not in self.mean:
+            self.mean[hook], self.var[hook] = mean, var
+        else:
+            m = self.momentum
+            self.mean[hook] = m * self.mean[hook] + (1 - m) * mean
+            self.var[hook] = m * self.var[hook] + (1 - m) * var
 
 
 @dataclass
@@ -108,45 +194,117 @@ class DFTLoss:
     w_et: float = 1.0
     detach_english: bool = True
     chunk: int | None = None
+    feature_norm: str = "none"  # one of FEATURE_NORMS
+    reuse_prefix: bool = True  # logits passes start from the main pass's keys/values
+
+    def __post_init__(self) -> None:
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, not {self.feature_norm!r}")
+        self.stats = RunningStats()
 
     @property
     def last_hook(self) -> str:
         return self.lm.hook_name(self.lm.n_layers - 1)
 
+    def feature_pairs(self) -> list[tuple[str, str, str]]:
+        """(component, English-side hook, target-side hook) of each feature loss."""
+        pairs = [("lc", self.lc_hook, self.lc_hook)] if self.lc == "feature" else []
+        return pairs + ([("et", self.last_hook, self.et_hook)] if self.et == "feature" else [])
+
+    def _uses_stats(self) -> bool:
+        return self.feature_norm in ("center", "standardize")
+
+    def pooled(self, states: torch.Tensor, mask: torch.Tensor, hook: str) -> torch.Tensor:
+        """[b, t, d] -> [b, d]: the vector the cosine compares, under ``feature_norm``."""
+        if self.feature_norm == "rms":
+            return mean_pool(rms_normalise(states), mask)
+        pooled = mean_pool(states, mask)
+        if self.feature_norm == "none":
+            return pooled
+        pooled = pooled - self.stats.mean[hook]  # pooling is linear: same as centring each token
+        if self.feature_norm == "standardize":
+            pooled = pooled / (self.stats.var[hook].sqrt() + STD_EPS)
+        return pooled
+
     # -- the passes ---------------------------------------------------------
     def english_states(self, english: Packed) -> dict[str, torch.Tensor]:
-        """Pooled English-query states: layer i (LC feature) and the last block (ET feature)."""
-        names = ([self.lc_hook] if self.lc == "feature" else []) + ([self.last_hook] if self.et == "feature" else [])
+        """English-query residual states [b, t, d] at the hooks the feature losses read.
+
+        Layer i (LC), the last block (ET) and, for the running statistics, layer j.
+        """
+        names = {en for _, en, _ in self.feature_pairs()}
+        if self._uses_stats():
+            names |= {tgt for _, _, tgt in self.feature_pairs()}
         if not names:
             return {}
         cap = self.lm.capture(english.model_inputs(), names, grad=not self.detach_english)
-        return {n: mean_pool(cap[n], english.pool_mask) for n in names}
+        return dict(cap.activations)
 
-    def main_pass(self, main: Packed, english: dict[str, torch.Tensor],
-                  norm: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    def main_pass(self, main: Packed, english: dict[str, torch.Tensor], english_mask: torch.Tensor | None = None,
+                  norm: dict[str, float] | None = None, cache=None, gnorms: dict | None = None
+                  ) -> dict[str, torch.Tensor]:
         """L_TFT and the feature losses from one forward pass over [tgt query, tgt response].
 
+        ``english``/``english_mask``: :meth:`english_states` and the English pool mask.
         ``norm``: each component's denominator (:func:`step_norm`); None: this batch's own mean.
+
+        ``cache``: an empty ``transformers`` cache to record every block's keys and
+        values in (for the logits passes). ``gnorms``: filled with
+        ``<component>_gnorm``, the norm of the gradient of ``w * L`` with respect to
+        the target-side residual states [b, t, d] at the loss's layer.
         """
         norm = norm or {}
-        names = [self.last_hook]
-        names += [self.lc_hook] if self.lc == "feature" else []
-        names += [self.et_hook] if self.et == "feature" else []
-        cap = self.lm.capture(main.model_inputs(), names, grad=True)
+        names = {self.last_hook} | {tgt for _, _, tgt in self.feature_pairs()}
+        inputs = main.model_inputs() if cache is None else {**main.model_inputs(), "past_key_values": cache}
+        cap = self.lm.capture(inputs, names, grad=True)
         out = {"tft": lm_loss(self.lm, cap[self.last_hook], main.targets, frozen=False, chunk=self.chunk,
                               denominator=norm.get("tft"))}
-        if self.lc == "feature":
-            out["lc"] = cosine_loss(english[self.lc_hook], mean_pool(cap[self.lc_hook], main.pool_mask),
-                                    norm.get("lc"))
-        if self.et == "feature":
-            out["et"] = cosine_loss(english[self.last_hook], mean_pool(cap[self.et_hook], main.pool_mask),
-                                    norm.get("et"))
+        if self._uses_stats():
+            for hook in {h for _, en, tgt in self.feature_pairs() for h in (en, tgt)}:
+                self.stats.update(hook, torch.cat([english[hook][english_mask], cap[hook][main.pool_mask]]))
+        for kind, en_hook, tgt_hook in self.feature_pairs():
+            out[kind] = cosine_loss(self.pooled(english[en_hook], english_mask, en_hook),
+                                    self.pooled(cap[tgt_hook], main.pool_mask, tgt_hook), norm.get(kind))
+            if gnorms is not None and out[kind].requires_grad:
+                weight = self.w_lc if kind == "lc" else self.w_et
+                (grad,) = torch.autograd.grad(weight * out[kind], cap[tgt_hook], retain_graph=True)
+                gnorms[f"{kind}_gnorm"] = float(grad.float().norm())
         return out
 
-    def logits_pass(self, packed: Packed, hook: str, denominator: float | None = None) -> torch.Tensor:
-        """NLL of the English continuation from the frozen-lens logits at ``hook`` (stops there)."""
-        cap = self.lm.capture(packed.model_inputs(), [hook], grad=True)
-        return lm_loss(self.lm, cap[hook], packed.targets, frozen=True, chunk=self.chunk, denominator=denominator)
+    def logits_pass(self, packed: Packed, hook: str, prefix: list | None = None, length: int = 0,
+                    denominator: float | None = None) -> torch.Tensor:
+        """NLL of the English continuation from the frozen-lens logits at ``hook`` (stops there).
+
+        ``prefix``: per block ``(keys, values)`` [b, kv_heads, >= length, head_dim]
+        of the first ``length`` positions of ``packed`` (from the main pass); only
+        the positions after them run.
+        """
+        if not prefix or length == 0:
+            cap = self.lm.capture(packed.model_inputs(), [hook], grad=True)
+            return lm_loss(self.lm, cap[hook], packed.targets, frozen=True, chunk=self.chunk, denominator=denominator)
+        from transformers import DynamicCache
+
+        layer = parse_hook_name(hook)[0]
+        cache = DynamicCache()
+        for index in range(layer + 1):
+            keys, values = prefix[index]
+            cache.update(keys[:, :, :length], values[:, :, :length], index)
+        new = {"input_ids": packed.input_ids[:, length:], "attention_mask": packed.attention_mask,
+               "past_key_values": cache}
+        cap = self.lm.capture(new, [hook], grad=True)
+        return lm_loss(self.lm, cap[hook], packed.targets[:, length:], frozen=True, chunk=self.chunk,
+                       denominator=denominator)
+
+    def _logits_jobs(self, batch: Batch) -> list[tuple[str, Packed, str, float]]:
+        jobs = [("lc", batch.lc_logits, self.lc_hook, self.w_lc)] if self.lc == "logits" else []
+        return jobs + ([("et", batch.et_logits, self.et_hook, self.w_et)] if self.et == "logits" else [])
+
+    def _new_cache(self, batch: Batch):
+        if not (self.reuse_prefix and self._logits_jobs(batch)):
+            return None
+        from transformers import DynamicCache
+
+        return DynamicCache()
 
     # -- all together -------------------------------------------------------
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -157,22 +315,32 @@ class DFTLoss:
             loss = loss + self.w_et * parts["et"]
         return loss
 
+    def _english(self, batch: Batch):
+        if batch.english is None or not self.feature_pairs():
+            return {}, None
+        return self.english_states(batch.english), batch.english.pool_mask
+
     def components(self, batch: Batch, norm: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
         """Every component with its graph (for tests and custom loops); ``loss`` is the weighted sum."""
         norm = norm or {}
-        parts = self.main_pass(batch.main, self.english_states(batch.english) if batch.english else {}, norm)
-        if self.lc == "logits":
-            parts["lc"] = self.logits_pass(batch.lc_logits, self.lc_hook, norm.get("lc"))
-        if self.et == "logits":
-            parts["et"] = self.logits_pass(batch.et_logits, self.et_hook, norm.get("et"))
+        cache = self._new_cache(batch)
+        parts = self.main_pass(batch.main, *self._english(batch), norm=norm, cache=cache)
+        kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
+        for kind, packed, hook, _ in self._logits_jobs(batch):
+            parts[kind] = self.logits_pass(packed, hook, kv, shared_prefix(batch.main, packed) if kv else 0,
+                                           norm.get(kind))
         parts["loss"] = self.total(parts)
         return parts
 
     def backward(self, batch: Batch, scale: float = 1.0, autocast=None,
                  norm: dict[str, float] | None = None) -> dict[str, float]:
-        """Accumulate ``scale * d loss`` into the parameters' ``.grad``, one pass at a time.
+        """Accumulate ``scale * d loss`` into the parameters' ``.grad``.
 
-        Returns the components as floats. Same gradients as ``components(batch, norm)["loss"].backward()``.
+        Order: main forward (keys/values recorded), then each logits pass forward
+        and backward on detached copies of the reused keys/values, then one
+        backward through the main pass that also carries those copies' gradients.
+        Returns the components as floats, and ``<kind>_gnorm`` for feature losses.
+        Same gradients as ``components(batch, norm)["loss"].backward()``.
         ``norm``: the step's denominators (:func:`step_norm`); the returned values are
         then this micro-batch's share of the step's means (they add up over micro-batches).
         """
@@ -180,18 +348,34 @@ class DFTLoss:
 
         ctx = autocast or nullcontext
         norm = norm or {}
+        gnorms: dict[str, float] = {}
+        cache = self._new_cache(batch)
         with ctx():
-            english = self.english_states(batch.english) if batch.english else {}
-            parts = self.main_pass(batch.main, english, norm)
+            parts = self.main_pass(batch.main, *self._english(batch), norm=norm, cache=cache, gnorms=gnorms)
             main_total = self.total(parts)
-        (main_total * scale).backward()
         values = {k: float(v.detach()) for k, v in parts.items()}
-        for kind, packed, hook, weight in (("lc", batch.lc_logits, self.lc_hook, self.w_lc),
-                                            ("et", batch.et_logits, self.et_hook, self.w_et)):
-            if getattr(self, kind) == "logits":
-                with ctx():
-                    part = self.logits_pass(packed, hook, norm.get(kind))
-                (part * (weight * scale)).backward()
-                values[kind] = float(part.detach())
+        kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
+        leaves = []
+        for kind, packed, hook, weight in self._logits_jobs(batch):
+            length = shared_prefix(batch.main, packed) if kv else 0
+            prefix = None
+            if length:
+                n = parse_hook_name(hook)[0] + 1
+                prefix = [tuple(t[:, :, :length].detach().requires_grad_(t.requires_grad) for t in pair)
+                          for pair in kv[:n]]
+                leaves.append(prefix)
+            with ctx():
+                part = self.logits_pass(packed, hook, prefix, length, norm.get(kind))
+            (part * (weight * scale)).backward()
+            values[kind] = float(part.detach())
+        tensors, grads = [main_total * scale], [torch.ones_like(main_total)]
+        for prefix in leaves:  # hand the reused keys'/values' gradients to the main pass
+            for index, pair in enumerate(prefix):
+                for which, leaf in enumerate(pair):
+                    if leaf.grad is not None:
+                        tensors.append(kv[index][which][:, :, : leaf.shape[2]])
+                        grads.append(leaf.grad)
+        torch.autograd.backward(tensors, grads)
         values["loss"] = values["tft"] + self.w_lc * values.get("lc", 0.0) + self.w_et * values.get("et", 0.0)
+        values.update(gnorms)
         return values

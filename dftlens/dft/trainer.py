@@ -176,7 +176,8 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay)
     if resume_from is not None:
         ckpt.load_training_state(resume_from, optimizer)
-    loss_fn = DFTLoss(lm, cfg.lc, cfg.et, lc_hook, et_hook, cfg.w_lc, cfg.w_et, cfg.detach_english, cfg.ce_chunk)
+    loss_fn = DFTLoss(lm, cfg.lc, cfg.et, lc_hook, et_hook, cfg.w_lc, cfg.w_et, cfg.detach_english, cfg.ce_chunk,
+                      feature_norm=cfg.feature_norm)
     autocast = dist.autocast  # bf16 autocast from accelerate on GPU; nothing on CPU
     save_dtype = torch.bfloat16 if dist.mixed_precision == "bf16" else None  # final/ in the training dtype
     tok = lm.tokenizer
