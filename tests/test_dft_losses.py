@@ -284,8 +284,8 @@ def test_prefix_reuse_equals_full_logits_passes(family, backend, tiny_dirs, data
     full_loss, reuse_loss = DFTLoss(lm, **kw, reuse_prefix=False), DFTLoss(lm, **kw)
     seen = []
     original = reuse_loss.logits_pass
-    reuse_loss.logits_pass = lambda packed, hook, prefix=None, length=0: (
-        seen.append((length, packed.input_ids.shape[1])), original(packed, hook, prefix, length))[1]
+    reuse_loss.logits_pass = lambda packed, hook, prefix=None, length=0, *rest: (
+        seen.append((length, packed.input_ids.shape[1])), original(packed, hook, prefix, length, *rest))[1]
     ref_values, ref_grads = _step_grads(lm, full_loss, batch, staged=False)
     assert len(ref_grads) > 10
     for staged in (False, True):
