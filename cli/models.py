@@ -1,4 +1,4 @@
-"""`dftlens models`: the model aliases and whether each is available offline."""
+"""`dftlens models`: the supported families, the model aliases and whether each is available offline."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from .common import app, console, user_errors
 @app.command()
 @user_errors
 def models() -> None:
-    """List model aliases and whether each is available offline."""
+    """List the supported model families, the model aliases and whether each is available offline."""
     from rich.table import Table
 
     from dftlens.models.aliases import ALIASES
+    from dftlens.models.architecture import FAMILIES, family_sites
     from dftlens.models.loading import offline_status
 
-    table = Table("alias", "Hugging Face id", "offline", "note")
+    families = Table("family", "HF model_type", "hook sites", "example", title="Supported families")
+    for fam in FAMILIES:
+        families.add_row(fam.name, ", ".join(fam.model_types), family_sites(fam), fam.example)
+    console.print(families)
+
+    table = Table("alias", "Hugging Face id", "offline", "note", title="Aliases")
     for alias, spec in ALIASES.items():
         table.add_row(alias, spec.hf_id, offline_status(alias), spec.note)
     console.print(table)

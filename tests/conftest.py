@@ -22,6 +22,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 FAMILIES = ("llama", "gemma2", "gemma3")
+# Every supported family, for the architecture parity tests (the ones above plus these, 2 layers each).
+MORE_FAMILIES = ("mistral", "qwen2", "qwen3", "gemma", "phi3", "olmo2", "gpt_neox", "gpt_neox_seq", "bloom", "gpt2")
+ALL_FAMILIES = FAMILIES + MORE_FAMILIES
 BUNDLED = Path(__file__).resolve().parents[1] / "dftlens" / "data" / "bundled"
 
 
@@ -98,6 +101,15 @@ def make_tokenizer(vocab_size: int = 1024, kind: str = "metaspace"):
     )
 
 
+_TOKENIZER = []
+
+
+def _shared_tokenizer():
+    if not _TOKENIZER:
+        _TOKENIZER.append(make_tokenizer())
+    return _TOKENIZER[0]
+
+
 def tiny_config(family: str, vocab_size: int):
     from transformers import Gemma2Config, Gemma3TextConfig, LlamaConfig
 
@@ -114,13 +126,44 @@ def tiny_config(family: str, vocab_size: int):
                             attn_logit_softcapping=50.0, sliding_window=8)
     if family == "gemma3":
         return Gemma3TextConfig(**common, architectures=["Gemma3ForCausalLM"], sliding_window=8)
+    return _more_config(family, vocab_size)
+
+
+def _more_config(family: str, vocab_size: int, layers: int = 2):
+    """TINY configs of the other supported families: 2 layers, d_model 64."""
+    import transformers as T
+
+    ids = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    llama_like = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=512, **ids)
+    gpt_like = dict(hidden_size=64, num_hidden_layers=layers, num_attention_heads=4, **ids)
+    if family == "mistral":
+        return T.MistralConfig(**llama_like, head_dim=16, architectures=["MistralForCausalLM"])
+    if family == "qwen2":
+        return T.Qwen2Config(**llama_like, architectures=["Qwen2ForCausalLM"], tie_word_embeddings=False)
+    if family == "qwen3":
+        return T.Qwen3Config(**llama_like, head_dim=16, architectures=["Qwen3ForCausalLM"], tie_word_embeddings=False)
+    if family == "gemma":
+        return T.GemmaConfig(**llama_like, head_dim=16, architectures=["GemmaForCausalLM"])
+    if family == "phi3":
+        return T.Phi3Config(**llama_like, architectures=["Phi3ForCausalLM"])
+    if family == "olmo2":
+        return T.Olmo2Config(**llama_like, architectures=["Olmo2ForCausalLM"])
+    if family in ("gpt_neox", "gpt_neox_seq"):
+        return T.GPTNeoXConfig(**gpt_like, intermediate_size=128, max_position_embeddings=512, rotary_pct=0.25,
+                               use_parallel_residual=family == "gpt_neox", architectures=["GPTNeoXForCausalLM"])
+    if family == "bloom":
+        return T.BloomConfig(hidden_size=64, n_layer=layers, n_head=4, architectures=["BloomForCausalLM"], **ids)
+    if family == "gpt2":
+        return T.GPT2Config(n_embd=64, n_layer=layers, n_head=4, n_positions=512, architectures=["GPT2LMHeadModel"],
+                            **ids)
     raise ValueError(family)
 
 
 def build_tiny_model_dir(family: str, directory: Path, seed: int = 0) -> Path:
     from transformers import AutoModelForCausalLM
 
-    tokenizer = make_tokenizer()
+    tokenizer = _shared_tokenizer()
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(family, len(tokenizer)))
     # Random init is nearly uniform; larger weights make logits and the soft-cap matter.
@@ -146,6 +189,20 @@ def one_thread():
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_models")
     return {family: build_tiny_model_dir(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def family_dir(tiny_dirs, tmp_path_factory):
+    """family -> its tiny model directory, built on first use (any of ALL_FAMILIES)."""
+    root = tmp_path_factory.mktemp("tiny_families")
+    built = dict(tiny_dirs)
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_model_dir(family, root / family)
+        return built[family]
+
+    return get
 
 
 @pytest.fixture(scope="session")

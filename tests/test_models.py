@@ -10,22 +10,33 @@ from dftlens.errors import LayerError, ModelNotAvailable
 from dftlens.models import hook_name, parse_hook_name
 from dftlens.models.interface import last_token_index
 
-from conftest import FAMILIES
+from conftest import ALL_FAMILIES, FAMILIES
 
 BACKENDS = ("transformer_lens", "nnsight")
 TEXTS = ['Français: "eau" - English: "water"', "the cat", "水"]
 
 
+class _Models(dict):
+    """family -> backend -> LensModel, loaded on first use, one set of weights per family."""
+
+    def __init__(self, tiny_models, family_dir):
+        super().__init__()
+        self.tiny_models, self.family_dir = tiny_models, family_dir
+
+    def __missing__(self, family):
+        lm = self.tiny_models[family] if family in self.tiny_models else load_model(str(self.family_dir(family)))
+        self[family] = {"transformer_lens": lm, "nnsight": lm.with_backend("nnsight")}
+        return self[family]
+
+
 @pytest.fixture(scope="module")
-def models(tiny_models):
-    """family -> backend -> LensModel, sharing one set of weights per family."""
-    return {f: {"transformer_lens": m, "nnsight": m.with_backend("nnsight")} for f, m in tiny_models.items()}
+def models(tiny_models, family_dir):
+    return _Models(tiny_models, family_dir)
 
 
 def _hf_hidden(lm, batch):
     with torch.no_grad():
-        out = lm.hf_model(**batch, output_hidden_states=True,
-                          position_ids=(batch["attention_mask"].cumsum(1) - 1).clamp(min=0))
+        out = lm.hf_model(**lm.model_inputs(batch), output_hidden_states=True)
     return out.hidden_states, out.logits
 
 
@@ -38,7 +49,7 @@ def test_hook_names_round_trip():
         hook_name(1, "resid_sideways")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_residuals_match_hf_hidden_states(models, family, backend):
     lm = models[family][backend]
@@ -57,19 +68,24 @@ def test_residuals_match_hf_hidden_states(models, family, backend):
     torch.testing.assert_close(norm(last)[mask], hidden[-1][mask], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_block_sites_add_up(models, family, backend):
     lm = models[family][backend]
     batch = lm.tokenize(TEXTS)
-    sites = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
-    cap = lm.capture(batch, [hook_name(1, s) for s in sites])
-    a = {s: cap[hook_name(1, s)] for s in sites}
-    torch.testing.assert_close(a["resid_pre"] + a["attn_out"], a["resid_mid"], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(a["resid_mid"] + a["mlp_out"], a["resid_post"], atol=1e-5, rtol=1e-4)
+    cap = lm.capture(batch, [hook_name(1, s) for s in lm.sites])
+    a = {s: cap[hook_name(1, s)] for s in lm.sites}
+    if "resid_mid" in a:
+        torch.testing.assert_close(a["resid_pre"] + a["attn_out"], a["resid_mid"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a["resid_mid"] + a["mlp_out"], a["resid_post"], atol=1e-5, rtol=1e-4)
+    else:  # parallel attention (GPT-NeoX): both branches read resid_pre and are added together
+        assert family == "gpt_neox" and lm.sites == ("resid_pre", "attn_out", "mlp_out", "resid_post")
+        torch.testing.assert_close(a["resid_pre"] + a["attn_out"] + a["mlp_out"], a["resid_post"], atol=1e-5, rtol=1e-4)
+        with pytest.raises(LayerError, match="no resid_mid site"):
+            lm.capture(batch, [hook_name(1, "resid_mid")])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_logit_lens_at_last_layer_is_the_models_logits(models, family, backend):
     lm = models[family][backend]
@@ -91,7 +107,7 @@ def test_gemma2_soft_cap_is_applied(models):
     assert logits.abs().max() <= lm.config.final_logit_softcapping + 1e-5
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_padding_side_does_not_matter(models, family, backend):
     lm = models[family][backend]
@@ -101,11 +117,11 @@ def test_padding_side_does_not_matter(models, family, backend):
     torch.testing.assert_close(left.stack(names), right.stack(names), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_backends_agree(models, family):
     tl, nn = models[family]["transformer_lens"], models[family]["nnsight"]
     batch = tl.tokenize(TEXTS)
-    names = [hook_name(l, s) for l in range(tl.n_layers) for s in ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")]
+    names = [hook_name(l, s) for l in range(tl.n_layers) for s in tl.sites]
     a, b = tl.capture(batch, names), nn.capture(batch, names)
     for name in names:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
@@ -170,3 +186,30 @@ def test_gguf_cache_ignores_half_written_directories(tmp_path, monkeypatch):
     assert gguf_cache.is_complete(target)
     with gguf_cache.cache_lock("x"):  # the lock is re-entrant across calls, not within one
         pass
+
+
+def test_unsupported_family_is_one_sentence_and_exit_2(tmp_path):
+    from transformers import OPTConfig
+    from typer.testing import CliRunner
+
+    from dftlens.errors import DftlensError
+    from dftlens_cli.app import app
+
+    OPTConfig(hidden_size=64, num_hidden_layers=1, ffn_dim=128, num_attention_heads=4, vocab_size=64,
+              architectures=["OPTForCausalLM"]).save_pretrained(tmp_path)
+    with pytest.raises(DftlensError, match="does not support the OPTForCausalLM architecture"):
+        load_model(str(tmp_path))
+    result = CliRunner().invoke(app, ["lens", "--model", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "OPTForCausalLM" in result.output and "Traceback" not in result.output
+
+
+def test_models_verb_lists_every_family():
+    from typer.testing import CliRunner
+
+    from dftlens.models.architecture import FAMILIES
+    from dftlens_cli.app import app
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    for fam in FAMILIES:
+        assert fam.name in result.output

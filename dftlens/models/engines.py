@@ -98,12 +98,13 @@ class TransformerLensEngine:
 
         hooks = sorted(set(names) | edited, key=execution_order)
         try:
+            extra = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
             with self.bridge.hooks(fwd_hooks=[(n, make_hook(n)) for n in hooks]):
                 self.bridge(
                     batch["input_ids"],
                     attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"],
                     return_type=None,
+                    **extra,
                     **({"past_key_values": batch["past_key_values"]} if "past_key_values" in batch else {}),
                 )
         except _StopForward:
@@ -125,7 +126,8 @@ class NNsightEngine:
         from nnsight import TransformersModel
 
         self.remote = remote
-        self.sites = describe(hf_model).sites
+        arch = describe(hf_model)
+        self.sites, self.layers_path = arch.sites, arch.layers_path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = TransformersModel(hf_model, task="text-generation", tokenizer=tokenizer)
@@ -133,7 +135,10 @@ class NNsightEngine:
     def _module(self, name: str):
         layer, site = parse_hook_name(name)
         sub, which = self.sites[site]
-        module = self.model.model.layers[layer]
+        module = self.model
+        for part in self.layers_path.split("."):
+            module = getattr(module, part)
+        module = module[layer]
         for part in filter(None, sub.split(".")):
             module = getattr(module, part)
         return module, which

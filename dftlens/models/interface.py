@@ -133,9 +133,23 @@ class LensModel:
         return [self.hook_name(layer, site) for layer in layers]
 
     def validate_hook(self, name: str) -> str:
-        layer, _ = parse_hook_name(name)
+        """``name`` if this model has that hook; LayerError naming the layers or sites it has otherwise."""
+        layer, site = parse_hook_name(name)
         self.check_layer(layer, what=f"Hook {name!r} names layer")
+        self.arch.check_site(site, self.name)
         return name
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The hook sites this model has (GPT-NeoX with parallel attention has no resid_mid)."""
+        return self.arch.available
+
+    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``input_ids``, ``attention_mask`` and, where the family takes them, position ids from the mask."""
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if self.arch.position_ids:
+            inputs["position_ids"] = position_ids_from_mask(batch["attention_mask"])
+        return inputs
 
     # ---- inputs ------------------------------------------------------------
     def tokenize(
@@ -180,6 +194,9 @@ class LensModel:
         ``edits`` (see :meth:`intervene`) are applied during the same pass.
         """
         names = sorted({self.validate_hook(n) for n in names}, key=execution_order)
+        derived = self._derived_parts(names)  # BLOOM's attn_out/mlp_out: differences of residual states
+        run_names = sorted(set(names) - set(derived) | {p for parts in derived.values() for p in parts},
+                           key=execution_order)
         # With a KV cache (``batch["past_key_values"]``) the mask covers cache + new
         # tokens; positions and edits refer to the new tokens only.
         full_mask = batch["attention_mask"]
@@ -196,14 +213,23 @@ class LensModel:
 
         if self.engine is None:
             raise LayerError(f"{self.name} was loaded without an engine (backend=None); reload it with a backend.")
-        run_batch = {**batch, "position_ids": position_ids_from_mask(full_mask)[:, -mask.shape[1]:]}
+        run_batch = {k: v for k, v in batch.items() if k != "position_ids"}
+        if self.arch.position_ids:  # BLOOM takes none (ALiBi from the mask)
+            run_batch["position_ids"] = position_ids_from_mask(full_mask)[:, -mask.shape[1]:]
         plan = None
         if edits:
             from .interventions import EditPlan
 
-            plan = EditPlan([e for e in edits if self.validate_hook(e.hook)], mask)
+            for e in edits:
+                if parse_hook_name(self.validate_hook(e.hook))[1] in self.arch.derived:
+                    raise LayerError(f"{e.hook} of {self.name} ({self.arch.family}) is a difference of residual "
+                                     "states, not a module output; edit a resid_* hook instead.")
+            plan = EditPlan(list(edits), mask)
         with torch.set_grad_enabled(grad):
-            self.engine.run(run_batch, names, keep, **({"edit": plan} if plan else {}))
+            self.engine.run(run_batch, run_names, keep, **({"edit": plan} if plan else {}))
+        for name, (a, b) in derived.items():
+            kept[name] = kept[a] - kept[b]
+        kept = {n: kept[n] for n in names}
         return Capture(kept, mask, index)
 
     def intervene(
@@ -235,9 +261,7 @@ class LensModel:
 
     def forward_logits(self, batch: dict[str, torch.Tensor], logits_to_keep: int = 0) -> torch.Tensor:
         """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
-        return self.hf_model(
-            **batch, position_ids=position_ids_from_mask(batch["attention_mask"]), logits_to_keep=logits_to_keep
-        ).logits
+        return self.hf_model(**self.model_inputs(batch), logits_to_keep=logits_to_keep).logits
 
     def decode(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """The logit lens, the one decode of a residual: float32 logits [..., vocab] from [..., d_model].
@@ -316,6 +340,15 @@ class LensModel:
         step = self.lens_layers_per_chunk(resid.shape[1])
         for first in range(0, resid.shape[0], step):
             yield first, self.log_probs(resid[first:first + step])
+
+    def _derived_parts(self, names: list[str]) -> dict[str, tuple[str, str]]:
+        out = {}
+        for name in names:
+            layer, site = parse_hook_name(name)
+            if site in self.arch.derived:
+                a, b = self.arch.derived[site]
+                out[name] = (hook_name(layer, a), hook_name(layer, b))
+        return out
 
     def _position_index(self, positions: Positions, mask: torch.Tensor) -> torch.Tensor | None:
         if positions is None:

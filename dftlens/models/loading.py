@@ -13,6 +13,7 @@ from ..config_files import setting
 from ..errors import DftlensError, ModelNotAvailable
 from ..paths import cache_root
 from . import gguf_cache
+from .architecture import check_supported
 from .aliases import ALIASES, lookup
 
 # Only the files a causal LM needs; never optimizer states or other formats.
@@ -256,6 +257,7 @@ def load_hf(
     check_weights(Path(path))
     try:
         config = AutoConfig.from_pretrained(path)
+        check_supported(config)  # an unsupported family fails before its weights load
         torch_dtype = resolve_dtype(dtype, "cuda" if device_map is not None and torch.cuda.is_available() else device,
                                     config)
         tokenizer = AutoTokenizer.from_pretrained(path)
