@@ -30,6 +30,8 @@ def compare(
     lens_chunk: Optional[int] = LENS_CHUNK,
     out: Path = typer.Option(Path("runs/compare"), help="Output directory."),
     overwrite: bool = typer.Option(False, help="Replace results already in --out."),
+    figure_format: Optional[str] = typer.Option(
+        None, help="Also save the figures as --out/figures/<name>.<fmt>: png, svg, pdf (comma-separated)."),
 ) -> None:
     """Run the probe's measurements on several checkpoints and plot them on one figure."""
     from dftlens.analysis.compare import OUTPUTS, compare_models
@@ -37,17 +39,19 @@ def compare(
     from dftlens.data.languages import parse_pairs, split_list
     from dftlens.errors import DftlensError
     from dftlens.io import prepare_output_dir
+    from dftlens.viz.export import parse_formats
 
     if len(model) < 2:
         raise DftlensError("compare needs at least two --model options.")
     if label and len(label) != len(model):
         raise DftlensError(f"Got {len(label)} --label for {len(model)} --model; give one per model or none.")
     load = load_options(device, dtype, device_map, lens_chunk)
+    formats = parse_formats(figure_format)
     prepare_output_dir(out, OUTPUTS, overwrite)
     config = ProbeConfig(pairs=parse_pairs(pairs, what="--pairs entry"), tasks=split_list(tasks) or None, max_items=max_items or None,
                          run_probes=probes, max_sentences=max_sentences or None, seed=seed)
     result = compare_models(list(model), config, labels=list(label) if label else None, layers=layers,
                             backend=backend, load_options=load)
-    result.save(out, overwrite=True)
+    result.save(out, overwrite=True, figure_formats=formats)
     console.print(result.at_layers().to_string(index=False))
     console.print(f"Wrote {out}/compare.html, compare_lens.csv, compare_probes.csv")

@@ -36,14 +36,18 @@ def probe(
     seed: int = typer.Option(0, help="Seed for demonstrations and probe splits."),
     out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/probe-<model>-<time>)."),
     overwrite: bool = typer.Option(False, help="Replace results already in --out."),
+    figure_format: Optional[str] = typer.Option(
+        None, help="Also save every report figure as --out/figures/<name>.<fmt>: png, svg, pdf (comma-separated)."),
 ) -> None:
     """Run the logit lens and probes on parallel prompts and choose the LC and ET layers."""
     from dftlens import load_model
     from dftlens.analysis.run import OUTPUTS, ProbeConfig, run_probe
     from dftlens.data.languages import parse_pairs, split_list
     from dftlens.io import prepare_output_dir
+    from dftlens.viz.export import parse_formats
 
     load = load_options(device, dtype, device_map, lens_chunk)
+    formats = parse_formats(figure_format)
     out = out or Path("runs") / f"probe-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, OUTPUTS, overwrite)  # fail before an expensive run, not after
     config = ProbeConfig(
@@ -56,7 +60,7 @@ def probe(
     )
     lm = load_model(model, backend=backend, **load)
     result = run_probe(lm, config)
-    result.save(out, overwrite=True)
+    result.save(out, overwrite=True, figure_formats=formats)
     console.print(result.summary().to_string(index=False))
     ev = result.choice.evidence
     console.print(
@@ -64,4 +68,5 @@ def probe(
         f"ET layer {result.choice.et_layer} ({ev.get('et_decided_by')}) of {result.n_layers}; "
         f"hooks {result.choice.hooks['lc']}, {result.choice.hooks['et']}"
     )
-    console.print(f"Wrote {out}/layers.json, lens.csv, lens_items.csv, probes.csv, report.html")
+    console.print(f"Wrote {out}/layers.json, lens.csv, lens_items.csv, probes.csv, report.html"
+                  + (f", figures/*.{{{','.join(formats)}}}" if formats else ""))

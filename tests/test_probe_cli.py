@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -46,7 +47,25 @@ def test_probe_bad_layer_and_bad_pair_are_user_errors(tiny_dirs, tmp_path):
     assert bad_pair.exit_code == 2 and "two different languages" in bad_pair.output
     missing = runner.invoke(app, base + ["--out", str(tmp_path / "c"), "--pairs", "fr:xx"])
     assert missing.exit_code == 2 and "'xx'" in missing.output
-    assert not (tmp_path / "a" / "layers.json").exists()
+    bad_format = runner.invoke(app, base + ["--out", str(tmp_path / "d"), "--figure-format", "png,gif"])
+    assert bad_format.exit_code == 2 and "gif" in bad_format.output and "Traceback" not in bad_format.output
+    assert not (tmp_path / "a" / "layers.json").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="exporting figures needs Chromium or Chrome")
+def test_probe_saves_figures_as_png_and_svg(tiny_dirs, tmp_path):
+    out = tmp_path / "run"
+    args = ["probe", "--model", str(tiny_dirs["llama"]), "--no-probes", "--max-items", "4", "--pairs", "fr:zh",
+            "--tasks", "translation", "--out", str(out), "--figure-format", "png,svg"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    assert {"latent.png", "latent.svg", "entropy.png", "entropy.svg", "items.png", "latent_log.svg"} <= set(names)
+    assert all(n.endswith((".png", ".svg")) for n in names)  # no temporary files left
+    assert (out / "figures" / "latent.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = (out / "figures" / "latent.svg").read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<svg") and "probability" in svg
 
 
 @pytest.mark.embedded

@@ -126,11 +126,22 @@ def test_latent_language_facets_bands_and_markers():
     assert all("n_items" in t.hovertemplate for t in lines(fig))
     assert sum(1 for t in lines(fig) if t.showlegend) == 4
     assert "tiny-test-model" in fig.layout.title.text
-    # One probability scale for all panels, from 0 and never above 1; [0, 1] on request.
-    assert fig.layout.yaxis.autorangeoptions.clipmax == 1.02 and fig.layout.yaxis3.matches == "y"
-    assert latent_language_figure(lens, prob_axis="full").layout.yaxis.range == (0, 1.02)
+    # Probability panels run 0..1; entropy rows share one explicit range that fits their data
+    # (13.3 bits is the top of the CI); no y axis is matched to another.
+    prob_axes = [a for k, a in fig.layout.to_plotly_json().items() if k.startswith("yaxis")
+                 and a.get("title", {}).get("text") == "probability"]
+    ent_axes = [a for k, a in fig.layout.to_plotly_json().items() if k.startswith("yaxis")
+                and "entropy" in a.get("title", {}).get("text", "")]
+    assert len(prob_axes) == 5 and len(ent_axes) == 5
+    assert all(tuple(a["range"]) == (0.0, 1.0) for a in prob_axes)
+    assert all(a["range"][0] == 0 and 13.3 <= a["range"][1] <= 14.0 for a in ent_axes)
+    assert not any(a.get("matches") for a in prob_axes + ent_axes)
+    auto = latent_language_figure(lens, prob_axis="auto").layout.yaxis.range
+    assert auto[0] == 0 and 0.6 < auto[1] < 0.9  # up to the largest CI bound (0.85) plus a margin
+    log = latent_language_figure(lens, prob_axis="log").layout.yaxis
+    assert log.type == "log" and log.range[1] == 0 and log.range[0] <= math.log10(lens["p_en"][lens["p_en"] > 0].min())
     with pytest.raises(ValueError, match="prob_axis"):
-        latent_language_figure(lens, prob_axis="log")
+        latent_language_figure(lens, prob_axis="sqrt")
 
 
 def test_latent_language_target_english_has_no_duplicate_line():
@@ -180,6 +191,13 @@ def test_choice_object_with_to_dict_and_nan_layers():
 def test_entropy_figure_one_line_per_facet():
     fig = entropy_figure(make_lens(), choice=CHOICE)
     assert len(lines(fig)) == 5 and len(bands(fig)) == 5
+    # One panel per task, each with its own legend; colours differ within a panel.
+    assert [a.text for a in fig.layout.annotations][:2] == ["translation", "repetition"]
+    per_legend = {}
+    for t in lines(fig):
+        per_legend.setdefault(t.legend or "legend", []).append(t.line.color)
+    assert sorted(len(v) for v in per_legend.values()) == [2, 3]
+    assert all(len(set(v)) == len(v) for v in per_legend.values())
     # The older CI column names (entropy_lo / entropy_hi) work too.
     legacy = make_lens().rename(columns={"entropy_bits_lo": "entropy_lo", "entropy_bits_hi": "entropy_hi"})
     assert len(bands(entropy_figure(legacy))) == 5
@@ -271,7 +289,7 @@ def test_report_single_self_contained_file(tmp_path):
     for fig in (latent_language_figure(lens, choice=CHOICE), entropy_figure(lens, choice=CHOICE),
                 token_share_figure(lens, choice=CHOICE), probe_figure(probes, choice=CHOICE)):
         assert json.dumps(fig.layout.title.text)[1:-1] in text
-    assert text.count("Plotly.newPlot") == 4
+    assert text.count("Plotly.newPlot") == 5  # latent, latent (log), entropy, shares, probes
     # The layer choice and its evidence as a table.
     assert "blocks.8.hook_resid_post" in text
     assert "<th>LC decided by</th><td>alignment</td>" in text
@@ -286,7 +304,7 @@ def test_report_without_optional_parts(tmp_path):
     out = write_report(tmp_path / "report.html", lens, None, None)
     text = out.read_text(encoding="utf-8")
     assert text.count("plotly.js v") == 1
-    assert text.count("Plotly.newPlot") == 2  # latent language and entropy
+    assert text.count("Plotly.newPlot") == 3  # latent language, its log view and entropy
     assert "Token language shares" not in text and "Linear probes" not in text
     assert "No layer choice" in text
     # Nothing at all still gives a valid page.

@@ -19,7 +19,7 @@ from ..layers import LayerChoice
 from ..models import load_model
 from .run import ProbeConfig, ProbeResult, run_probe
 
-OUTPUTS = ["compare_lens.csv", "compare_probes.csv", "compare.html"]
+OUTPUTS = ["compare_lens.csv", "compare_probes.csv", "compare.html", "figures"]
 
 
 @dataclass
@@ -42,26 +42,46 @@ class CompareResult:
         rows = []
         for label, result in self.results.items():
             lens = result.lens[result.lens["task"] == "translation"]
+            if "subset" in lens.columns:
+                lens = lens[lens["subset"] == "all"]
             for name, layer in (("LC", choice.lc_layer), ("ET", choice.et_layer), ("last", result.n_layers - 1)):
                 at = lens[lens["layer"] == layer]
                 rows.append({"model": label, "layer": f"{name} ({layer})", "p_en": at["p_en"].mean(),
                              "p_target": at["p_target"].mean(), "entropy_bits": at["entropy_bits"].mean()})
         return pd.DataFrame(rows).round(4)
 
-    def save(self, out: str | Path, overwrite: bool = False) -> Path:
+    def figures(self) -> list[tuple[str, str, "go.Figure"]]:
+        """compare.html's figures as (key, heading, figure): the overlaid latent-language curves
+        (all items, and items answered correctly where every model has some) and each model's probes."""
         from ..viz.figures import compare_latent_figure, probe_figure
+
+        choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
+        lens = {label: r.lens for label, r in self.results.items()}
+        figures = [("latent", "Latent language, all models", compare_latent_figure(lens, choice=choice))]
+        if all("subset" in df.columns and (df["subset"] == "correct").any() for df in lens.values()):
+            figures.append(("latent_correct", "Latent language, items answered correctly", compare_latent_figure(
+                lens, choice=choice, subset="correct")))
+        figures += [(f"probes_{i}", f"Linear probes: {label}", probe_figure(r.probes, choice=choice))
+                    for i, (label, r) in enumerate(self.results.items()) if not r.probes.empty]
+        return figures
+
+    def save(self, out: str | Path, overwrite: bool = False, figure_formats: list[str] | str | None = None) -> Path:
+        """Write compare_lens.csv, compare_probes.csv and compare.html; with ``figure_formats``
+        (png/svg/pdf) also each figure as ``out/figures/<key>.<format>``."""
+        from ..viz.export import parse_formats, save_figures
         from ..viz.report import write_report
 
+        formats = parse_formats(figure_formats)
         with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
             write_csv(tmp / "compare_lens.csv", self.lens)
             write_csv(tmp / "compare_probes.csv", self.probes)
             choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
-            figures = [("Latent language, all models", compare_latent_figure(
-                {label: r.lens for label, r in self.results.items()}, choice=choice))]
-            figures += [(f"Linear probes: {label}", probe_figure(r.probes, choice=choice))
-                        for label, r in self.results.items() if not r.probes.empty]
+            figures = self.figures()
             write_report(tmp / "compare.html", None, None, choice, title="dftlens compare: " +
-                         " vs ".join(self.results), summary_df=self.at_layers(), figures=figures)
+                         " vs ".join(self.results), summary_df=self.at_layers(),
+                         figures=[(heading, fig) for _, heading, fig in figures])
+            if formats:
+                save_figures({key: fig for key, _, fig in figures}, tmp / "figures", formats)
         return Path(out).expanduser()
 
 

@@ -5,7 +5,10 @@ entropy. dftlens turns that into a deterministic rule that also uses the
 language probabilities and the probes, and records which signal decided:
 
 1. Curves are means over translation prompts with a non-English input, each
-   (input, target) pair weighted equally.
+   (input, target) pair weighted equally. Per pair, the items the model answers
+   correctly (top-1 lens token at the last layer in the target set; the ``correct``
+   subset) are used when there are at least ``min_correct_items`` of them (default 8),
+   else all of the pair's items; ``evidence["rule_subsets"]`` records which, with n.
 2. ET (``decided_by="english_onset"``): the first layer in ``1..L-2`` whose P(English
    answer) reaches ``onset_frac`` of its peak over those layers -- where the
    residual stream starts to decode the English word, the paper's second entropy
@@ -38,6 +41,7 @@ class RuleParams:
     onset_frac: float = 0.5
     min_en_mass: float = 0.01
     drop_frac: float = 0.2
+    min_correct_items: int = 8  # per pair: below this, the pair's curves use all items
 
 
 def sharp_drops(entropy: np.ndarray, drop_frac: float) -> list[int]:
@@ -47,13 +51,35 @@ def sharp_drops(entropy: np.ndarray, drop_frac: float) -> list[int]:
     return [int(l) + 1 for l in np.flatnonzero(fall >= drop_frac * biggest)] if biggest > 0 else []
 
 
-def translation_curves(lens_items: pd.DataFrame) -> pd.DataFrame:
-    """Per layer means over translation prompts with non-English input, pairs weighted equally."""
+def translation_curves(lens_items: pd.DataFrame, min_correct: int | None = None) -> pd.DataFrame:
+    """Per layer means over translation prompts with non-English input, pairs weighted equally.
+
+    With ``min_correct`` (and a ``correct`` column), each pair uses only its correctly
+    answered items when it has at least ``min_correct`` of them; see :func:`rule_curves`."""
+    return rule_curves(lens_items, min_correct)[0]
+
+
+def rule_curves(lens_items: pd.DataFrame, min_correct: int | None = RuleParams.min_correct_items
+                ) -> tuple[pd.DataFrame, list[dict]]:
+    """The rule's curves (see :func:`translation_curves`) and, per pair, the subset used:
+    ``[{"pair": "fr->zh", "subset": "correct", "n_items": 12, "n_correct": 12, "n_all": 32}, ...]``."""
     rows = lens_items[(lens_items["task"] == "translation") & (lens_items["input_lang"] != "en")]
     if rows.empty:
         rows = lens_items
-    per_pair = rows.groupby(["input_lang", "target_lang", "layer"])[["p_en", "p_target", "entropy_bits"]].mean()
-    return per_pair.groupby("layer").mean().sort_index()
+    parts, used = [], []
+    for (src, tgt), pair in rows.groupby(["input_lang", "target_lang"], sort=True):
+        n_all = pair["item_id"].nunique() if "item_id" in pair.columns else None
+        subset, chosen = "all", pair
+        n_correct = None
+        if "correct" in pair.columns:
+            right = pair[pair["correct"].astype(bool)]
+            n_correct = right["item_id"].nunique()
+            if min_correct is not None and n_correct >= min_correct:
+                subset, chosen = "correct", right
+        used.append({"pair": f"{src}->{tgt}", "subset": subset,
+                     "n_items": n_correct if subset == "correct" else n_all, "n_correct": n_correct, "n_all": n_all})
+        parts.append(chosen.groupby("layer")[["p_en", "p_target", "entropy_bits"]].mean())
+    return pd.concat(parts).groupby(level=0).mean().sort_index(), used
 
 
 def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | None = None,

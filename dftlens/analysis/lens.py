@@ -26,6 +26,15 @@ PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
 ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
 
 
+def entropy_bits(logp: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in bits of distributions given as log-probabilities (natural log) over
+    the last dimension: ``[..., vocab] -> [...]``. Zero-probability entries count 0 (no NaN
+    from ``0 * -inf``). The one entropy function of dftlens: the probe, ``lens_table`` and the
+    figures' ``entropy_bits`` columns all come from it."""
+    logp = logp.float()
+    return -(logp.exp() * logp).nan_to_num(nan=0.0, neginf=0.0).sum(-1) / math.log(2)
+
+
 def _mass(probs: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
     """Probability on a token set, per layer: probs [layers, vocab] -> [layers]."""
     if not ids:
@@ -36,7 +45,9 @@ def _mass(probs: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
 @torch.no_grad()
 def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch_size: int = 16,
             top_k: int = 10, show_tokens: int = 3, progress: bool = True, desc: str = "logit lens") -> pd.DataFrame:
-    """One row per item and layer (see ITEM_COLUMNS)."""
+    """One row per item and layer (see ITEM_COLUMNS), plus ``correct``: whether the item's
+    top-1 lens token at the LAST layer is in its target-language token set (the model
+    starts the right word), repeated on every layer's row of that item."""
     names = lm.hook_names()
     rows = []
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="prompt", leave=False)
@@ -48,12 +59,18 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
             rows.extend(_rows_for_layers(lm, chunk, logp.cpu(), first, token_sets, top_k, show_tokens))
         bar.update(len(chunk))
     bar.close()
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    keys = ["task", "input_lang", "target_lang", "item_id"]
+    last = frame[frame["layer"] == frame["layer"].max()].set_index(keys)["top1_target"]
+    frame["correct"] = [bool(last.get(k, False)) for k in frame[keys].itertuples(index=False, name=None)]
+    return frame.drop(columns="top1_target")
 
 
 def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_tokens):
     probs = logp.exp()
-    entropy = -(probs * logp).nan_to_num().sum(-1) / math.log(2)  # [layers, batch]
+    entropy = entropy_bits(logp)  # [layers, batch]
     top_ids = logp.topk(top_k, dim=-1).indices  # [layers, batch, k]
     rows = []
     for b, item in enumerate(chunk):
@@ -74,5 +91,6 @@ def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_token
                 "entropy_bits": float(entropy[k, b]),
                 **{f"share_{c}": classes.count(c) / top_k for c in SHARES},
                 "top_tokens": " ".join(tokens[:show_tokens]),
+                "top1_target": ids[0] in tgt_ids,
             })
     return rows

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from ..models import LensModel
+from .lens import entropy_bits
 
 # Wendler et al.'s translation format with four demonstrations.
 _DEMOS = [("livre", "书"), ("chien", "狗"), ("fleur", "花"), ("lune", "月亮")]
@@ -23,7 +24,7 @@ def lens_table(lm: LensModel, prompt: str, top_k: int = 3) -> pd.DataFrame:
     names = lm.hook_names()
     cap = lm.capture(batch, names, positions="last")
     logp = lm.log_probs(cap.stack(names)[:, 0])  # [layers, vocab]
-    entropy = -(logp.exp() * logp).sum(-1) / torch.log(torch.tensor(2.0))
+    entropy = entropy_bits(logp)
     top = logp.topk(top_k, dim=-1)
     rows = []
     for layer in range(lm.n_layers):

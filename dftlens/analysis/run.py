@@ -24,12 +24,12 @@ from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
 from ..layers import LayerChoice
 from ..models import LensModel
-from .layer_choice import apply_overrides, choose_layers, translation_curves
+from .layer_choice import RuleParams, apply_overrides, choose_layers, rule_curves
 from .lens import PROB_COLUMNS, measure
 from .stats import summarise
 from .token_sets import TokenSets
 
-OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html", "config.json"]
+OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html", "config.json", "figures"]
 PROBE_LANGUAGES = ["en", "zh", "fr", "de", "ru", "ja", "es", "vi", "ar"]
 
 
@@ -64,7 +64,7 @@ class ProbeResult:
     model: str
     n_layers: int
     config: ProbeConfig
-    lens: pd.DataFrame  # summary with CIs, one row per task/input/target/layer
+    lens: pd.DataFrame  # summary with CIs, one row per task/input/target/subset/layer
     lens_items: pd.DataFrame  # one row per item and layer
     probes: pd.DataFrame
     choice: LayerChoice
@@ -73,34 +73,63 @@ class ProbeResult:
     def summary(self) -> pd.DataFrame:
         """A short table for the terminal: per task and pair, the peaks and where they are."""
         rows = []
-        for (task, src, tgt), g in self.lens.groupby(["task", "input_lang", "target_lang"]):
+        lens = self.lens if "subset" in self.lens.columns else self.lens.assign(subset="all")
+        for (task, src, tgt, subset), g in lens.groupby(["task", "input_lang", "target_lang", "subset"]):
             g = g.set_index("layer")
             rows.append({
-                "task": task, "pair": f"{src}->{tgt}", "items": int(g["n_items"].iloc[0]),
+                "task": task, "pair": f"{src}->{tgt}", "subset": subset, "items": int(g["n_items"].iloc[0]),
                 "max P(en)": round(g["p_en"].max(), 3), "at layer": int(g["p_en"].idxmax()),
                 f"P(target) L{self.n_layers - 1}": round(g["p_target"].iloc[-1], 3),
                 "max entropy": round(g["entropy_bits"].max(), 1), "at": int(g["entropy_bits"].idxmax()),
             })
         return pd.DataFrame(rows)
 
-    def save(self, out: str | Path, overwrite: bool = False, report: bool = True) -> Path:
+    def figures(self) -> list[tuple[str, str, "go.Figure"]]:
+        """The report's figures as (key, heading, plotly figure), in page order."""
+        from ..viz.report import report_figures
+
+        return report_figures(self.lens, self.probes, self.choice.to_dict(), self.lens_items)
+
+    def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
+             figure_formats: list[str] | str | None = None) -> Path:
+        """Write layers.json, lens.csv, lens_items.csv, probes.csv, config.json and report.html
+        to ``out``; with ``figure_formats`` (``"png,svg"``, any of png/svg/pdf) also every report
+        figure as ``out/figures/<key>.<format>`` (needs kaleido and Chromium)."""
+        from ..viz.export import parse_formats
+
+        formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
         with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
             write_csv(tmp / "lens.csv", self.lens)
             write_csv(tmp / "lens_items.csv", self.lens_items)
             write_csv(tmp / "probes.csv", self.probes)
-            if report:
+            if report or formats:
                 from ..viz.report import write_report
 
-                write_report(tmp / "report.html", self.lens, self.probes, self.choice.to_dict(),
-                             title=f"dftlens probe: {self.model}", summary_df=self.summary())
+                figs = self.figures()
+                if report:
+                    write_report(tmp / "report.html", self.lens, self.probes, self.choice.to_dict(),
+                                 title=f"dftlens probe: {self.model}", summary_df=self.summary(),
+                                 lens_items=self.lens_items, counts_df=self.counts)
+                if formats:
+                    from ..viz.export import save_figures
+
+                    save_figures({key: fig for key, _, fig in figs}, tmp / "figures", formats)
             write_json(tmp / "config.json", asdict(self.config))
             self.choice.save(tmp / "layers.json")  # last: its presence means the run completed
         return Path(out).expanduser()
 
 
+OVERLAP_KINDS = ("en_target", "en_input", "target_input")
+
+
 def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: ParallelData | None,
                        token_sets: TokenSets) -> tuple[list[PromptItem], pd.DataFrame]:
-    """All prompts for the configured tasks, minus those whose English and target token sets overlap."""
+    """All prompts for the configured tasks, minus those whose English, target and input
+    token sets overlap pairwise (see :meth:`TokenSets.overlap_kinds`).
+
+    The counts table has, per task and pair: ``built``, ``dropped_<kind>`` for each overlap
+    kind (an item overlapping in two ways counts in both), ``dropped_overlap`` (items dropped,
+    each once) and ``used`` (after ``max_items``)."""
     jobs = [(t, s, d) for t in config.tasks if t == "translation" for s, d in config.pairs]
     jobs += [(t, lang, lang) for t in config.tasks if t != "translation" for lang in config.monolingual()]
     # One seeded order of concepts for every job: --max-items then takes the same
@@ -109,13 +138,38 @@ def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: Para
     items, counts = [], []
     for task, src, tgt in jobs:
         built = build_items(task, words, sentences, src, tgt, seed=config.seed)
-        kept = sorted((it for it in built if not token_sets.overlap(it.answer, it.answer_en)),
-                      key=lambda it: rank[it.item_id])
+        dropped = {kind: 0 for kind in OVERLAP_KINDS}
+        kept = []
+        for it in built:
+            input_word = it.answer_input if it.input_lang != it.target_lang else None
+            kinds = token_sets.overlap_kinds(it.answer_en, it.answer, input_word)
+            for kind in kinds:
+                dropped[kind] += 1
+            if not kinds:
+                kept.append(it)
+        kept.sort(key=lambda it: rank[it.item_id])
         used = kept[: config.max_items] if config.max_items else kept
         counts.append({"task": task, "input_lang": src, "target_lang": tgt, "built": len(built),
+                       **{f"dropped_{k}": v for k, v in dropped.items()},
                        "dropped_overlap": len(built) - len(kept), "used": len(used)})
         items.extend(used)
     return items, pd.DataFrame(counts)
+
+
+def summarise_subsets(lens_items: pd.DataFrame) -> pd.DataFrame:
+    """lens.csv: per task, pair, subset and layer, means with 95% CIs and ``n_items``.
+
+    ``subset`` is ``all`` (every item) or ``correct`` (items whose top-1 lens token at the
+    last layer is in the target set); a pair with no correct item has no ``correct`` rows."""
+    keys = ["task", "input_lang", "target_lang", "layer"]
+    bounds = {c: (0.0, 1.0) for c in PROB_COLUMNS}
+    frames = [summarise(lens_items, keys, PROB_COLUMNS + ["entropy_bits"], bounds=bounds).assign(subset="all")]
+    if "correct" in lens_items.columns and lens_items["correct"].any():
+        right = lens_items[lens_items["correct"].astype(bool)]
+        frames.append(summarise(right, keys, PROB_COLUMNS + ["entropy_bits"], bounds=bounds).assign(subset="correct"))
+    lens = pd.concat(frames, ignore_index=True)
+    front = ["task", "input_lang", "target_lang", "subset", "layer", "n_items"]
+    return lens[front + [c for c in lens.columns if c not in front]]
 
 
 def alignment_curve(probes: pd.DataFrame) -> pd.Series | None:
@@ -145,9 +199,7 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
         raise DataError("No prompts are left to measure (every item was dropped); add words or change --pairs.")
 
     lens_items = measure(lm, items, token_sets, batch_size=config.batch_size, top_k=config.top_k, progress=progress)
-    bounds = {c: (0.0, 1.0) for c in PROB_COLUMNS}
-    lens = summarise(lens_items, ["task", "input_lang", "target_lang", "layer"],
-                     PROB_COLUMNS + ["entropy_bits"], bounds=bounds)
+    lens = summarise_subsets(lens_items)
 
     probes = pd.DataFrame()
     if config.run_probes:
@@ -158,8 +210,10 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
         texts = {lang: column[:n] for lang, column in sentences.by_language(probe_langs).items()}
         probes = run_probes(lm, texts, ids=sentences.ids[:n], seed=config.seed, progress=progress)
 
-    lc, et, evidence = choose_layers(translation_curves(lens_items), lm.n_layers, alignment_curve(probes))
+    curves, subsets = rule_curves(lens_items, RuleParams().min_correct_items)
+    lc, et, evidence = choose_layers(curves, lm.n_layers, alignment_curve(probes))
     lc, et = apply_overrides(lc, et, evidence, lm.n_layers, config.lc_layer, config.et_layer)
+    evidence["rule_subsets"] = subsets
     evidence["prompt_counts"] = counts.to_dict(orient="records")
     choice = LayerChoice(lm.name, lm.n_layers, lc, et, config.languages(), evidence)
     return ProbeResult(lm.name, lm.n_layers, config, lens, lens_items, probes, choice, counts)

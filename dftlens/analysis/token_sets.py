@@ -68,3 +68,19 @@ class TokenSets:
 
     def overlap(self, word_a: str, word_b: str) -> bool:
         return bool(self.ids(word_a) & self.ids(word_b))
+
+    def overlap_kinds(self, en: str, target: str, input_word: str | None = None) -> list[str]:
+        """Which of the answer sets share a token id, pairwise: any of ``"en_target"``,
+        ``"en_input"``, ``"target_input"``. ``input_word`` None (repetition, cloze: the input is
+        the target) checks English against the target only. An item with any overlap cannot
+        tell the languages apart at the lens (mass on a shared token counts for both), so the
+        probe drops it, as Wendler et al. do for English vs target."""
+        kinds = []
+        if self.overlap(en, target):
+            kinds.append("en_target")
+        if input_word is not None:
+            if self.overlap(en, input_word):
+                kinds.append("en_input")
+            if self.overlap(target, input_word):
+                kinds.append("target_input")
+        return kinds

@@ -46,36 +46,60 @@ def _empty(title: str, message: str) -> go.Figure:
     return fig
 
 
+def _is_share(values: pd.Series) -> bool:
+    """True when a metric's values are proportions (all in [0, 1]): shown as percentages."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(v)) and bool(((v >= 0) & (v <= 1)).all())
+
+
 def scores_figure(frame: pd.DataFrame, metric: str, models: Sequence[str] | None = None) -> go.Figure:
-    """Grouped bars: one group per (task, language), one bar per model, ±1 s.e."""
+    """Grouped bars: one group per (task, language), one bar per model, ±1 s.e.
+
+    Proportions (accuracy, F1: every value in [0, 1]) are drawn as percentages on a 0..100
+    axis (widened if an error bar reaches past it); any other metric (e.g. a held-out NLL in
+    nats) in its own units on an axis fitted to the bars and their error bars."""
     sub = frame[frame["metric"] == metric]
-    title = f"{metric} (%) by task and language"
+    share = _is_share(sub["value"]) if not sub.empty else True
+    unit = " (%)" if share else ""
+    title = f"{metric}{unit} by task and language"
     if sub.empty:
         return _empty(title, f"no {metric} results")
+    scale = _pct if share else (lambda x: None if x is None or pd.isna(x) else float(x))
     cells = list(dict.fromkeys(_cell(r) for _, r in sub.iterrows()))
     fig = go.Figure()
+    tops, bottoms = [0.0], [0.0]
     for k, model in enumerate(_models(frame, models)):
         rows = {_cell(r): r for _, r in sub[sub["model"] == model].iterrows()}
-        y = [_pct(rows[c]["value"]) if c in rows else None for c in cells]
-        err = [_pct(rows[c]["stderr"]) if c in rows else None for c in cells]
+        y = [scale(rows[c]["value"]) if c in rows else None for c in cells]
+        err = [scale(rows[c]["stderr"]) if c in rows else None for c in cells]
+        err = [e if e is not None else 0.0 for e in err]
+        tops += [v + e for v, e in zip(y, err) if v is not None]
+        bottoms += [v - e for v, e in zip(y, err) if v is not None]
         fig.add_bar(
             name=model, x=cells, y=y, marker_color=PALETTE[k % len(PALETTE)],
-            error_y=dict(type="data", array=[e if e is not None else 0 for e in err], visible=True),
-            hovertemplate=f"{model}<br>%{{x}}<br>{metric} %{{y:.1f}}%<extra></extra>",
+            error_y=dict(type="data", array=err, visible=True),
+            hovertemplate=f"{model}<br>%{{x}}<br>{metric} %{{y:.{1 if share else 3}f}}{'%' if share else ''}"
+                          "<extra></extra>",
         )
-    fig.update_layout(title=title, barmode="group", yaxis_title=f"{metric} (%)", yaxis_range=[0, 100],
+    top, low = max(tops), min(bottoms)
+    span = (top - low) or 1.0
+    y_range = [min(0.0, low - 0.03 * span), max(100.0, top + 0.03 * span) if share else top + 0.05 * span]
+    fig.update_layout(title=title, barmode="group", yaxis_title=f"{metric}{unit}", yaxis_range=y_range,
                       legend_title="model", height=420)
     return fig
 
 
 def delta_figure(frame: pd.DataFrame, metric: str, models: Sequence[str] | None = None) -> go.Figure:
-    """Each further model minus the first, in percentage points, ±sqrt(se1²+se2²)."""
+    """Each further model minus the first, ±sqrt(se1²+se2²): in percentage points for
+    proportions, in the metric's own units otherwise."""
     models = _models(frame, models)
-    title = f"{metric}: difference to {models[0] if models else 'the first model'} (points)"
     sub = frame[frame["metric"] == metric]
+    unit = " (points)" if sub.empty or _is_share(sub["value"]) else ""
+    title = f"{metric}: difference to {models[0] if models else 'the first model'}{unit}"
     if len(models) < 2 or sub.empty:
         return _empty(title, "needs two or more models")
     base = {_cell(r): r for _, r in sub[sub["model"] == models[0]].iterrows()}
+    share = _is_share(sub["value"])
     cells = list(base)
     fig = go.Figure()
     for k, model in enumerate(models[1:], start=1):
@@ -87,14 +111,17 @@ def delta_figure(frame: pd.DataFrame, metric: str, models: Sequence[str] | None 
                 err.append(0)
                 continue
             a, b = base[c], rows[c]
-            y.append(_pct(b["value"] - a["value"]))
+            factor = 100.0 if share else 1.0  # proportions in percentage points, others in their units
+            y.append(factor * float(b["value"] - a["value"]))
             se = math.sqrt(sum(float(s) ** 2 for s in (a["stderr"], b["stderr"]) if pd.notna(s)))
-            err.append(100.0 * se)
+            err.append(factor * se)
         fig.add_bar(name=model, x=cells, y=y, marker_color=PALETTE[k % len(PALETTE)],
                     error_y=dict(type="data", array=err, visible=True),
-                    hovertemplate=f"{model}<br>%{{x}}<br>Δ %{{y:+.1f}} points<extra></extra>")
+                    hovertemplate=f"{model}<br>%{{x}}<br>Δ %{{y:+.{1 if share else 3}f}}"
+                                  + (" points" if share else "") + "<extra></extra>")
     fig.add_hline(y=0, line_color="#444", line_width=1)
-    fig.update_layout(title=title, barmode="group", yaxis_title="Δ (points)", legend_title="model", height=380)
+    fig.update_layout(title=title, barmode="group", yaxis_title="Δ (points)" if share else f"Δ {metric}",
+                      legend_title="model", height=380)
     return fig
 
 

@@ -32,6 +32,9 @@ __all__ = [
     "token_share_figure",
     "probe_figure",
     "compare_latent_figure",
+    "item_heatmap_figure",
+    "probability_axis",
+    "fit_range",
     "choice_dict",
     "facet_keys",
 ]
@@ -50,6 +53,17 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 # A qualitative palette for lines that are not language roles (tasks, pairs, probes).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
            "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+# More distinct colours for panels with more lines than PALETTE has (plotly's Dark24).
+LONG_PALETTE = PALETTE + ("#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86",
+                          "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32")
+
+
+def line_color(i: int, n: int) -> str:
+    """The colour of line ``i`` of ``n`` in one panel: distinct for up to 24 lines."""
+    palette = PALETTE if n <= len(PALETTE) else LONG_PALETTE
+    return palette[i % len(palette)]
+
 
 ROLE_LABELS = {"en": "English", "target": "target", "input": "input"}
 _FACET_COLS = ("task", "input_lang", "target_lang")
@@ -122,13 +136,15 @@ def _pair_key(pair: Any) -> tuple[str, str]:
     return str(a), str(b)
 
 
-def _filter_lens(lens_df: pd.DataFrame, task=None, pairs=None) -> pd.DataFrame:
+def _filter_lens(lens_df: pd.DataFrame, task=None, pairs=None, subset: str | None = "all") -> pd.DataFrame:
+    if "subset" in lens_df.columns and subset is not None:
+        lens_df = lens_df[lens_df["subset"].astype(str) == subset]
     missing = [c for c in (*_FACET_COLS, "layer") if c not in lens_df.columns]
     if missing:
         raise ValueError(f"lens table lacks column(s) {', '.join(missing)}; is it the probe's lens.csv?")
     if lens_df.duplicated([*_FACET_COLS, "layer"]).any():
         raise ValueError("lens table has several rows per task, pair and layer: pass the per-layer summary "
-                         "(lens.csv / result.lens), not the per-item rows.")
+                         "(lens.csv / result.lens) of one subset, not the per-item rows.")
     df = lens_df
     if task is not None:
         tasks = [task] if isinstance(task, str) else list(task)
@@ -294,13 +310,56 @@ def _empty(title: str, message: str) -> go.Figure:
     return fig
 
 
+# --------------------------------------------------------------------------- y ranges
+
+PROB_AXES = ("full", "auto", "log")
+_LATENT_ROLES = (("en", "p_en", "English"), ("target", "p_target", "target"), ("input", "p_input", "input"))
+
+
+def _values(frames: Iterable[pd.DataFrame], columns: Iterable[str]) -> np.ndarray:
+    cols = list(columns)
+    parts = [pd.to_numeric(f[c], errors="coerce").to_numpy(float) for f in frames for c in cols if c in f.columns]
+    values = np.concatenate(parts) if parts else np.array([])
+    return values[np.isfinite(values)]
+
+
+def fit_range(frames: Iterable[pd.DataFrame], columns: Iterable[str], pad: float = 0.05) -> list[float]:
+    """An explicit y range from min(0, smallest) to the largest value in ``columns`` (plus
+    ``pad`` of the span), so every value and CI drawn on the axis is inside it."""
+    values = _values(frames, columns)
+    if not len(values):
+        return [0.0, 1.0]
+    lo, hi = min(0.0, float(values.min())), float(values.max())
+    span = (hi - lo) or 1.0
+    return [lo - (pad * span if lo < 0 else 0.0), hi + pad * span]
+
+
+def probability_axis(frames: Sequence[pd.DataFrame], columns: Iterable[str], mode: str = "full") -> dict:
+    """y-axis properties for probabilities: ``"full"`` fixes [0, 1] (the paper's view),
+    ``"auto"`` zooms to [0, largest value or CI bound shown] (never past 1), ``"log"`` a
+    log10 axis from the decade below the smallest positive mean shown to 1 (CI bands are
+    clipped there). Zeros cannot be drawn on the log view."""
+    cols = list(columns)
+    if mode == "full":
+        return dict(range=[0.0, 1.0], type="linear")
+    if mode == "auto":
+        top = fit_range(frames, [*cols, *(f"{c}_hi" for c in cols)])[1]
+        return dict(range=[0.0, min(1.0, top)], type="linear")
+    if mode == "log":
+        values = _values(frames, cols)
+        values = values[values > 0]
+        low = float(values.min()) if len(values) else 1e-6
+        return dict(type="log", range=[math.floor(math.log10(low)), 0.0])
+    raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {mode!r}.")
+
+
 # --------------------------------------------------------------------------- latent language
 
 
 def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choices: Sequence[tuple[str, Mapping]],
-            entropy: bool, max_cols: int, prob_axis: str = "auto") -> go.Figure:
-    if prob_axis not in ("auto", "full"):
-        raise ValueError(f"prob_axis must be 'auto' or 'full', not {prob_axis!r}.")
+            entropy: bool, max_cols: int, prob_axis: str = "full") -> go.Figure:
+    if prob_axis not in PROB_AXES:
+        raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {prob_axis!r}.")
     keys: list[tuple[str, str, str]] = []
     for _, df, _ in frames:
         for k in facet_keys(df):
@@ -310,6 +369,13 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
         return _empty(title, "No lens rows to plot (check the task / pairs filter).")
 
     single = len(frames) == 1
+    prob_cols = [c for _, c, _ in _LATENT_ROLES]
+    prob_axis_props = probability_axis([f for _, f, _ in frames], prob_cols, prob_axis)
+    if prob_axis == "log":  # CI bands reaching 0 would vanish on a log axis: clip them at its floor
+        floor = 10 ** prob_axis_props["range"][0]
+        frames = [(label, df.assign(**{f"{c}_lo": df[f"{c}_lo"].clip(lower=floor)
+                                       for c in prob_cols if f"{c}_lo" in df.columns}), dash)
+                  for label, df, dash in frames]
     facet_rows, cols = _grid(len(keys), max_cols)
     per = 2 if entropy else 1
     n_rows = facet_rows * per
@@ -387,8 +453,10 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
                 if ok:
                     legend_seen.add(group)
 
-    # Axes: probabilities in [0, 1]; x ticks and "layer" only on the lowest row of each facet;
-    # the entropy row zooms together with its probability row.
+    # Axes: x ticks and "layer" only on the lowest row of each facet; the entropy row zooms
+    # with its probability row along x. y ranges are computed here, never matched across
+    # panels: probability axes share one explicit range (0..1, or the log view), entropy axes
+    # another that fits every entropy value and CI drawn.
     x_range = _x_range([f for _, f, _ in frames], choices[0][1] if choices else {})
     axes: dict[str, dict] = {}  # one layout update for all axes (per-axis updates are slow)
     common_x = dict(range=x_range, zeroline=False, **_ticks(x_range, cols))
@@ -398,23 +466,15 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
         name = (sub.xaxis if which == "x" else sub.yaxis).plotly_name
         axes.setdefault(name, dict(common_x) if which == "x" else {}).update(props)
 
-    # All probability axes share one scale (and all entropy axes another), so panels compare.
-    first_prob = fig.get_subplot(*prob_cells[0]).yaxis.plotly_name.replace("axis", "")
-    if prob_axis == "full":
-        prob_axis_props = dict(range=[0, 1.02])
-    else:  # "auto": from 0 to the largest value shown, never above 1
-        prob_axis_props = dict(rangemode="tozero", autorangeoptions=dict(clipmin=0, clipmax=1.02))
+    data = [f for _, f, _ in frames]
+    ent_axis_props = dict(range=fit_range(data, ["entropy_bits", *_entropy_ci(data[0])]))
     for (r0, c) in prob_cells:
-        if (r0, c) != prob_cells[0]:
-            axis((r0, c), "y", matches=first_prob)
-        axis((r0, c), "y", title=dict(text="probability"), **prob_axis_props)
+        axis((r0, c), "y", title=dict(text="probability" + (" (log)" if prob_axis == "log" else "")),
+             **prob_axis_props)
         if entropy:
             top = fig.get_subplot(r0, c).xaxis.plotly_name.replace("axis", "")
             axis((r0, c), "x", showticklabels=False)
-            axis((r0 + 1, c), "y", title=dict(text="entropy<br>(bits)"), rangemode="tozero")
-            if (r0, c) != prob_cells[0]:
-                first_ent = fig.get_subplot(prob_cells[0][0] + 1, prob_cells[0][1]).yaxis.plotly_name
-                axis((r0 + 1, c), "y", matches=first_ent.replace("axis", ""))
+            axis((r0 + 1, c), "y", title=dict(text="entropy<br>(bits)"), **ent_axis_props)
             axis((r0 + 1, c), "x", title=dict(text="layer"), matches=top)
         else:
             axis((r0, c), "x", title=dict(text="layer"))
@@ -436,27 +496,34 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
 
 def latent_language_figure(lens_df: pd.DataFrame, task: str | Sequence[str] | None = None,
                            pairs: Sequence | None = None, choice: Any = None, *, entropy: bool = True,
-                           max_cols: int = 3, prob_axis: str = "auto", title: str | None = None) -> go.Figure:
+                           max_cols: int = 3, prob_axis: str = "full", title: str | None = None,
+                           subset: str = "all") -> go.Figure:
     """Wendler et al.'s latent-language plot: logit-lens P(English), P(target) and, where it
     differs, P(input) per layer with shaded 95% CI bands, one panel per (task, input → target),
     and the logit-lens entropy (bits) in a row below each panel.
 
     ``task`` keeps one task (or a list); ``pairs`` keeps some (input, target) pairs, given as
     tuples or ``"fr:zh"`` strings. ``choice`` (``layers.json`` dict or ``LayerChoice``) adds the
-    LC and ET markers. Hover shows the value, its CI and ``n_items``. All panels share one
-    probability scale: ``prob_axis="auto"`` runs it from 0 to the largest value shown (small
-    models rarely put much mass on one word), ``"full"`` fixes it to [0, 1] as in the paper.
+    LC and ET markers. Hover shows the value, its CI and ``n_items``. All probability panels
+    share one explicit scale: ``prob_axis="full"`` (default) fixes it to [0, 1] as in the paper,
+    ``"auto"`` runs it from 0 to the largest value or CI bound shown, ``"log"`` is a log10 view
+    that shows the small masses an averaged curve hides. All entropy rows share a range fitted
+    to their data. ``subset`` picks the ``all`` or ``correct`` rows when the table has a
+    ``subset`` column (default ``"all"``).
     """
     c = choice_dict(choice)
-    df = _filter_lens(lens_df, task, pairs)
-    title = title or f"Latent language per layer (logit lens){_model_title(c)}"
+    df = _filter_lens(lens_df, task, pairs, subset)
+    what = "" if subset == "all" else f", items answered {subset}ly" if subset == "correct" else f", {subset}"
+    scale = ", log scale" if prob_axis == "log" else ""
+    title = title or f"Latent language per layer (logit lens{what}{scale}){_model_title(c)}"
     return _latent([("", df, "solid")], title=title, choices=[("", c)] if c else [], entropy=entropy,
                    max_cols=max_cols, prob_axis=prob_axis)
 
 
 def compare_latent_figure(lens_by_model: Mapping[str, pd.DataFrame], task: str | Sequence[str] | None = None,
                           pairs: Sequence | None = None, choice: Any = None, *, entropy: bool = True,
-                          max_cols: int = 3, prob_axis: str = "auto", title: str | None = None) -> go.Figure:
+                          max_cols: int = 3, prob_axis: str = "full", title: str | None = None,
+                          subset: str = "all") -> go.Figure:
     """Overlay two or more models' latent-language curves (e.g. before and after DFT).
 
     Colours keep meaning the language (English blue, target red, input green); the line
@@ -465,7 +532,7 @@ def compare_latent_figure(lens_by_model: Mapping[str, pd.DataFrame], task: str |
     """
     if not lens_by_model:
         raise ValueError("compare_latent_figure needs at least one model's lens table.")
-    frames = [(str(label), _filter_lens(df, task, pairs), DASHES[i % len(DASHES)])
+    frames = [(str(label), _filter_lens(df, task, pairs, subset), DASHES[i % len(DASHES)])
               for i, (label, df) in enumerate(lens_by_model.items())]
     if isinstance(choice, Mapping) and choice and set(choice) <= set(map(str, lens_by_model)) \
             and not ({"lc_layer", "et_layer"} & set(choice)):
@@ -481,27 +548,65 @@ def compare_latent_figure(lens_by_model: Mapping[str, pd.DataFrame], task: str |
 # --------------------------------------------------------------------------- entropy
 
 
+def _legend_name(i: int) -> str:
+    return "legend" if i == 0 else f"legend{i + 1}"
+
+
+def _panel_legends(fig: go.Figure, cells: Sequence[tuple[tuple[int, int], str]], *, below: bool = True,
+                   drop: float = 0.08) -> dict:
+    """One legend per panel (plotly's multiple legends), placed under (or right of) its panel,
+    so a panel with many lines lists them next to it instead of in one long scrolling list.
+    ``cells``: ((row, col), legend title) per panel, in legend order; ``drop``: how far below
+    the panel (paper units) a legend starts. Returns layout props."""
+    props = {}
+    for i, (rc, heading) in enumerate(cells):
+        sub = fig.get_subplot(*rc)
+        xdom, ydom = sub.xaxis.domain, sub.yaxis.domain
+        where = (dict(x=xdom[0], y=ydom[0] - drop, xanchor="left", yanchor="top", orientation="h") if below
+                 else dict(x=1.01, y=ydom[1], xanchor="left", yanchor="top"))
+        props[_legend_name(i)] = dict(title=dict(text=heading), font=dict(size=11), tracegroupgap=2,
+                                      bgcolor="rgba(255,255,255,0.8)", **where)
+    return props
+
+
 def entropy_figure(lens_df: pd.DataFrame, choice: Any = None, *, task: str | Sequence[str] | None = None,
-                   pairs: Sequence | None = None, title: str | None = None) -> go.Figure:
-    """Logit-lens entropy (bits) per layer, one line per (task, input → target) with its 95% CI.
-    The paper's layer rule reads the first and second sharp drop of this curve."""
+                   pairs: Sequence | None = None, title: str | None = None, subset: str = "all") -> go.Figure:
+    """Logit-lens entropy (bits) per layer with its 95% CI: one panel per task, one line per
+    (input → target) pair in a colour of its own, each panel with its own legend beneath it.
+    All panels share one y range fitted to the data. The paper's layer rule reads the first
+    and second sharp drop of this curve."""
     c = choice_dict(choice)
-    df = _filter_lens(lens_df, task, pairs)
+    df = _filter_lens(lens_df, task, pairs, subset)
     title = title or f"Logit-lens entropy per layer{_model_title(c)}"
     if not _has(df, "entropy_bits"):
         return _empty(title, "The lens table has no entropy_bits column.")
-    fig = go.Figure()
-    for i, key in enumerate(facet_keys(df)):
-        frame = _facet_frame(df, key)
-        name = _facet_title(key)
-        _add_line(fig, frame, "entropy_bits", *_entropy_ci(frame), name=name,
-                  color=PALETTE[i % len(PALETTE)], group=name, showlegend=True, label=f"entropy · {name}", fmt=".2f")
+    keys = facet_keys(df)
+    tasks = list(dict.fromkeys(k[0] for k in keys))
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks,
+                        horizontal_spacing=0.06 if len(tasks) > 1 else 0.0)
+    for t, task_name in enumerate(tasks):
+        pair_keys = [k for k in keys if k[0] == task_name]
+        for i, key in enumerate(pair_keys):
+            frame = _facet_frame(df, key)
+            name = f"{key[1]} → {key[2]}"
+            _add_line(fig, frame, "entropy_bits", *_entropy_ci(frame), name=name,
+                      color=line_color(i, len(pair_keys)), group=f"{task_name}|{name}", showlegend=True,
+                      label=f"entropy · {_facet_title(key)}", fmt=".2f", row=1, col_idx=t + 1)
+        for trace in fig.data:
+            if trace.legendgroup and trace.legendgroup.startswith(f"{task_name}|"):
+                trace.legend = _legend_name(t)
+    x_range = _x_range([df], c)
+    fig.update_xaxes(title_text="layer", range=x_range, **_ticks(x_range, len(tasks)))
+    fig.update_yaxes(range=fit_range([df], ["entropy_bits", *_entropy_ci(df)]), type="linear")
+    fig.update_yaxes(title_text="entropy (bits)", row=1, col=1)
     if c:
-        _mark_layers(fig, c)
-    fig.update_layout(title=dict(text=title), template="plotly_white", height=420,
-                      xaxis=dict(title=dict(text="layer"), range=_x_range([df], c), **_ticks(_x_range([df], c))),
-                      yaxis=dict(title=dict(text="entropy (bits)"), rangemode="tozero"),
-                      legend=dict(title=dict(text="task: input → target")))
+        _mark_layers(fig, c, rows_cols=[(1, t + 1) for t in range(len(tasks))])
+    n_legend = max(sum(1 for k in keys if k[0] == t) for t in tasks)
+    height, margin = 420 + 22 * n_legend, dict(t=90, b=80 + 22 * n_legend)
+    plot_px = height - margin["t"] - margin["b"]
+    fig.update_layout(title=dict(text=title), template="plotly_white", height=height, margin=margin,
+                      **_panel_legends(fig, [((1, t + 1), "input → target") for t in range(len(tasks))],
+                                       drop=58 / plot_px))
     return fig
 
 
@@ -512,7 +617,8 @@ _SHARE_COLS = (("share_en", "en", "English"), ("share_target", "target", "target
 
 
 def token_share_figure(lens_df: pd.DataFrame, choice: Any = None, *, task: str | Sequence[str] | None = None,
-                       pairs: Sequence | None = None, max_cols: int = 3, title: str | None = None) -> go.Figure | None:
+                       pairs: Sequence | None = None, max_cols: int = 3, title: str | None = None,
+                       subset: str = "all") -> go.Figure | None:
     """MWork-style view (Zhao et al. 2024): per layer, the share of the top-k logit-lens tokens
     that are English, target-language or other, as stacked areas; one panel per
     (task, input → target). Returns ``None`` when the lens table has no ``share_*`` columns."""
@@ -520,7 +626,7 @@ def token_share_figure(lens_df: pd.DataFrame, choice: Any = None, *, task: str |
     if not present:
         return None
     c = choice_dict(choice)
-    df = _filter_lens(lens_df, task, pairs)
+    df = _filter_lens(lens_df, task, pairs, subset)
     title = title or f"Top-k logit-lens tokens by language per layer (MWork view){_model_title(c)}"
     keys = facet_keys(df)
     if not keys:
@@ -609,7 +715,7 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
         baseline_done = False
         for i, ((probe, metric), name) in enumerate(series_names(ident)):
             frame = ident[(ident["probe"] == probe) & (ident["metric"] == metric)].sort_values("layer")
-            color = PALETTE[i % len(PALETTE)]
+            color = line_color(i, len(series_names(ident)))
             _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=color, group=name,
                       showlegend=True, row=row_of["ident"], col_idx=1, label=f"{name}: {metric}")
             if _has(frame, "control"):
@@ -635,10 +741,11 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
         pair = retr["lang_pair"] if "lang_pair" in retr.columns else pd.Series(np.nan, index=retr.index)
         retr["_pair"] = pair.astype(object).where(pair.notna(), "all").astype(str)
         several = retr["probe"].nunique() > 1
-        for i, ((probe, pair_name), frame) in enumerate(retr.groupby(["probe", "_pair"], sort=False)):
+        groups = list(retr.groupby(["probe", "_pair"], sort=False))
+        for i, ((probe, pair_name), frame) in enumerate(groups):
             name = f"{probe} {pair_name}" if several else f"retrieval {pair_name}"
             frame = frame.sort_values("layer")
-            _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=PALETTE[(i + 3) % len(PALETTE)],
+            _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
                       group=f"retr|{name}", showlegend=True, row=row_of["retr"], col_idx=1,
                       label=f"{name}: {metric}")
             if i == 0 and _has(frame, "baseline"):
@@ -654,6 +761,71 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
     fig.update_xaxes(title_text="layer", range=x_range, **_ticks(x_range))
     if c:
         _mark_layers(fig, c, rows_cols=[(r, 1) for r in row_of.values()])
+    # Each panel lists its own lines in a legend right of it (no long scrolling list).
+    legend_rows = sorted({int((t.yaxis or "y")[1:] or 1) for t in fig.data if t.showlegend is not False})
+    for t in fig.data:
+        row = int((t.yaxis or "y")[1:] or 1)
+        if row in legend_rows:
+            t.legend = _legend_name(legend_rows.index(row))
+    headings = {row_of.get("ident"): "language identity", row_of.get("retr"): "retrieval"}
     fig.update_layout(title=dict(text=title), template="plotly_white", height=max(380, 320 * len(panels)),
-                      hovermode="closest", margin=dict(t=90))
+                      hovermode="closest", margin=dict(t=90, r=190),
+                      **_panel_legends(fig, [((r, 1), headings.get(r, "")) for r in legend_rows], below=False))
+    return fig
+
+
+# --------------------------------------------------------------------------- per item
+
+
+def item_heatmap_figure(lens_items: pd.DataFrame, task: str = "translation", pairs: Sequence | None = None,
+                        choice: Any = None, *, columns: Sequence[str] = ("p_en", "p_target"),
+                        sort_by: str = "p_en", title: str | None = None) -> go.Figure:
+    """Per-item logit lens: a heatmap of items (rows) x layers (columns) for P(English) and
+    P(target) side by side, one row of panels per (input → target) pair of ``task``.
+
+    ``lens_items`` is the per-item table (``lens_items.csv`` / ``result.lens_items``). Items
+    are sorted by their largest ``sort_by`` over layers (strongest first), so the items
+    where the English pivot is strong are at the top; averaged curves hide them. Colours
+    run 0..1 (the same scale in every panel); items answered correctly at the last layer
+    (``correct`` column) are marked ✓ in the row label. Hover shows the item, layer and value.
+    """
+    c = choice_dict(choice)
+    title = title or f"Per-item logit lens ({task}){_model_title(c)}"
+    needed = {"task", "input_lang", "target_lang", "item_id", "layer", *columns}
+    missing = sorted(needed - set(lens_items.columns))
+    if missing:
+        raise ValueError(f"per-item table lacks column(s) {', '.join(missing)}; pass lens_items.csv.")
+    df = lens_items[lens_items["task"].astype(str) == task]
+    if pairs is not None:
+        keys = {_pair_key(p) for p in pairs}
+        df = df[[(a, b) in keys for a, b in zip(df["input_lang"].astype(str), df["target_lang"].astype(str))]]
+    pair_keys = list(dict.fromkeys(zip(df["input_lang"].astype(str), df["target_lang"].astype(str))))
+    if not pair_keys:
+        return _empty(title, f"No per-item rows for task {task!r}.")
+    labels = {"p_en": "P(English)", "p_target": "P(target)", "p_input": "P(input)"}
+    subtitles = [f"{labels.get(col, col)}: {a} → {b}" for a, b in pair_keys for col in columns]
+    n_max = max(df[(df["input_lang"] == a) & (df["target_lang"] == b)]["item_id"].nunique() for a, b in pair_keys)
+    fig = make_subplots(rows=len(pair_keys), cols=len(columns), subplot_titles=subtitles,
+                        horizontal_spacing=0.12, vertical_spacing=min(0.3, 60 / (n_max * 14 + 80)))
+    for r, (a, b) in enumerate(pair_keys, start=1):
+        sub = df[(df["input_lang"] == a) & (df["target_lang"] == b)]
+        order = sub.groupby("item_id")[sort_by].max().sort_values(ascending=False).index.tolist()
+        correct = (sub.groupby("item_id")["correct"].max().astype(bool).to_dict()
+                   if "correct" in sub.columns else {})
+        names = [f"{item} ✓" if correct.get(item) else str(item) for item in order]
+        for k, col in enumerate(columns, start=1):
+            grid = sub.pivot_table(index="item_id", columns="layer", values=col, aggfunc="mean").reindex(order)
+            fig.add_trace(go.Heatmap(
+                z=grid.to_numpy(float), x=[int(x) for x in grid.columns], y=names, zmin=0.0, zmax=1.0,
+                colorscale="Viridis", showscale=(r == 1 and k == 1), name=f"per item: {labels.get(col, col)}",
+                colorbar=dict(title=dict(text="probability"), len=0.5, y=1, yanchor="top"),
+                hovertemplate=f"%{{y}}<br>layer %{{x}}<br>{labels.get(col, col)} %{{z:.3f}}<extra></extra>",
+            ), row=r, col=k)
+            fig.update_yaxes(autorange="reversed", type="category", tickfont=dict(size=9), row=r, col=k)
+            fig.update_xaxes(title_text="layer", row=r, col=k)
+    if c:
+        _mark_layers(fig, c, rows_cols=[(r, k) for r in range(1, len(pair_keys) + 1)
+                                        for k in range(1, len(columns) + 1)])
+    fig.update_layout(title=dict(text=title), template="plotly_white",
+                      height=len(pair_keys) * (n_max * 14 + 110) + 80, margin=dict(t=90))
     return fig

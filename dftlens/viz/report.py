@@ -20,12 +20,13 @@ from ..io import write_text
 from .figures import (
     choice_dict,
     entropy_figure,
+    item_heatmap_figure,
     latent_language_figure,
     probe_figure,
     token_share_figure,
 )
 
-__all__ = ["write_report", "render_report", "evidence_rows"]
+__all__ = ["write_report", "render_report", "report_figures", "evidence_rows"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
@@ -47,6 +48,20 @@ _NOTES = {
         "tokens (blue) and target-language tokens (red), and the input language (green) where "
         "it differs, with 95% confidence intervals over items. The row below each panel is the "
         "entropy of the lens distribution in bits."
+    ),
+    "latent_correct": (
+        "The same curves over the items the model answers correctly: its top-1 logit-lens token at "
+        "the last layer is in the target word's token set (n per panel in its title). Averages over "
+        "all items mix in prompts the model never solves."
+    ),
+    "latent_log": (
+        "The latent-language curves (all items) on a log scale, so that small probability masses "
+        "and their ordering stay visible; zeros are not drawn."
+    ),
+    "items": (
+        "Per item (rows, strongest English peak first; ✓ = answered correctly) and layer: P(English) "
+        "and P(target) for the translation prompts. Averaged curves hide the items where the pivot "
+        "is strong."
     ),
     "entropy": "Logit-lens entropy per layer; the paper's rule reads its first and second sharp drop.",
     "share": (
@@ -149,10 +164,32 @@ def _summary_section(summary_df: pd.DataFrame | None) -> str:
     return "<h2>Summary</h2>\n" + table
 
 
-def _figures(lens_df, probes_df, choice) -> list[tuple[str, str, go.Figure]]:
+def _counts_section(counts_df: pd.DataFrame | None) -> str:
+    if counts_df is None or len(counts_df) == 0:
+        return ""
+    table = counts_df.to_html(index=False, escape=True, border=0, na_rep="–", classes="summary")
+    return ("<h2>Prompts per task and pair</h2>\n<p class='note'>Items are dropped when two of the "
+            "answer token sets (English, target, input word) share a token: the lens cannot tell those "
+            "languages apart. An item can overlap in more than one way; <code>dropped_overlap</code> "
+            "counts each dropped item once.</p>\n" + table)
+
+
+def report_figures(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None,
+                   lens_items: pd.DataFrame | None = None) -> list[tuple[str, str, go.Figure]]:
+    """The report's figures as (key, heading, figure), in page order; ``key`` is also the file
+    name stem when figures are exported (see :func:`dftlens.viz.export.save_figures`)."""
+    choice = choice_dict(choice)
     figs: list[tuple[str, str, go.Figure]] = []
     if lens_df is not None and len(lens_df):
         figs.append(("latent", "Latent language per layer", latent_language_figure(lens_df, choice=choice)))
+        if "subset" in lens_df.columns and (lens_df["subset"] == "correct").any():
+            figs.append(("latent_correct", "Latent language per layer, items answered correctly",
+                         latent_language_figure(lens_df, choice=choice, subset="correct")))
+        figs.append(("latent_log", "Latent language per layer, log scale",
+                     latent_language_figure(lens_df, choice=choice, prob_axis="log", entropy=False)))
+    if lens_items is not None and len(lens_items) and (lens_items["task"] == "translation").any():
+        figs.append(("items", "Per-item view (translation)", item_heatmap_figure(lens_items, choice=choice)))
+    if lens_df is not None and len(lens_df):
         figs.append(("entropy", "Entropy", entropy_figure(lens_df, choice=choice)))
         share = token_share_figure(lens_df, choice=choice)
         if share is not None:
@@ -164,11 +201,14 @@ def _figures(lens_df, probes_df, choice) -> list[tuple[str, str, go.Figure]]:
 
 def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None, *,
                   title: str = "dftlens probe report", summary_df: pd.DataFrame | None = None,
-                  figures: list[tuple[str, go.Figure]] | None = None) -> str:
+                  figures: list[tuple[str, go.Figure]] | None = None, lens_items: pd.DataFrame | None = None,
+                  counts_df: pd.DataFrame | None = None) -> str:
     """The report as an HTML string (see :func:`write_report`). ``figures`` appends extra
-    (heading, figure) pairs after the standard ones."""
+    (heading, figure) pairs after the standard ones; ``lens_items`` (per-item rows) adds the
+    per-item heatmap; ``counts_df`` (prompts built / dropped per overlap kind / used, per task
+    and pair) a table."""
     c = choice_dict(choice)
-    figs = _figures(lens_df, probes_df, c)
+    figs = report_figures(lens_df, probes_df, c, lens_items)
     figs += [(f"extra{i}", heading, fig) for i, (heading, fig) in enumerate(figures or [])]
     parts = []
     for i, (key, heading, fig) in enumerate(figs):
@@ -190,6 +230,7 @@ def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, 
         f"<p class='meta'>{meta}</p>",
         _choice_section(c),
         _summary_section(summary_df),
+        _counts_section(counts_df),
         *parts,
         "</body></html>",
         "",
@@ -198,7 +239,8 @@ def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, 
 
 def write_report(path: Path | str, lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None,
                  *, title: str = "dftlens probe report", summary_df: pd.DataFrame | None = None,
-                 figures: list[tuple[str, go.Figure]] | None = None) -> Path:
+                 figures: list[tuple[str, go.Figure]] | None = None, lens_items: pd.DataFrame | None = None,
+                 counts_df: pd.DataFrame | None = None) -> Path:
     """Write one self-contained HTML report to ``path`` (atomically) and return the path.
 
     Contents: a heading, the layer choice (LC, ET, hooks) with its evidence as a table, an
@@ -207,5 +249,6 @@ def write_report(path: Path | str, lens_df: pd.DataFrame | None, probes_df: pd.D
     plotly.js is embedded inline exactly once, so the file opens without a network.
     """
     path = Path(path)
-    write_text(path, render_report(lens_df, probes_df, choice, title=title, summary_df=summary_df, figures=figures))
+    write_text(path, render_report(lens_df, probes_df, choice, title=title, summary_df=summary_df, figures=figures,
+                                   lens_items=lens_items, counts_df=counts_df))
     return path
