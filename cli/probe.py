@@ -17,7 +17,8 @@ from .options import DEVICE, DEVICE_MAP, DTYPE, LENS_CHUNK, load_options
 def probe(
     model: str = typer.Option("gemma3-270m", help="Alias, Hugging Face id, local directory or .gguf file."),
     pairs: str = typer.Option("fr:zh,de:ja,zh:fr", help="Translation pairs input:target, comma-separated."),
-    tasks: str = typer.Option("translation,repetition,cloze", help="Which of Wendler's tasks to run."),
+    tasks: str = typer.Option("translation,repetition",
+                              help="Which of Wendler's tasks to run: translation, repetition, cloze (cloze is off by default; see README)."),
     mono_langs: Optional[str] = typer.Option(None, help="Languages for repetition/cloze (default: the targets)."),
     words: Optional[Path] = typer.Option(None, help="Parallel word file (JSONL/CSV); default: bundled."),
     sentences: Optional[Path] = typer.Option(None, help="Parallel sentence file or FLORES dir; default: bundled."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from dftlens.analysis.layer_choice import LayerChoice
@@ -29,3 +30,19 @@ def test_compare_two_checkpoints(tiny_dirs, tmp_path):
 def test_compare_needs_two_models(tiny_dirs, tmp_path):
     result = runner.invoke(app, ["compare", "--model", str(tiny_dirs["llama"]), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "at least two" in result.output
+
+
+def test_compare_labels_are_unique(tmp_path):
+    from dftlens.analysis.compare import model_labels
+    from dftlens.errors import DataError
+
+    tft, dft = tmp_path / "runs" / "tft" / "final", tmp_path / "runs" / "dft" / "final"
+    tft.mkdir(parents=True)
+    dft.mkdir(parents=True)
+    assert model_labels([str(tft), str(dft)]) == ["tft/final", "dft/final"]
+    assert model_labels(["gemma3-270m", str(tft)]) == ["gemma3-270m", "final"]
+    assert model_labels([str(tft), str(dft)], ["TFT", "DFT"]) == ["TFT", "DFT"]
+    with pytest.raises(DataError, match="--label"):
+        model_labels([str(tft), str(tft)])
+    with pytest.raises(DataError, match="--label 'a' is given twice"):
+        model_labels([str(tft), str(dft)], ["a", "a"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import DataError
 from ..io import output_dir, write_csv
 from ..layers import LayerChoice
 from ..models import load_model
@@ -85,11 +86,38 @@ class CompareResult:
         return Path(out).expanduser()
 
 
+def model_labels(models: list[str], labels: list[str] | None = None) -> list[str]:
+    """One unique label per model: ``labels`` as given, else derived from each path.
+
+    A local path is labelled by its last component ("final"); when two models would share
+    a label, more of their paths is used ("tft/final", "dft/final"). An alias or hub id is
+    its own label. Raises DataError when labels given are repeated or no path suffix tells
+    the models apart (the message names ``--label``)."""
+    if labels:
+        if len(labels) != len(models):
+            raise DataError(f"Got {len(labels)} labels for {len(models)} models; give one per model (--label).")
+        repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if repeated:
+            raise DataError(f"--label {', '.join(map(repr, repeated))} is given twice; each model needs its own label.")
+        return list(labels)
+    parts = [Path(m).resolve().parts if Path(m).exists() else (m,) for m in models]
+    depth = 1
+    while True:
+        out = ["/".join(p[-depth:]) for p in parts]
+        if len(set(out)) == len(out):
+            return out
+        if depth >= max(len(p) for p in parts):
+            dup = sorted({lab for lab in out if out.count(lab) > 1})
+            raise DataError(f"Models {', '.join(map(repr, dup))} are given more than once; compare each model once, "
+                            "or tell them apart with one --label per --model.")
+        depth += 1
+
+
 def compare_models(models: list[str], config: ProbeConfig, labels: list[str] | None = None,
                    layers: str | Path | None = None, backend: str = "transformer_lens",
                    progress: bool = True, load_options: dict | None = None) -> CompareResult:
     """Probe each of ``models`` (loaded one at a time with ``load_model(name, backend, **load_options)``)."""
-    labels = labels or [Path(m).name if Path(m).exists() else m for m in models]
+    labels = model_labels(models, labels)
     choice = LayerChoice.load(layers) if layers else None
     if choice is not None:  # mark the trained layers; don't let each model re-pick its own
         config = replace(config, lc_layer=choice.lc_layer, et_layer=choice.et_layer)

@@ -4,6 +4,18 @@ Wendler et al.: the set of ids of every string prefix of the word that is a sing
 token, with and without the leading-space marker, plus (for byte-fallback
 tokenizers) the token of the word's first UTF-8 byte. P(language) at a layer is
 the lens probability mass on that set.
+
+Per vocabulary kind:
+
+- SentencePiece (Llama-2 with its legacy "▁" prepended to the text, Gemma, Mistral):
+  every character prefix ``p`` of the word (inner spaces written "▁") as ``p`` and as
+  ``"▁" + p``, plus the
+  byte-fallback token ``<0xXX>`` of the word's first UTF-8 byte (how such a model
+  starts a word its vocabulary lacks, e.g. a rare CJK character).
+- Byte-level BPE (GPT-2, Llama-3, Qwen): tokens are byte strings written with GPT-2's
+  byte-to-character table, so a CJK character is three bytes and its first token may
+  be one or two of them: every BYTE prefix of the word's UTF-8 encoding, with and
+  without the "Ġ" (space byte) in front.
 """
 
 from __future__ import annotations
@@ -43,27 +55,28 @@ class TokenSets:
 
     @cached_property
     def _byte_level(self) -> bool:
-        """GPT-2/Llama-3 style vocabularies spell a leading space "Ġ" (SentencePiece: "▁")."""
-        ids = self.tokenizer(" a", add_special_tokens=False)["input_ids"]
-        return any(tok.startswith("Ġ") for tok in self.tokenizer.convert_ids_to_tokens(ids))
+        """GPT-2/Llama-3 style vocabularies spell a leading space "Ġ" (SentencePiece: "▁"):
+        decided by which marker more vocabulary entries start with."""
+        gpt2 = sum(1 for tok in self.vocab if tok.startswith("Ġ"))
+        sentencepiece = sum(1 for tok in self.vocab if tok.startswith("▁"))
+        return gpt2 > sentencepiece
 
-    def _as_vocab_strings(self, text: str) -> list[str]:
+    def candidates(self, word: str) -> list[str]:
+        """The vocabulary strings that count as starting ``word`` (see the module docstring)."""
+        if not word:
+            return []
         if self._byte_level:  # bytes mapped to printable characters, as GPT-2's BPE does
-            return ["".join(_BYTE_CHARS[b] for b in s.encode("utf-8")) for s in (text, " " + text)]
-        return [text, "▁" + text]
+            raw = word.encode("utf-8")
+            prefixes = ["".join(_BYTE_CHARS[b] for b in raw[:end]) for end in range(1, len(raw) + 1)]
+            return prefixes + [_BYTE_CHARS[ord(" ")] + p for p in prefixes]
+        prefixes = [word[:end].replace(" ", "▁") for end in range(1, len(word) + 1)]  # "pomme▁de"
+        first_byte = f"<0x{word.encode('utf-8')[0]:02X}>"  # byte fallback (Llama-2, Gemma)
+        return prefixes + ["▁" + p for p in prefixes] + [first_byte]
 
     def ids(self, word: str) -> frozenset[int]:
-        if word in self._cache:
-            return self._cache[word]
-        found: set[int] = set()
-        for end in range(1, len(word) + 1):
-            for candidate in self._as_vocab_strings(word[:end]):
-                if candidate in self.vocab:
-                    found.add(self.vocab[candidate])
-        first_byte = f"<0x{word.encode('utf-8')[0]:02X}>"  # byte-fallback (Llama-2, Gemma)
-        if first_byte in self.vocab:
-            found.add(self.vocab[first_byte])
-        self._cache[word] = frozenset(found)
+        """The token ids of :meth:`candidates` that are in the vocabulary (empty if none)."""
+        if word not in self._cache:
+            self._cache[word] = frozenset(self.vocab[c] for c in self.candidates(word) if c in self.vocab)
         return self._cache[word]
 
     def overlap(self, word_a: str, word_b: str) -> bool:

@@ -24,6 +24,7 @@ def check_utf8(path: Path) -> None:
 def read_objects(path: Path) -> Iterator[tuple[str, dict]]:
     """Yield ``("file:line", object)`` for every non-blank line; bad lines raise DataError."""
     check_utf8(path)
+    # utf-8-sig: a byte-order mark (as spreadsheet programs and some editors write) is not data.
     with Path(path).open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             line = line.rstrip("\r\n")  # columns count within the line, not its line break

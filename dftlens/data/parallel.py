@@ -83,6 +83,7 @@ def _read_rows(path: Path):
     """(``"file:line"``, row) pairs from a CSV or JSONL file."""
     if path.suffix.lower() == ".csv":
         check_utf8(path)
+        # utf-8-sig: with a byte-order mark the first header stays "fr" (not "\ufefffr").
         with path.open(encoding="utf-8-sig", newline="") as f:
             for line_no, row in enumerate(csv.DictReader(f), start=2):
                 yield f"{path}:{line_no}", row
@@ -100,7 +101,7 @@ def _load_flores(directory: Path, languages: list[str] | None) -> ParallelData:
         if not found:
             raise DataError(f"{directory} has no FLORES file for {lang!r} (expected {stem}.dev or {stem}.devtest).")
         check_utf8(found[0])
-        columns[lang] = found[0].read_text(encoding="utf-8").splitlines()
+        columns[lang] = found[0].read_text(encoding="utf-8-sig").splitlines()
     n = min(len(c) for c in columns.values())
     rows = [{lang: columns[lang][i] for lang in languages} for i in range(n)]
     return ParallelData([f"flores-{i}" for i in range(n)], rows, str(directory))

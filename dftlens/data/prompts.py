@@ -6,8 +6,10 @@ logit lens at the last position measures which language the answer is in.
 - translation: ``Français: "fleur" - 中文: "花"`` x demos, then ``Français: "eau" - 中文: "``
 - repetition: the same word on both sides (``中文: "花" - 中文: "花"``)
 - cloze: a sentence with the word blanked out and the word as answer,
-  built from the parallel sentences wherever a concept's word occurs verbatim
-  in both the target-language and the English sentence.
+  built from the parallel sentences wherever a concept's word occurs as a WHOLE
+  word in the target-language sentence and its English word in the English
+  sentence (see :func:`find_whole_word`: never "week" inside "weekend", "vache"
+  inside "vaches", 鸟 inside 鸟儿).
 
 Demonstrations never include the query concept; they are drawn with a seeded
 generator so that runs are reproducible.
@@ -16,6 +18,8 @@ generator so that runs are reproducible.
 from __future__ import annotations
 
 import random
+import re
+import unicodedata
 from dataclasses import dataclass, replace
 
 from .languages import native_name
@@ -59,16 +63,95 @@ def repetition_items(words: ParallelData, lang: str, n_demos: int = 4, seed: int
     return [replace(item, task="repetition") for item in translation_items(words, lang, lang, n_demos, seed)]
 
 
+# Chinese characters that are words of their own (particles, measure words, common verbs,
+# prepositions and adverbs): next to one of these, a Han word ends. Any other Han neighbour
+# may continue the word (鸟 + 儿), so the occurrence is not taken as a whole word.
+_ZH_BOUNDARY = set("的了着过在是和与及或有没不也都就还又很太最更只个条张本把被对从到向往给让为于"
+                   "这那哪里上下中前后边我你他她它们谁什么吗呢吧啊一二三四五六七八九十两几多少每些"
+                   "用做去来说看吃喝想要会能可以把将已正得地所")
+
+_JA_PARTICLES = set("がをにはのとでもへやか")
+
+
+def _script(ch: str) -> str:
+    """A coarse script class for word boundaries: han, kana (hiragana/katakana kept apart), letter, other."""
+    code = ord(ch)
+    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF:
+        return "han"
+    if 0x3040 <= code <= 0x309F:
+        return "hiragana"
+    if 0x30A0 <= code <= 0x30FF or code == 0x30FC:
+        return "katakana"
+    if unicodedata.category(ch)[0] in "LMN":
+        return "letter"
+    return "other"
+
+
+def _cjk_boundary(word: str, text: str, start: int, end: int, lang: str, lexicon: set[str]) -> bool:
+    """Whether ``text[start:end]`` (== word) is a whole word in unspaced Chinese/Japanese text."""
+    before = text[start - 1] if start > 0 else ""
+    after = text[end] if end < len(text) else ""
+    # Never part of a longer word we know (the words file of that language).
+    for other in lexicon:
+        if len(other) > len(word) and word in other:
+            for k in range(max(0, end - len(other)), start + 1):
+                if text[k:k + len(other)] == other and k <= start and k + len(other) >= end:
+                    return False
+    for ch, first_of_word in ((before, word[0]), (after, word[-1])):
+        if not ch or _script(ch) == "other":
+            continue  # text edge or punctuation
+        if lang == "ja":
+            # Japanese: a kanji/katakana word ends at a change of script, but hiragana after it
+            # may be inflection (赤い, 黄色く) and before it an honorific prefix (お茶): accept
+            # hiragana only as a particle after the word, and not お/ご before it; kanji next to
+            # kanji may be a compound (牛乳).
+            if _script(ch) == _script(first_of_word):
+                return False
+            if _script(ch) == "hiragana" and (ch not in _JA_PARTICLES if ch == after else ch in "おご"):
+                return False
+        elif _script(ch) == "han" and ch not in _ZH_BOUNDARY:
+            return False
+    return True
+
+
+def find_whole_word(word: str, text: str, lang: str, lexicon: set[str] | None = None) -> int | None:
+    """Index of the first occurrence of ``word`` in ``text`` as a whole word, or None.
+
+    Spaced scripts: no letter or digit may touch it on either side (Unicode-aware; an
+    apostrophe or hyphen is a boundary: "l'eau"). Chinese and Japanese, which have no
+    spaces: it must not lie inside a longer word of ``lexicon``, and each neighbour must
+    end a word: punctuation or the text's edge; in Japanese a change of script (kanji or
+    katakana word, hiragana particle); in Chinese a character from a list of one-character
+    function words (的, 在, 和, 很, 只, ...). The CJK rule is a heuristic: it rejects some
+    whole words rather than accept a part of a longer one."""
+    if not word:
+        return None
+    if lang in ("zh", "ja"):
+        lexicon = lexicon or set()
+        start = text.find(word)
+        while start >= 0:
+            if _cjk_boundary(word, text, start, start + len(word), lang, lexicon):
+                return start
+            start = text.find(word, start + 1)
+        return None
+    match = re.search(rf"(?<![\w]){re.escape(word)}(?![\w])", text, flags=re.IGNORECASE if word.islower() else 0)
+    return match.start() if match else None
+
+
 def cloze_items(words: ParallelData, sentences: ParallelData, lang: str,
                 n_demos: int = 2, seed: int = 0) -> list[PromptItem]:
-    """Blank a concept's word out of a parallel sentence that contains it verbatim."""
+    """Blank a concept's word out of a parallel sentence that contains it as a whole word
+    (and whose English side contains the English word as a whole word)."""
     rng = random.Random(f"{seed}-cloze-{lang}")
+    lexicon = set(words.column(lang))
     found = []  # (concept index, sentence with the blank)
     for i, row in enumerate(words.rows):
         word, en = row[lang], row["en"]
         for sent in sentences.rows:
-            if word in sent[lang] and en.lower() in sent["en"].lower():
-                found.append((i, sent[lang].replace(word, "___", 1)))
+            at = find_whole_word(word, sent[lang], lang, lexicon)
+            if at is not None and find_whole_word(en, sent["en"], "en") is not None:
+                text = sent[lang]
+                found.append((i, text[:at] + "___" + text[at + len(word):]))
                 break
     items = []
     for k, (i, blanked) in enumerate(found):

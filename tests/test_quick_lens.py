@@ -1,0 +1,54 @@
+"""`dftlens.lens_table` and `dftlens lens --prompt/--answer/--answer-en/--csv`, on a tiny model."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import dftlens
+from dftlens.analysis.token_sets import TokenSets
+from dftlens.errors import DataError
+from dftlens_cli.app import app
+
+PROMPT = 'Français: "eau" - English: "'
+
+
+def test_lens_table_matches_an_independent_lens(tiny_models):
+    lm = tiny_models["llama"]
+    table = dftlens.lens_table(lm, PROMPT, answers={"en": "water", "fr": "eau"}, top_k=2)
+    assert list(table.columns) == ["layer", "p_en", "p_fr", "entropy_bits", "top_tokens", "top_token"]
+    assert list(table["layer"]) == list(range(lm.n_layers))
+    names = lm.hook_names()
+    cap = lm.capture(lm.tokenize([PROMPT]), names, positions="last")
+    sets = TokenSets(lm.tokenizer)
+    for layer in (0, lm.n_layers - 1):
+        with torch.no_grad():
+            logp = torch.log_softmax(lm.unembed(cap[names[layer]])[0].double(), -1)
+        p = logp.exp()
+        row = table.iloc[layer]
+        assert row["p_en"] == pytest.approx(float(p[sorted(sets.ids("water"))].sum()), rel=1e-4, abs=1e-7)
+        assert row["p_fr"] == pytest.approx(float(p[sorted(sets.ids("eau"))].sum()), rel=1e-4, abs=1e-7)
+        assert row["entropy_bits"] == pytest.approx(float(-(p * logp).sum() / math.log(2)), rel=1e-4)
+        assert row["top_token"] == lm.tokenizer.convert_ids_to_tokens([int(p.argmax())])[0]
+    assert (table["entropy_bits"] <= math.log2(len(lm.tokenizer.get_vocab())) + 1e-6).all()
+    with pytest.raises(DataError, match="No token"):
+        dftlens.lens_table(lm, PROMPT, answers={"en": "\u2603\u2603"})
+
+
+def test_lens_cli_prompt_answers_and_csv(tiny_dirs, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "t.csv"
+    args = ["lens", "--model", str(tiny_dirs["llama"]), "--prompt", PROMPT, "--answer", "eau",
+            "--answer-en", "water", "--csv", str(out)]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "p_en" in result.output and "p_target" in result.output
+    table = pd.read_csv(out)
+    assert list(table.columns[:4]) == ["layer", "p_en", "p_target", "entropy_bits"]
+    assert len(table) == 4 and table[["p_en", "p_target"]].le(1).all().all()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
