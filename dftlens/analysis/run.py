@@ -55,6 +55,13 @@ class ProbeConfig:
     lc_layer: int | None = None
     et_layer: int | None = None
 
+    def __post_init__(self) -> None:
+        # None (e.g. an empty --tasks / --probe-langs) means the defaults.
+        if self.tasks is None:
+            self.tasks = list(DEFAULT_TASKS)
+        if self.probe_langs is None:
+            self.probe_langs = list(PROBE_LANGUAGES)
+
     def languages(self) -> list[str]:
         langs = {"en"} | {lang for pair in self.pairs for lang in pair} | set(self.monolingual())
         return sorted(langs)
