@@ -34,7 +34,7 @@ def compare(
         None, help="Also save the figures as --out/figures/<name>.<fmt>: png, svg, pdf (comma-separated)."),
 ) -> None:
     """Run the probe's measurements on several checkpoints and plot them on one figure."""
-    from dftlens.analysis.compare import OUTPUTS, compare_models
+    from dftlens.analysis.compare import OUTPUTS, compare_models, model_labels
     from dftlens.analysis.run import ProbeConfig
     from dftlens.data.languages import parse_pairs, split_list
     from dftlens.errors import DftlensError
@@ -46,6 +46,7 @@ def compare(
     if label and len(label) != len(model):
         raise DftlensError(f"Got {len(label)} --label for {len(model)} --model; give one per model or none.")
     load = load_options(device, dtype, device_map, lens_chunk)
+    model_labels(list(model), list(label) if label else None)  # unique labels, checked before any work
     formats = parse_formats(figure_format)
     prepare_output_dir(out, OUTPUTS, overwrite)
     config = ProbeConfig(pairs=parse_pairs(pairs, what="--pairs entry"), tasks=split_list(tasks) or None, max_items=max_items or None,

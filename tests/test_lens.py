@@ -41,7 +41,9 @@ def test_byte_level_vocabularies_use_gpt2_byte_characters():
     vocab = {t: i for i, t in enumerate(["Ġa", "w", "wat", "Ġwater", "æ°´", "Ġæ", "Ġ"])}
     ts = TokenSets(FakeTokenizer(vocab, space="Ġ"))
     assert ts.ids("water") == {vocab["w"], vocab["wat"], vocab["Ġwater"]}
-    assert ts.ids("水") == {vocab["æ°´"]}  # "水" is bytes e6 b0 b4; a lone "Ġ" token must not count
+    # "水" is bytes e6 b0 b4: every byte prefix counts, also after a space ("Ġæ" starts " 水",
+    # as <0xE6> does in a byte-fallback vocabulary); a lone "Ġ" token must not count.
+    assert ts.ids("水") == {vocab["æ°´"], vocab["Ġæ"]}
 
 
 def test_overlapping_words_are_detected_on_a_real_tokenizer(tiny_models):
