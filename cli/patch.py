@@ -56,7 +56,7 @@ def patch(
     mean_target: str = typer.Option("fr:zh", help="Mean-latent patching target X':Y' ('none' to skip)."),
     words: Optional[Path] = typer.Option(None, help="Parallel word file (JSONL/CSV); default: bundled."),
     layers: Optional[str] = typer.Option(None, help="Layers to patch, e.g. 0,4-8 (default: all)."),
-    n_pairs: int = typer.Option(64, help="Concept pairs (A, B) per experiment."),
+    n_pairs: int = typer.Option(32, help="Concept pairs (A, B) per experiment."),
     batch_size: int = typer.Option(72, help="Prompt rows (pairs x layers) per forward pass."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
     seed: int = typer.Option(0, help="Seed for demonstrations and pair sampling."),

@@ -28,6 +28,8 @@ def probe(
     max_sentences: int = typer.Option(60, help="Parallel sentences for the probes (0 = all)."),
     lc_layer: Optional[int] = typer.Option(None, help="Override the LC layer (0-based block index)."),
     et_layer: Optional[int] = typer.Option(None, help="Override the ET layer (0-based block index)."),
+    causal: bool = typer.Option(False, help="Add activation-patching evidence (dftlens patch) to layers.json."),
+    causal_pairs: int = typer.Option(32, help="Concept pairs for --causal."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
     device: Optional[str] = DEVICE,
@@ -57,7 +59,7 @@ def probe(
         words=str(words) if words else None, sentences=str(sentences) if sentences else None,
         max_items=max_items or None, run_probes=probes, probe_langs=split_list(probe_langs) or None,
         max_sentences=max_sentences or None, batch_size=batch_size, seed=seed,
-        lc_layer=lc_layer, et_layer=et_layer,
+        lc_layer=lc_layer, et_layer=et_layer, causal_pairs=causal_pairs if causal else 0,
     )
     lm = load_model(model, backend=backend, **load)
     result = run_probe(lm, config)

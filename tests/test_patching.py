@@ -137,3 +137,19 @@ def test_patch_cli_writes_outputs_and_rejects_bad_input(tiny_dirs, tmp_path):
         assert bad.exit_code == 2, (args, bad.output)
         assert message in bad.output and "Traceback" not in bad.output
         assert not (tmp_path / "bad" / "patching.csv").exists()
+
+
+def test_probe_causal_adds_patching_evidence(tiny_dirs, tmp_path):
+    import json
+
+    out = tmp_path / "probe"
+    result = runner.invoke(app, ["probe", "--model", str(tiny_dirs["gemma3"]), "--pairs", "fr:zh", "--tasks",
+                                 "translation", "--no-probes", "--max-items", "4", "--causal", "--causal-pairs", "3",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    layers = json.loads((out / "layers.json").read_text())
+    causal = layers["evidence"]["causal"]
+    assert causal["experiments"][0]["n_pairs"] == 3 and causal["mean_latent"]["n_pairs"] == 3
+    lo, hi = causal["concept_transfer_layers"]
+    assert 0 <= lo <= hi < layers["n_layers"]
+    assert causal["lc_before_concept_transfer"] == (layers["lc_layer"] <= hi)

@@ -22,6 +22,12 @@ language probabilities and the probes, and records which signal decided:
 4. A "sharp drop" at layer l is a fall H(l-1) - H(l) of at least ``drop_frac`` times
    the largest single-layer fall of the curve.
 5. The result always satisfies 0 < LC < ET < L-1; user overrides replace either.
+6. Causal evidence (``dftlens probe --causal``, ``analysis/patching.py``) is recorded
+   in ``evidence["causal"]`` and never moves LC or ET: the output-language layer and
+   the concept-transfer layer range from Dumas et al.'s concept patching, with two
+   checks, ``lc_before_concept_transfer`` (LC <= the range's last layer: the input is
+   mapped to the shared concept space by then) and ``et_in_concept_transfer`` (ET in
+   the range). A failed check is a reason to look at the figures and override.
 Layer numbers are 0-based block indices; the hooks are ``blocks.{l}.hook_resid_post``.
 """
 

@@ -54,6 +54,7 @@ class ProbeConfig:
     seed: int = 0
     lc_layer: int | None = None
     et_layer: int | None = None
+    causal_pairs: int = 0  # > 0: add Dumas et al. patching with this many pairs as evidence["causal"]
 
     def __post_init__(self) -> None:
         # None (e.g. an empty --tasks / --probe-langs) means the defaults.
@@ -226,5 +227,10 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
     lc, et = apply_overrides(lc, et, evidence, lm.n_layers, config.lc_layer, config.et_layer)
     evidence["rule_subsets"] = subsets
     evidence["prompt_counts"] = counts.to_dict(orient="records")
+    if config.causal_pairs:
+        from .patching import PatchConfig, causal_check, run_patching
+
+        patched = run_patching(lm, PatchConfig(n_pairs=config.causal_pairs, seed=config.seed), progress=progress)
+        evidence["causal"] = causal_check(patched.causal, lc, et)
     choice = LayerChoice(lm.name, lm.n_layers, lc, et, config.languages(), evidence)
     return ProbeResult(lm.name, lm.n_layers, config, lens, lens_items, probes, choice, counts)

@@ -23,7 +23,6 @@ CONCEPT_LINES = (
 )
 MEAN_LINES = (
     ("acc_patched", "accuracy, mean latent of A patched", "#d62728", "solid"),
-    ("acc_single", "accuracy, one language's latent of A patched", "#ff7f0e", "dash"),
     ("acc_unpatched", "accuracy, unpatched prompt of A", "#7f7f7f", "dot"),
     ("p_src_concept", "P(A in Y'), mean latent patched", "#9467bd", "solid"),
     ("p_tgt_concept", "P(B in Y'), mean latent patched", "#1f77b4", "solid"),
