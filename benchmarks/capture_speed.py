@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from dftlens import load_model
-from dftlens.analysis.quick_lens import translation_prompt
+from dftlens.analysis.lens import translation_prompt
 from dftlens.models.hooks import SITES
 
 from timing import interleaved_medians, print_ratios

@@ -33,7 +33,7 @@ def lens(
     Example: dftlens lens --prompt 'Français: "eau" - 日本語: "' --answer 水 --answer-en water --csv eau.csv
     """
     from dftlens import load_model
-    from dftlens.analysis.quick_lens import lens_table, translation_prompt
+    from dftlens.analysis.lens import lens_table, translation_prompt
     from dftlens.errors import DataError, OutputExists
     from dftlens.io import write_csv
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dftlens.analysis.quick_lens import lens_table, translation_prompt
+from dftlens.analysis.lens import lens_table, translation_prompt
 from dftlens.models import hook_name
 from dftlens.models.interface import last_token_index, position_ids_from_mask
 
