@@ -116,7 +116,7 @@ class FieldOption:
         else:
             raise TypeError(f"{field.name}: give its command-line form with cli_type/parse/show metadata ({tp}).")
         if none_as is not None:
-            shown = none_as if default is None else default
+            shown = none_as if default is None else (show(default) if show else default)
         elif default is None:
             shown = None
         elif meta.get("repeat"):  # a repeatable option (--model a --model b), commas also work

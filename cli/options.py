@@ -43,3 +43,6 @@ def load_options(device: Optional[str] = None, dtype: str = "auto", device_map: 
     if lens_chunk is not None:
         options["lens_chunk"] = lens_chunk
     return options
+
+MODEL = typer.Option("gemma3-270m", "--model", help="Alias, Hugging Face id, local directory or .gguf file.")
+BACKEND = typer.Option("transformer_lens", "--backend", help="transformer_lens or nnsight.")

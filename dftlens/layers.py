@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .errors import DataError, LayerError
 from .models.hooks import SITES, execution_order, hook_name, parse_hook_name
@@ -193,3 +194,24 @@ def model_n_layers(model: str) -> int | None:
         return int(config.num_hidden_layers)
     except Exception:  # the real load reports what is wrong with the model, in its own words
         return None
+
+
+def parse_layers(value: str | Sequence[int] | None, what: str = "--layers") -> list[int] | None:
+    """Block indices from ``"0,4-8"`` (ranges inclusive) or a list of ints; None or empty: None (all).
+
+    Raises DataError for an entry that is neither a number nor a range ``a-b``.
+    """
+    from .data.languages import split_list
+
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return [int(v) for v in value] or None
+    layers: list[int] = []
+    for part in split_list(value):
+        first, _, last = part.partition("-")
+        try:
+            layers.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise DataError(f"{what} entry {part!r} is not a layer or a range (e.g. 0,4-8).") from None
+    return layers or None

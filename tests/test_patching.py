@@ -10,6 +10,9 @@ from typer.testing import CliRunner
 from dftlens.analysis.patching import (
     PatchConfig, causal_evidence, last_token_latents, patch_sweep, run_patching, set_masses, top1_in,
 )
+from dftlens.analysis.patch_config import parse_experiments
+from dftlens.config_files import read_run_config
+from dftlens.layers import parse_layers
 from dftlens_cli.app import app
 
 runner = CliRunner()
@@ -125,6 +128,15 @@ def test_patch_cli_writes_outputs_and_rejects_bad_input(tiny_dirs, tmp_path):
     assert sorted(table["layer"].unique()) == [1, 2]
     again = runner.invoke(app, base + ["--layers", "1", "--out", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output
+    # the settings as run, in the form --config reads back into the same PatchConfig
+    saved = read_run_config(out / "run_config.yaml")
+    assert saved["layers"] == [1, 2] and saved["n_pairs"] == 3 and saved["concept"] == [[["de", "ru"], ["fr", "zh"]]]
+    assert saved["mean_target"] == ["fr", "zh"] and saved["model"] == str(tiny_dirs["llama"])
+    assert PatchConfig(**{k: v for k, v in saved.items() if k in PatchConfig.__dataclass_fields__}) != PatchConfig()
+    for value, parsed in (("de:ru>fr:zh,es:en>ja:zh", [(("de", "ru"), ("fr", "zh")), (("es", "en"), ("ja", "zh"))]),
+                          ([[["de", "ru"], ["fr", "zh"]]], [(("de", "ru"), ("fr", "zh"))])):
+        assert parse_experiments(value) == parsed
+    assert parse_layers("0,4-6") == [0, 4, 5, 6] and parse_layers([3, 1]) == [3, 1] and parse_layers("") is None
 
     for args, message in [
         (["--layers", "0,9"], "out of range"),

@@ -42,11 +42,10 @@ forward pass), each row patched at its own layer(s) through ``LensModel.interven
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -54,9 +53,10 @@ from tqdm.auto import tqdm
 from ..data.languages import native_name
 from ..data.parallel import load_words
 from ..data.prompts import PromptItem, translation_items
-from ..errors import DataError, LayerError
+from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
 from ..models import Edit, LensModel
+from .patch_config import PatchConfig, check_config
 from .stats import summarise
 from .token_sets import TokenSets
 
@@ -64,51 +64,6 @@ OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json"]
 CONCEPT_COLUMNS = ["p_src_concept", "p_src_concept_src_lang", "p_tgt_concept", "p_tgt_concept_src_lang"]
 MEAN_COLUMNS = ["acc_patched", "acc_unpatched", "p_src_concept", "p_tgt_concept"]
 N_DEMOS = 5  # the paper's num_few_shot
-
-
-@dataclass
-class PatchConfig:
-    """What ``dftlens patch`` runs. Pairs are (input, output) language codes."""
-
-    # Concept patching: (source X:Y, target X':Y') experiments; Y != Y'. Paper: de:it into fr:zh.
-    concept: list[tuple[tuple[str, str], tuple[str, str]]] = field(
-        default_factory=lambda: [(("de", "ru"), ("fr", "zh"))])
-    # Mean-latent patching: source pairs whose latents are averaged, and the target pair.
-    mean_sources: list[tuple[str, str]] = field(
-        default_factory=lambda: [("de", "ja"), ("ru", "es"), ("es", "ru"), ("ja", "de")])
-    mean_target: tuple[str, str] | None = ("fr", "zh")  # None: skip mean-latent patching
-    words: str | None = None  # parallel word file; None = bundled
-    layers: list[int] | None = None  # None = every block
-    n_pairs: int = 32  # (A, B) pairs per experiment
-    rows_per_pass: int = 72  # prompt rows per forward pass (pairs x layers)
-    seed: int = 0
-
-    def languages(self) -> list[str]:
-        langs = {"en"} | {lang for exp in self.concept for pair in exp for lang in pair}
-        if self.mean_target:
-            langs |= set(self.mean_target) | {lang for pair in self.mean_sources for lang in pair}
-        return sorted(langs)
-
-
-def check_config(config: PatchConfig, n_layers: int) -> None:
-    """DataError/LayerError (one sentence each) for pairs or layers that cannot work."""
-    pairs = [p for exp in config.concept for p in exp] + list(config.mean_sources)
-    pairs += [config.mean_target] if config.mean_target else []
-    for pair in pairs:
-        if len(pair) != 2 or pair[0] == pair[1]:
-            raise DataError(f"Pair {':'.join(pair)} has one language; a translation pair needs two different "
-                            "languages (input:output, e.g. fr:zh).")
-    for src, tgt in config.concept:
-        if src[1] == tgt[1]:
-            raise DataError(f"Concept patching {':'.join(src)} into {':'.join(tgt)} needs two different output "
-                            "languages, or P(A in Y) and P(A in Y') are the same quantity.")
-    if config.mean_target and not config.mean_sources:
-        raise DataError("Mean-latent patching needs at least one source pair.")
-    for layer in config.layers or []:
-        if not 0 <= layer < n_layers:
-            raise LayerError(f"Layer {layer} is out of range: the model has blocks 0..{n_layers - 1}.")
-    if config.n_pairs < 1 or config.rows_per_pass < 1:
-        raise DataError("--n-pairs and the rows per pass must be at least 1.")
 
 
 # ---- the batched sweep ------------------------------------------------------

@@ -87,3 +87,13 @@ def parse_pairs(pairs: str | Iterable[str | Sequence[str]] | None, known: Sequen
         if pair not in out:
             out.append(pair)
     return out
+
+
+def parse_pair(pair: str | Sequence[str], what: str = "translation pair") -> tuple[str, str]:
+    """One language pair, ``"fr:zh"`` or ``("fr", "zh")``; DataError as :func:`parse_pairs`."""
+    from ..errors import DataError
+
+    pairs = parse_pairs([pair.strip() if isinstance(pair, str) else pair], what=what)
+    if len(pairs) != 1:
+        raise DataError(f"A {what} is one pair like 'fr:zh'; got {pair!r}.")
+    return pairs[0]
