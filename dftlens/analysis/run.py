@@ -228,7 +228,9 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
     evidence["rule_subsets"] = subsets
     evidence["prompt_counts"] = counts.to_dict(orient="records")
     if config.causal_pairs:
-        from .patching import PatchConfig, causal_check, run_patching
+        from .patch_config import PatchConfig
+        from .patch_evidence import causal_check
+        from .patching import run_patching
 
         patched = run_patching(lm, PatchConfig(n_pairs=config.causal_pairs, seed=config.seed), progress=progress)
         evidence["causal"] = causal_check(patched.causal, lc, et)
