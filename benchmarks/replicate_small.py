@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-def variants(norms: list[str]) -> dict[str, tuple[str, str, str]]:
+def variants(norms: list[str], lc_only: bool = True) -> dict[str, tuple[str, str, str]]:
     """name -> (LC signal, ET signal, feature norm); LC-only uses the last norm listed."""
     table = {"TFT": ("off", "off", "none"), "DFT-logits": ("logits", "logits", "none")}
     for norm in norms:
         table[f"DFT-feature ({norm})" if len(norms) > 1 else "DFT-feature"] = ("feature", "feature", norm)
-    table[f"LC-only (feature, {norms[-1]})"] = ("feature", "off", norms[-1])
+    if lc_only:
+        table[f"LC-only (feature, {norms[-1]})"] = ("feature", "off", norms[-1])
     table["ET-only (logits)"] = ("off", "logits", "none")
     return table
 
@@ -78,6 +79,10 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, default=40, help="documents per shipped task (0 = all)")
     parser.add_argument("--feature-norms", default="none", help="comma list: one DFT-feature run per --feature-norm")
     parser.add_argument("--sweep-et", default="", help="comma list of ET layers: one ET-only (logits) run each")
+    parser.add_argument("--lc-layer", type=int, default=None, help="with --et-layer: skip the probe (and the compare figure)")
+    parser.add_argument("--et-layer", type=int, default=None)
+    parser.add_argument("--no-lc-only", action="store_true", help="skip the LC-only (feature) ablation")
+    parser.add_argument("--no-shipped", action="store_true", help="held-out NLL only (no shipped tasks)")
     parser.add_argument("--quick", action="store_true", help="a few steps and items: checks the pipeline only")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -98,34 +103,31 @@ def main() -> None:
 
     probe_cfg = ProbeConfig(pairs=[("fr", "zh"), ("de", "ja")], tasks=["translation"],
                             max_items=8 if args.quick else 24, max_sentences=12 if args.quick else 40)
-    probe = run_probe(load_model("gemma3-270m"), probe_cfg)
-    probe.save(out / "probe", overwrite=True)
-    layers = out / "probe" / "layers.json"
-    print(f"probe: LC {probe.choice.lc_layer}, ET {probe.choice.et_layer}  ({time.perf_counter() - started:.0f} s)")
+    if args.lc_layer is not None and args.et_layer is not None:
+        layers, lc_layer, et_layer = None, args.lc_layer, args.et_layer
+        print(f"given layers (no probe): LC {lc_layer}, ET {et_layer}")
+    else:
+        probe = run_probe(load_model("gemma3-270m"), probe_cfg)
+        probe.save(out / "probe", overwrite=True)
+        layers = out / "probe" / "layers.json"
+        lc_layer, et_layer = probe.choice.lc_layer, probe.choice.et_layer
+        print(f"probe: LC {lc_layer}, ET {et_layer}  ({time.perf_counter() - started:.0f} s)")
     print(f"settings: LoRA r 16, lr 2e-4, batch 4, max length 256, seed 0, {steps} steps, "
           f"feature norms {norms}, ET sweep {sweep_layers}, eval limit {eval_limit}", flush=True)
 
-    runs = {name: (lc, et, norm, None) for name, (lc, et, norm) in variants(norms).items()}
-    for j in sweep_layers:
+    table = variants(norms, lc_only=not args.no_lc_only)
+    # Most informative first (every run is scored as soon as it is trained): TFT, the normalised
+    # feature variants, ET-only at the probe's layer, the sweep, then the rest.
+    order = ["TFT"] + [n for n in table if n.startswith("DFT-feature") and "none" not in n] + ["ET-only (logits)"]
+    runs = {name: (*table[name], None) for name in order if name in table}
+    for j in sorted(sweep_layers, key=lambda j: (j != et_layer, -abs(j - et_layer))):
         runs[f"ET-only j={j}"] = ("off", "logits", "none", j)
+    runs.update({name: (*spec, None) for name, spec in table.items() if name not in runs})
     checkpoints = {"base": "gemma3-270m"}
-    logs = []
-    for name, (lc, et, norm, et_layer) in runs.items():
-        if et_layer is not None and et_layer == probe.choice.et_layer and "ET-only (logits)" in checkpoints:
-            checkpoints[name] = checkpoints["ET-only (logits)"]  # the same run: same seed, data, steps, layer
-            continue
-        slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "")
-        cfg = TrainConfig(out=str(out / slug), model="gemma3-270m", lang=args.lang, layers=str(layers),
-                          et_layer=et_layer, lc=lc, et=et, feature_norm=norm, lora=True, steps=steps, batch_size=4,
-                          max_length=256, seed=0, limit=limit)
-        result = train(cfg, overwrite=True, progress=False)
-        checkpoints[name] = str(result.final)
-        logs.append(result.to_dataframe().assign(model=name))
-        print(f"trained {name} ({time.perf_counter() - started:.0f} s)", flush=True)
-    pd.concat(logs).to_csv(out / "train_logs.csv", index=False)
+    logs, rows, per_example = [], [], {lang: {} for lang in (args.lang, "en")}
 
-    rows, per_example = [], {lang: {} for lang in (args.lang, "en")}
-    for name, path in checkpoints.items():
+    def score(name: str, path: str) -> None:
+        """Held-out NLL (zh and English side) right after training: partial results survive a cut."""
         lm = load_model(path)
         for lang in (args.lang, "en"):
             res = heldout_nll(lm, None, args.lang, english=lang == "en")
@@ -133,17 +135,50 @@ def main() -> None:
             se = float(np.std(res["per_example"], ddof=1) / np.sqrt(res["examples"]))
             rows.append({"model": name, "task": "heldout_instructions", "language": lang, "metric": "nll",
                          "value": res["nll"], "stderr": se})
+            pd.DataFrame(per_example[lang]).to_csv(out / f"heldout_per_example_{lang}.csv", index=False)
+        pd.DataFrame(rows).to_csv(out / "heldout.csv", index=False)
+        line = "; ".join(f"{r['language']} {r['value']:.4f}" for r in rows[-2:])
+        if "TFT" in per_example[args.lang] and name != "TFT":
+            diffs = {lang: paired({"TFT": v["TFT"], name: v[name]}, "TFT").iloc[1] for lang, v in per_example.items()}
+            line += " | vs TFT " + "; ".join(f"{lang} {d['diff_vs_TFT']:+.4f} +- {d['se']:.4f}"
+                                              for lang, d in diffs.items())
+        print(f"held-out NLL {name}: {line} ({time.perf_counter() - started:.0f} s)", flush=True)
         del lm
+
+    out.mkdir(parents=True, exist_ok=True)
+    score("base", "gemma3-270m")
+    for name, (lc, et, norm, sweep_j) in runs.items():
+        if sweep_j is not None and sweep_j == et_layer and "ET-only (logits)" in checkpoints:
+            checkpoints[name] = checkpoints["ET-only (logits)"]  # the same run: same seed, data, steps, layer
+            for lang in per_example:
+                per_example[lang][name] = per_example[lang]["ET-only (logits)"]
+            continue
+        slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "")
+        cfg = TrainConfig(out=str(out / slug), model="gemma3-270m", lang=args.lang, lc_layer=lc_layer,
+                          et_layer=sweep_j if sweep_j is not None else et_layer, lc=lc, et=et, feature_norm=norm,
+                          lora=True, steps=steps, batch_size=4, max_length=256, seed=0, limit=limit)
+        result = train(cfg, overwrite=True, progress=False)
+        checkpoints[name] = str(result.final)
+        logs.append(result.to_dataframe().assign(model=name))
+        pd.concat(logs).to_csv(out / "train_logs.csv", index=False)
+        print(f"trained {name} ({time.perf_counter() - started:.0f} s)", flush=True)
+        score(name, str(result.final))
     print(f"held-out NLL done ({time.perf_counter() - started:.0f} s)", flush=True)
+    checkpoints = {"base": checkpoints["base"], **{n: checkpoints[n] for n in
+                   ["TFT", *[m for m in table if m != "TFT"], *[m for m in runs if m.startswith("ET-only j=")]]}}
+    for lang in per_example:
+        per_example[lang] = {n: per_example[lang][n] for n in checkpoints}
     main_models = [m for m in checkpoints if not m.startswith("ET-only j=")]
-    evaluation = evaluate_models([checkpoints[m] for m in main_models], tasks=("shipped",),
-                                 langs=[args.lang, "en"], limit=eval_limit)
-    frame = evaluation.frame.copy()
-    frame["model"] = frame["model"].map({checkpoints[m]: m for m in main_models}).fillna(frame["model"])
-    results = pd.concat([pd.DataFrame(rows), frame[["model", "task", "language", "metric", "value", "stderr"]]])
+    results = pd.DataFrame(rows)
+    if not args.no_shipped:
+        evaluation = evaluate_models([checkpoints[m] for m in main_models], tasks=("shipped",),
+                                     langs=[args.lang, "en"], limit=eval_limit)
+        frame = evaluation.frame.copy()
+        frame["model"] = frame["model"].map({checkpoints[m]: m for m in main_models}).fillna(frame["model"])
+        results = pd.concat([results, frame[["model", "task", "language", "metric", "value", "stderr"]]])
     results.to_csv(out / "results.csv", index=False)
     table = results.pivot_table(index=["task", "language", "metric"], columns="model", values="value",
-                                sort=False)[list(checkpoints)]
+                                sort=False)[[m for m in checkpoints if m in set(results["model"])]]
     pd.set_option("display.width", 250)
     print(table.round(3).to_string())
     for lang, values in per_example.items():
@@ -167,6 +202,9 @@ def main() -> None:
         print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
         print(sweep.round(4).to_string(index=False))
 
+    if layers is None:
+        print(f"\nruntime {time.perf_counter() - started:.0f} s; outputs in {out} (no probe, no compare figure)")
+        return
     compare = compare_models([checkpoints["base"], checkpoints["TFT"], checkpoints["DFT-logits"]],
                              probe_cfg, labels=["base", "TFT", "DFT-logits"], layers=layers)
     compare.save(out / "compare", overwrite=True)
