@@ -16,7 +16,7 @@ _RUN_OPTIONS = (
     "chat_template", "limit", "drop_long", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
     "save_adapter", "freeze_embeddings", "steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup_ratio", "schedule", "max_grad_norm", "max_length", "seed", "save_every", "keep_checkpoints",
-    "gradient_checkpointing", "bf16", "report_to",
+    "gradient_checkpointing", "fsdp", "bf16", "report_to",
     "backend", "device", "dtype", "out", "overwrite",
 )
 
@@ -64,6 +64,7 @@ def train(
     keep_checkpoints: int = typer.Option(2, help="Intermediate checkpoints kept."),
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
                                                 help="Recompute block activations in the backward pass (less memory)."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Shard the decoder layers over the processes (FSDP2; full fine-tuning)."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 mixed precision on GPU (accelerate); final/ in bf16."),
     report_to: str = typer.Option("", help="Experiment trackers besides log.jsonl: tensorboard, wandb (comma list)."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
@@ -112,7 +113,7 @@ def train(
             grad_accum=grad_accum, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
             schedule=schedule, max_grad_norm=max_grad_norm, max_length=max_length, seed=seed,
             save_every=save_every, keep_checkpoints=keep_checkpoints, backend=backend, device=device, dtype=dtype,
-            gradient_checkpointing=gradient_checkpointing, bf16=bf16, report_to=report_to,
+            gradient_checkpointing=gradient_checkpointing, fsdp=fsdp, bf16=bf16, report_to=report_to,
         )
     try:
         result = run_training(cfg, resume=resume, overwrite=overwrite, progress=progress)

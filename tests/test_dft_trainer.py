@@ -184,6 +184,48 @@ def test_two_processes_match_one_big_batch(tmp_path, tiny_dirs, data_file):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
 
 
+def test_fsdp2_on_cpu_matches_one_process_and_resumes_bit_for_bit(tmp_path, tiny_dirs, data_file):
+    """`accelerate launch` with configs/accelerate/fsdp2_cpu_2proc.yaml: decoder layers sharded (FSDP2, gloo).
+
+    2 processes x batch 1 x accum 2 == 1 process x batch 4; a run cut after step 1 and resumed
+    (each process reloads its optimizer shard) ends with the same curve and the same final weights.
+    """
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config_file = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp2_cpu_2proc.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), "-m",
+              "dftlens_cli", "train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    args = ["--model", str(tiny_dirs["llama"]), "--data", data_file, "--lc-layer", "1", "--et-layer", "2",
+            "--steps", "3", "--batch-size", "1", "--grad-accum", "2", "--lr", "1e-3", "--save-every", "1",
+            "--no-progress"]
+
+    def run(*extra):
+        proc = subprocess.run(launch + list(extra), env=env, capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+    run(*args, "--out", str(tmp_path / "fsdp"))
+    state = json.loads((tmp_path / "fsdp" / "checkpoint-000002" / "trainer_state" / "state.json").read_text())
+    assert state["optimizer_shards"] == 2  # really sharded: one AdamW shard per process
+    train(config(tmp_path, "one", tiny_dirs["llama"], data_file, lc="feature", et="logits", steps=3, batch_size=4,
+                 grad_accum=1), progress=False)
+    fsdp, one = read_log(tmp_path / "fsdp"), read_log(tmp_path / "one")
+    for a, b in zip(fsdp, one):
+        for key in CURVE:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "fsdp", cut)
+    shutil.rmtree(cut / "checkpoint-000002")
+    shutil.rmtree(cut / "final")
+    run("--resume", str(cut / "checkpoint-000001"), "--no-progress")
+    assert [{k: r[k] for k in CURVE} for r in read_log(cut)] == [{k: r[k] for k in CURVE} for r in fsdp]
+    wa, wb = load_file(str(tmp_path / "fsdp" / "final" / "model.safetensors")), load_file(str(cut / "final" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_adapter_names_the_hugging_face_id_of_its_base(tmp_path):
     from dftlens.dft.prepare import base_model_id
     from dftlens.models.aliases import lookup

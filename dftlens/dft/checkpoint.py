@@ -53,14 +53,18 @@ def _lora_layers(hf_model) -> dict[str, object]:
     return {clean(n): m for n, m in hf_model.named_modules() if isinstance(m, LoraLayer)}
 
 
-def model_state_dict(hf_model, merge_lora: bool = True) -> dict[str, torch.Tensor]:
-    """The model's weights under its own Hugging Face names, LoRA merged in."""
+def model_state_dict(hf_model, merge_lora: bool = True, state: dict | None = None) -> dict[str, torch.Tensor]:
+    """The model's weights under its own Hugging Face names, LoRA merged in.
+
+    ``state``: the module's state dict when it was gathered already (FSDP), else read here.
+    """
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         expected = AutoModelForCausalLM.from_config(hf_model.config).state_dict().keys()
+    source = state if state is not None else hf_model.state_dict()
     state = {}
-    for name, tensor in hf_model.state_dict().items():
+    for name, tensor in source.items():
         name = clean(name).replace(".base_layer.", ".")
         if name in expected:
             state[name] = tensor.detach()
@@ -91,7 +95,7 @@ def load_trainable(hf_model, path: Path) -> None:
 
 
 def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_path: str | None = None,
-                   dtype: torch.dtype | None = None) -> None:
+                   dtype: torch.dtype | None = None, state: dict | None = None) -> None:
     """A directory ``AutoModelForCausalLM.from_pretrained`` loads (model or adapter) plus the tokenizer.
 
     ``dtype``: cast the weights (None: as they are, float32 master weights).
@@ -118,8 +122,8 @@ def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_pa
         shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # it would break the training progress bar
         try:
-            state = {k: cast(v) for k, v in model_state_dict(hf).items()}
-            shell.save_pretrained(str(directory), state_dict=state, max_shard_size="5GB")
+            weights = {k: cast(v) for k, v in model_state_dict(hf, state=state).items()}
+            shell.save_pretrained(str(directory), state_dict=weights, max_shard_size="5GB")
         finally:
             if shown:
                 hf_logging.enable_progress_bar()
@@ -165,38 +169,83 @@ def _model_bytes(lm) -> int:
     return sum(t.numel() * t.element_size() for t in lm.hf_model.parameters())
 
 
-def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=None, base_path=None) -> Path:
-    """Write a resumable checkpoint to ``directory`` atomically (temporary sibling, then rename)."""
+def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=None, base_path=None,
+                    state: dict | None = None, optimizer_shards: list[Path] | None = None) -> Path:
+    """Write a resumable checkpoint to ``directory`` atomically (temporary sibling, then rename).
+
+    ``state``: gathered weights (FSDP); ``optimizer_shards``: each process's optimizer
+    and RNG file (:func:`save_optimizer_shard`), moved in instead of one optimizer.pt.
+    """
     from safetensors.torch import save_file
 
     with _atomic_dir(directory, 3 * _model_bytes(lm)) as tmp:
         (tmp / STATE).mkdir()
-        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path)
+        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path, state=state)
         write_json(tmp / "run_config.json", cfg.to_dict())
-        write_json(tmp / STATE / "state.json", {"step": step, "steps": cfg.steps})
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / STATE / "optimizer.pt")
+        write_json(tmp / STATE / "state.json", {"step": step, "steps": cfg.steps,
+                                                "optimizer_shards": len(optimizer_shards or [])})
+        if optimizer_shards:
+            for rank, shard in enumerate(optimizer_shards):
+                os.replace(shard, tmp / STATE / f"optimizer-rank{rank}.pt")
+        else:
+            torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / STATE / "optimizer.pt")
         if cfg.lora:
             save_file(trainable_state(lm.hf_model), str(tmp / STATE / "trainable.safetensors"))
     return Path(directory)
 
 
 def save_final(lm, cfg, step: int, directory: Path, lora_config=None, base_path=None,
-               dtype: torch.dtype | None = None) -> Path:
+               dtype: torch.dtype | None = None, state: dict | None = None) -> Path:
     """Write ``final/``: weights in ``dtype``, tokenizer, run config; nothing only resuming needs."""
     with _atomic_dir(directory, _model_bytes(lm)) as tmp:
-        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path, dtype=dtype)
+        save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path, dtype=dtype,
+                       state=state)
         write_json(tmp / "run_config.json", {**cfg.to_dict(), "completed_steps": step})
     return Path(directory)
 
 
-def load_training_state(directory: Path, optimizer) -> None:
-    """Restore AdamW and the RNG states from a resumable checkpoint (weights are loaded with the model)."""
-    path = Path(directory) / STATE / "optimizer.pt"
+def optimizer_shard_path(out: Path, rank: int) -> Path:
+    return Path(out) / f".optimizer-rank{rank}.pt"
+
+
+def save_optimizer_shard(out: Path, optimizer, rank: int) -> Path:
+    """This process's AdamW state (sharded tensors as their local pieces) and RNG, for an FSDP checkpoint."""
+    state = optimizer.state_dict()  # its per-parameter dicts are the live ones: copy, never edit them
+    state["state"] = {index: {key: (value.to_local() if hasattr(value, "to_local") else value)
+                              for key, value in entry.items()} for index, entry in state["state"].items()}
+    path = optimizer_shard_path(out, rank)
+    torch.save({"optimizer": state, "rng": rng_state()}, path)
+    return path
+
+
+def load_training_state(directory: Path, optimizer, rank: int | None = None) -> None:
+    """Restore AdamW and the RNG states from a resumable checkpoint (weights are loaded with the model).
+
+    ``rank``: under FSDP, this process's shard (same number of processes as when saved).
+    """
+    directory = Path(directory)
+    shards = json.loads((directory / STATE / "state.json").read_text()).get("optimizer_shards", 0) \
+        if (directory / STATE / "state.json").exists() else 0
+    if (rank is None) != (shards == 0):
+        raise DftlensError(f"{directory} was saved {'with' if shards else 'without'} FSDP sharding; resume it the "
+                           "same way (same launch config and number of processes).")
+    path = directory / STATE / (f"optimizer-rank{rank}.pt" if rank is not None else "optimizer.pt")
     if not path.exists():
-        raise DftlensError(f"{directory} holds no optimizer state (final/ keeps only the model); "
-                           "resume from a checkpoint-NNNNNN directory.")
+        raise DftlensError(f"{directory} holds no optimizer state for this process (final/ keeps only the model; "
+                           "resume from a checkpoint-NNNNNN directory with as many processes as saved it).")
     saved = torch.load(path, weights_only=False)
-    optimizer.load_state_dict(saved["optimizer"])
+    state = saved["optimizer"]
+    if rank is not None:  # local pieces back into sharded tensors, placed like their parameters
+        from torch.distributed.tensor import DTensor
+
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for index, entry in state["state"].items():
+            p = params[int(index)]
+            if isinstance(p, DTensor):
+                for key, value in entry.items():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        entry[key] = DTensor.from_local(value, p.device_mesh, p.placements)
+    optimizer.load_state_dict(state)
     set_rng_state(saved["rng"])
 
 

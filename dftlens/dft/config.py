@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True  # bf16 mixed precision (accelerate autocast) on GPU, final/ weights in bf16; ignored on CPU
     gradient_checkpointing: bool = False  # recompute each block's activations in the backward pass
+    fsdp: bool = False  # shard the decoder layers over the processes (FSDP2); on by itself under an FSDP launch
     ce_chunk: int | None = None  # positions per cross-entropy chunk; None: ~64M logits
     # bookkeeping
     save_every: int = 0  # 0: only at the end (and on Ctrl-C)
@@ -118,6 +119,9 @@ class TrainConfig:
         resolve_dtype(self.dtype, "cpu")  # a bad --dtype fails before anything loads
         if self.save_adapter and not self.lora:
             raise DftlensError("--save-adapter needs --lora.")
+        if self.fsdp and self.lora:
+            raise DftlensError("--fsdp shards full fine-tuning; LoRA trains few weights, run it data parallel "
+                               "(drop --fsdp).")
 
     def layer_choice(self) -> LayerChoice | None:
         """The probe's layers.json (validated), if a signal that is on takes its layer from it."""

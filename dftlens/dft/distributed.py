@@ -24,10 +24,10 @@ On 8 GPUs of one machine::
 paper's batch.) Memory per GPU for a 7B model: bf16 autocast over float32 master
 weights needs ~28 GB for the weights; LoRA fits an 80 GB GPU per replica. Full
 fine-tuning of 7B with AdamW (~112 GB of weights, gradients and optimizer state)
-needs the state sharded (FSDP2 / DeepSpeed ZeRO-3): ``configs/accelerate/
-fsdp2_8gpu_7b.yaml`` holds the paper's setup, but this trainer refuses an FSDP or
-DeepSpeed launch for now rather than silently replicating the model (see the
-README's launch section for what was checked).
+needs the state sharded: with an FSDP2 accelerate config
+(``configs/accelerate/fsdp2_8gpu_7b.yaml``) or ``--fsdp`` under torchrun,
+:meth:`Runtime.shard` applies ``fully_shard`` to every decoder layer. DeepSpeed
+is refused with a message.
 """
 
 from __future__ import annotations
@@ -44,12 +44,18 @@ BUCKET_ELEMENTS = 64 << 20  # float32 elements per gradient all-reduce (256 MB)
 TRACKERS = ("tensorboard", "wandb")
 
 
-def _sharded_launch() -> str | None:
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        return "FSDP"
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        return "DeepSpeed"
-    return None
+def fsdp_launch() -> bool:
+    """``accelerate launch`` with an FSDP config (version 2 required)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return False
+    if os.environ.get("FSDP_VERSION", "1") != "2":
+        raise DftlensError("dftlens train shards with FSDP2 only: set fsdp_version: 2 in the accelerate config "
+                           "(configs/accelerate/fsdp2_8gpu_7b.yaml).")
+    return True
+
+
+def _deepspeed_launch() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def check_trackers(report_to: list[str]) -> None:
@@ -72,16 +78,17 @@ class Runtime:
     accelerator: object
     requested_device: str | None = None
     trackers: list[str] = field(default_factory=list)
+    fsdp: bool = False  # decoder layers sharded with FSDP2 (fully_shard) over the processes
 
     @classmethod
     def start(cls, device: str | None = None, bf16: bool = True, report_to: list[str] | None = None,
-              out: str | None = None) -> "Runtime":
-        kind = _sharded_launch()
-        if kind:
+              out: str | None = None, fsdp: bool = False) -> "Runtime":
+        if _deepspeed_launch():
             raise DftlensError(
-                f"dftlens train does not shard the model ({kind}) yet; launch with a data-parallel accelerate "
-                "config (configs/accelerate/ddp_8gpu.yaml) and --lora for large models."
+                "dftlens train does not run under DeepSpeed yet; for sharded full fine-tuning use the FSDP2 "
+                "config (configs/accelerate/fsdp2_8gpu_7b.yaml) or --fsdp under torchrun."
             )
+        fsdp = fsdp or fsdp_launch()
         report_to = list(report_to or [])
         check_trackers(report_to)
         from accelerate import Accelerator
@@ -92,7 +99,7 @@ class Runtime:
         project = ProjectConfiguration(project_dir=out, logging_dir=os.path.join(out, "tracking")) if out else None
         accelerator = Accelerator(cpu=on_cpu, mixed_precision=mixed, log_with=report_to or None,
                                   project_config=project)
-        return cls(accelerator, device, report_to)
+        return cls(accelerator, device, report_to, fsdp and accelerator.num_processes > 1)
 
     # -- who am I -----------------------------------------------------------
     @property
@@ -120,13 +127,63 @@ class Runtime:
     def autocast(self):
         return self.accelerator.autocast() if self.mixed_precision != "no" else nullcontext()
 
+    # -- FSDP2 ------------------------------------------------------------------
+    def shard(self, lm) -> None:
+        """Shard every decoder layer over the processes with FSDP2 (``fully_shard``), in place.
+
+        Applied to the Hugging Face layers (under the engine's wrappers), after the
+        engine is built: the engine's hooks then see whole activations, and a pass that
+        stops at layer i all-gathers layers 0..i only. The embeddings, final norm and
+        LM head stay replicated (their gradients are averaged like data parallelism):
+        ``fully_shard`` on the engine-wrapped root model fails. With bf16, layers
+        compute in bf16 and reduce gradients in float32 (``MixedPrecisionPolicy``).
+        """
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        from ..models.engines import unwrap
+
+        device_type = self.accelerator.device.type
+        mesh = init_device_mesh(device_type, (self.world_size,))
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+            if self.mixed_precision == "bf16" else MixedPrecisionPolicy()
+        layers = getattr(getattr(lm.hf_model, "model", None), "layers", None)
+        if layers is None:
+            raise DftlensError(f"Cannot find the decoder layers of {lm.name} to shard (model.layers).")
+        for layer in layers:
+            fully_shard(unwrap(layer), mesh=mesh, mp_policy=policy)
+
+    def full_state(self, module) -> dict[str, torch.Tensor]:
+        """The state dict with every sharded tensor gathered (a collective: call on every process)."""
+        return {name: (t.full_tensor() if _is_dtensor(t) else t) for name, t in module.state_dict().items()}
+
+    def clip_grad_norm(self, params, max_norm: float) -> torch.Tensor:
+        """Clip the global gradient norm (sharded and replicated gradients alike); returns the norm before."""
+        if not self.fsdp:
+            return torch.nn.utils.clip_grad_norm_(params, max_norm)
+        grads = [p.grad for p in params if p.grad is not None]
+        device = self.accelerator.device
+        sharded = sum((g.to_local().float().pow(2).sum() for g in grads if _is_dtensor(g)),
+                      torch.zeros((), device=device))
+        sharded = self.accelerator.reduce(sharded, reduction="sum")
+        replicated = sum((g.float().pow(2).sum() for g in grads if not _is_dtensor(g)), torch.zeros((), device=device))
+        norm = (sharded + replicated).sqrt()
+        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        for g in grads:
+            (g.to_local() if _is_dtensor(g) else g).mul_(coef.to(g.dtype))
+        return norm
+
     # -- collectives --------------------------------------------------------
     def average_gradients(self, params) -> None:
-        """Mean of every parameter's gradient over the processes, in flat buckets."""
+        """Mean of every replicated parameter's gradient over the processes, in flat buckets.
+
+        Sharded (FSDP2) parameters are skipped: ``fully_shard`` already reduce-scattered theirs.
+        """
         if self.world_size == 1:
             return
         from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+        params = [p for p in params if not _is_dtensor(p)]
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -166,6 +223,14 @@ class Runtime:
     def end(self) -> None:
         if self.trackers:
             self.accelerator.end_training()
+
+
+def _is_dtensor(t) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(t, DTensor)
 
 
 def _buckets(params):

@@ -160,7 +160,9 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
 
     cfg.validate(model_n_layers(cfg.model))  # values, layers file, layer order: before anything is deleted or loaded
     report_to = split_list(cfg.report_to)
-    dist = Runtime.start(cfg.device, cfg.bf16, report_to, cfg.out)
+    dist = Runtime.start(cfg.device, cfg.bf16, report_to, cfg.out, fsdp=cfg.fsdp)
+    if dist.fsdp and cfg.lora:
+        raise DftlensError("FSDP shards full fine-tuning; run LoRA with a data-parallel config.")
     out, resume_from = prepare_run(cfg, Path(resume) if resume else None, overwrite, dist.is_main)
     dist.barrier()
     start = ckpt.checkpoint_step(resume_from) if resume_from else 0
@@ -170,12 +172,18 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     torch.manual_seed(cfg.seed)
     lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device())
     lc_hook, et_hook = resolve_hooks(cfg, lm)
+    if dist.fsdp:
+        dist.shard(lm)  # FSDP2 on the decoder layers; the parameters below are then DTensors
     params = [p for p in lm.hf_model.parameters() if p.requires_grad]
     if not params:
         raise DftlensError("Nothing to train: every parameter is frozen.")
-    optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay)
+    # Sharded (DTensor) and replicated parameters in separate groups: AdamW's kernels take one kind at a time.
+    groups = params if not dist.fsdp else [
+        {"params": [p for p in params if hasattr(p, "to_local")]},
+        {"params": [p for p in params if not hasattr(p, "to_local")]}]
+    optimizer = make_optimizer(groups, cfg.learning_rate, cfg.weight_decay)
     if resume_from is not None:
-        ckpt.load_training_state(resume_from, optimizer)
+        ckpt.load_training_state(resume_from, optimizer, rank=dist.rank if dist.fsdp else None)
     loss_fn = DFTLoss(lm, cfg.lc, cfg.et, lc_hook, et_hook, cfg.w_lc, cfg.w_et, cfg.detach_english, cfg.ce_chunk,
                       feature_norm=cfg.feature_norm)
     autocast = dist.autocast  # bf16 autocast from accelerate on GPU; nothing on CPU
@@ -190,11 +198,17 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
 
     def save(name: str, step: int) -> Path:
         path = out / name
+        # Under FSDP every process gathers the sharded weights and writes its optimizer shard.
+        state = dist.full_state(lm.hf_model) if dist.fsdp else None
+        shards = [] if not dist.fsdp or name == FINAL else [ckpt.save_optimizer_shard(out, optimizer, dist.rank)]
+        if shards:
+            dist.barrier()
+            shards = [ckpt.optimizer_shard_path(out, r) for r in range(dist.world_size)]
         if dist.is_main:
             if name == FINAL:  # weights (training dtype), tokenizer, run config: what from_pretrained needs
-                ckpt.save_final(lm, cfg, step, path, lora_config, base_path, save_dtype)
+                ckpt.save_final(lm, cfg, step, path, lora_config, base_path, save_dtype, state)
             else:  # resumable: full-precision weights, AdamW and RNG state
-                ckpt.save_checkpoint(lm, cfg, step, optimizer, path, lora_config, base_path)
+                ckpt.save_checkpoint(lm, cfg, step, optimizer, path, lora_config, base_path, state, shards)
                 ckpt.prune(out, cfg.keep_checkpoints)
         dist.barrier()
         return path
@@ -225,7 +239,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
             dist.average_gradients(params)
             sums = dist.sum_values(sums)
             clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            grad_norm = dist.clip_grad_norm(params, clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             record = {"step": step + 1, **{k: round(v, 6) for k, v in sums.items()}, "lr": lr,
