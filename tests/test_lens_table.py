@@ -52,3 +52,13 @@ def test_lens_cli_prompt_answers_and_csv(tiny_dirs, tmp_path):
     assert len(table) == 4 and table[["p_en", "p_target"]].le(1).all().all()
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_entropy_bits_is_the_one_entropy_and_handles_zero_probabilities():
+    from dftlens.analysis.lens import entropy_bits
+
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    bits = entropy_bits(p.log())  # log(0) = -inf must count 0, not NaN
+    assert bits.tolist() == pytest.approx([1.5, 0.0])
+    uniform = torch.full((3, 8), 1 / 8).log()
+    assert entropy_bits(uniform).tolist() == pytest.approx([3.0, 3.0, 3.0])
