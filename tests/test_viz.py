@@ -256,6 +256,11 @@ def test_compare_latent_figure_styles_per_model():
                                 choice={"before": CHOICE, "after": {"lc_layer": 3, "et_layer": 9}})
     dashes = {t.name: t.line.dash for t in lines(fig) if t.showlegend}
     assert dashes["P(English · before)"] == "solid" and dashes["P(English · after)"] == "dash"
+    # No two lines of a panel share a colour: each model its own shade of the role's colour.
+    per_axis = {}
+    for t in lines(fig):
+        per_axis.setdefault(t.yaxis, []).append(t.line.color)
+    assert all(len(set(c)) == len(c) for c in per_axis.values())
     assert vline_layers(fig) == {2, 3, 8, 9}
     assert {(s.x0, s.line.dash) for s in fig.layout.shapes} == {(2, "solid"), (8, "solid"), (3, "dash"), (9, "dash")}
     assert "LC (after) 3" in texts(fig)

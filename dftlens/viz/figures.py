@@ -47,6 +47,21 @@ COLORS = {
     "other": "#9a9a9a",  # everything else: grey
     "entropy": "#555555",
 }
+# In comparison figures each model gets its own shade of the role's colour (and its own line
+# style), so no two lines in a panel share a colour: dark, light, darkest, ...
+SHADES = {
+    "en": ("#1f77b4", "#6baed6", "#08306b", "#9ecae1"),
+    "target": ("#d62728", "#fc9272", "#67000d", "#fcbba1"),
+    "input": ("#2ca02c", "#74c476", "#00441b", "#a1d99b"),
+    "entropy": ("#555555", "#999999", "#111111", "#bbbbbb"),
+}
+
+
+def _shade(role: str, model_index: int) -> str:
+    shades = SHADES.get(role, (COLORS.get(role, "#555555"),))
+    return shades[model_index % len(shades)]
+
+
 MARKER_COLORS = {"lc": "#8c564b", "et": "#9467bd"}
 # Line styles per model in comparison figures (first model solid, then dashed, ...).
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
@@ -427,7 +442,7 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
         if entropy:
             all_cells.append((r0 + 1, c))
         task, src, tgt = key
-        for label, df, dash in frames:
+        for m, (label, df, dash) in enumerate(frames):
             frame = _facet_frame(df, key)
             if frame.empty:
                 continue
@@ -439,7 +454,7 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
             for role, col, hover in roles:
                 legend = ROLE_LABELS[role] if single else f"{ROLE_LABELS[role]} · {label}"
                 group = f"{role}|{label}"
-                _add_line(fig, frame, col, f"{col}_lo", f"{col}_hi", name=f"P({legend})", color=COLORS[role],
+                _add_line(fig, frame, col, f"{col}_lo", f"{col}_hi", name=f"P({legend})", color=_shade(role, m),
                           group=group, showlegend=group not in legend_seen, dash=dash, row=r0, col_idx=c,
                           label=f"P({hover})" + ("" if single else f" · {label}"))
                 if _has(frame, col):
@@ -447,7 +462,7 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
             if entropy:
                 group = f"entropy|{label}"
                 ok = _add_line(fig, frame, "entropy_bits", *_entropy_ci(frame),
-                               name="entropy (bits)" if single else f"entropy · {label}", color=COLORS["entropy"],
+                               name="entropy (bits)" if single else f"entropy · {label}", color=_shade("entropy", m),
                                group=group, showlegend=group not in legend_seen, dash=dash, row=r0 + 1, col_idx=c,
                                label="entropy (bits)" + ("" if single else f" · {label}"), fmt=".2f")
                 if ok:
