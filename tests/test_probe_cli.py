@@ -76,8 +76,14 @@ def test_embedded_probe_shows_the_english_pivot(tmp_path):
     assert result.exit_code == 0, result.output
     lens = pd.read_csv(out / "lens.csv")
     last = lens["layer"].max()
+    assert set(lens["subset"]) == {"all", "correct"}
     for src, tgt in [("fr", "zh"), ("de", "ja")]:
-        curve = lens[(lens["input_lang"] == src) & (lens["target_lang"] == tgt)].set_index("layer")
+        pair = lens[(lens["input_lang"] == src) & (lens["target_lang"] == tgt)]
+        curve = pair[pair["subset"] == "all"].set_index("layer")
+        right = pair[pair["subset"] == "correct"].set_index("layer")
+        # Items answered correctly: fewer of them, and (by definition) more target mass at the end.
+        assert 0 < right["n_items"].iloc[0] < curve["n_items"].iloc[0]
+        assert right.loc[last, "p_target"] > curve.loc[last, "p_target"]
         en_peak = curve["p_en"].idxmax()
         assert 10 <= en_peak < last  # English peaks in the middle-upper layers...
         assert curve.loc[last, "p_target"] > curve.loc[last, "p_en"]  # ...the target language wins at the end
