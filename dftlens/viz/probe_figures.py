@@ -1,0 +1,128 @@
+"""The linear-probe figure: language-ID accuracy with control and selectivity, cross-lingual retrieval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .figure_style import COLORS, line_color
+from .figure_base import (
+    _add_line, _empty, _has, _legend_name, _mark_layers, _model_title, _panel_legends, _ticks, _x_range,
+    choice_dict,
+)
+
+# --------------------------------------------------------------------------- linear probes
+
+
+def _is_retrieval(name: str) -> bool:
+    return str(name).lower().startswith("retriev")
+
+
+def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metric: str = "accuracy",
+                 title: str | None = None) -> go.Figure:
+    """The probe evidence per layer, in up to three rows sharing the layer axis:
+
+    1. language identity: each probe's accuracy with its 95% CI (solid), the control task's
+       accuracy (dashed, same colour) and the majority baseline (dotted grey);
+    2. selectivity (accuracy minus control) per probe, with its CI where the table has
+       ``selectivity_ci_low`` / ``selectivity_ci_high``;
+    3. cross-lingual retrieval of each sentence's translation, one line per language pair,
+       for one metric (``retrieval_metric``, default ``"accuracy"``; the first metric in the
+       table when that one is absent), with chance level dotted.
+    Rows without data are left out.
+    """
+    c = choice_dict(choice)
+    title = title or f"Linear probes per layer{_model_title(c)}"
+    if probes_df is None or len(probes_df) == 0:
+        return _empty(title, "No probe results.")
+    missing = [col for col in ("layer", "probe", "value") if col not in probes_df.columns]
+    if missing:
+        raise ValueError(f"probe table lacks column(s) {', '.join(missing)}; is it the probe's probes.csv?")
+    df = probes_df.copy()
+    if "metric" not in df.columns:
+        df["metric"] = "accuracy"
+    df["metric"] = df["metric"].astype(object).where(df["metric"].notna(), "value").astype(str)
+    retr = df[df["probe"].astype(str).map(_is_retrieval)]
+    ident = df[~df["probe"].astype(str).map(_is_retrieval)]
+
+    panels = []
+    if len(ident):
+        panels.append(("ident", "Language identity: probe accuracy vs control task"))
+        if _has(ident, "selectivity"):
+            panels.append(("sel", "Selectivity (probe accuracy − control accuracy)"))
+    if len(retr):
+        panels.append(("retr", "Cross-lingual alignment: translation retrieval accuracy"))
+    fig = make_subplots(rows=len(panels), cols=1, subplot_titles=[t for _, t in panels],
+                        vertical_spacing=0.1 if len(panels) > 1 else 0.0, shared_xaxes=False)
+    row_of = {name: i + 1 for i, (name, _) in enumerate(panels)}
+
+    def series_names(frame: pd.DataFrame) -> list[tuple[tuple, str]]:
+        groups = list(frame.groupby(["probe", "metric"], sort=False, dropna=False).groups)
+        multi_metric = frame.groupby("probe")["metric"].nunique().max() > 1 if len(frame) else False
+        return [((p, m), f"{p} ({m})" if multi_metric else str(p)) for p, m in groups]
+
+    if "ident" in row_of:
+        baseline_done = False
+        for i, ((probe, metric), name) in enumerate(series_names(ident)):
+            frame = ident[(ident["probe"] == probe) & (ident["metric"] == metric)].sort_values("layer")
+            color = line_color(i, len(series_names(ident)))
+            _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=color, group=name,
+                      showlegend=True, row=row_of["ident"], col_idx=1, label=f"{name}: {metric}")
+            if _has(frame, "control"):
+                _add_line(fig, frame, "control", None, None, name=f"{name} control", color=color, group=name,
+                          showlegend=False, dash="dash", row=row_of["ident"], col_idx=1,
+                          label=f"{name}: control task", band=False)
+            if _has(frame, "baseline") and not baseline_done:
+                _add_line(fig, frame, "baseline", None, None, name="majority baseline", color=COLORS["other"],
+                          group="baseline", showlegend=True, dash="dot", row=row_of["ident"], col_idx=1,
+                          label="majority baseline", band=False)
+                baseline_done = True
+            if "sel" in row_of and _has(frame, "selectivity"):
+                _add_line(fig, frame, "selectivity", "selectivity_ci_low", "selectivity_ci_high",
+                          name=f"{name} selectivity", color=color, group=name, showlegend=False,
+                          row=row_of["sel"], col_idx=1, label=f"{name}: selectivity")
+        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=row_of["ident"], col=1)
+        if "sel" in row_of:
+            fig.update_yaxes(title_text="selectivity", row=row_of["sel"], col=1)
+    if "retr" in row_of:
+        metrics = list(dict.fromkeys(retr["metric"]))
+        metric = retrieval_metric if retrieval_metric in metrics else metrics[0]
+        retr = retr[retr["metric"] == metric].copy()
+        pair = retr["lang_pair"] if "lang_pair" in retr.columns else pd.Series(np.nan, index=retr.index)
+        retr["_pair"] = pair.astype(object).where(pair.notna(), "all").astype(str)
+        several = retr["probe"].nunique() > 1
+        groups = list(retr.groupby(["probe", "_pair"], sort=False))
+        for i, ((probe, pair_name), frame) in enumerate(groups):
+            name = f"{probe} {pair_name}" if several else f"retrieval {pair_name}"
+            frame = frame.sort_values("layer")
+            _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
+                      group=f"retr|{name}", showlegend=True, row=row_of["retr"], col_idx=1,
+                      label=f"{name}: {metric}")
+            if i == 0 and _has(frame, "baseline"):
+                _add_line(fig, frame, "baseline", None, None, name="retrieval chance", color=COLORS["other"],
+                          group="retr|chance", showlegend=True, dash="dot", row=row_of["retr"], col_idx=1,
+                          label="retrieval chance", band=False)
+        accuracy_like = "acc" in metric
+        fig.update_yaxes(title_text=f"retrieval {metric}", row=row_of["retr"], col=1,
+                         **(dict(range=[0, 1.02]) if accuracy_like else {}))
+        panels[-1] = ("retr", f"Cross-lingual alignment: translation retrieval ({metric})")
+        fig.layout.annotations[len(panels) - 1].text = panels[-1][1]
+    x_range = _x_range([df], c)
+    fig.update_xaxes(title_text="layer", range=x_range, **_ticks(x_range))
+    if c:
+        _mark_layers(fig, c, rows_cols=[(r, 1) for r in row_of.values()])
+    # Each panel lists its own lines in a legend right of it (no long scrolling list).
+    legend_rows = sorted({int((t.yaxis or "y")[1:] or 1) for t in fig.data if t.showlegend is not False})
+    for t in fig.data:
+        row = int((t.yaxis or "y")[1:] or 1)
+        if row in legend_rows:
+            t.legend = _legend_name(legend_rows.index(row))
+    headings = {row_of.get("ident"): "language identity", row_of.get("retr"): "retrieval"}
+    fig.update_layout(title=dict(text=title), template="plotly_white", height=max(380, 320 * len(panels)),
+                      hovermode="closest", margin=dict(t=90, r=190),
+                      **_panel_legends(fig, [((r, 1), headings.get(r, "")) for r in legend_rows], below=False))
+    return fig
