@@ -10,11 +10,13 @@ modes, interleaved, medians over ``--repeats``:
 - DFT-feature: LC feature (layer 2) + ET feature (layer 15), the paper's layers;
 - DFT-logits: LC logits + ET logits at the same layers.
 
-``--setup lora`` (default): float32 master weights frozen in bf16, LoRA r=16 on
-all linear layers (fits one 80 GB GPU). ``--setup full``: every weight trains,
-bf16 weights with AdamW (needs ~4 x 13.5 GB = 54 GB plus activations; skipped
-with a message where it does not fit). Peak memory is
-``torch.cuda.max_memory_allocated`` during the step; ratios are to TFT.
+``--setup lora``: base weights in bf16, frozen; LoRA r=16 on all linear layers in
+float32. ``--setup full``: every weight trains, bf16 weights and AdamW state (the
+trainer's default float32 master weights need 4 x 27 GB for 7B before
+activations); skipped with a message where it does not fit. Default: both. Peak
+memory is ``torch.cuda.max_memory_allocated`` during the step above what was
+allocated before it; ratios are to TFT. ``--smoke-cpu`` runs a tiny model of the
+same family on the CPU to check the script (its numbers mean nothing).
 
 Without CUDA it says so and exits with status 2.
 
@@ -33,9 +35,14 @@ import torch
 MODES = {"TFT": ("off", "off"), "DFT-feature": ("feature", "feature"), "DFT-logits": ("logits", "logits")}
 
 
-def llama2_7b_config(layers: int):
+def llama2_7b_config(layers: int, smoke: bool = False):
     from transformers import LlamaConfig
 
+    if smoke:  # a tiny model of the same family, to check the script itself on a CPU
+        return LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=0, architectures=["LlamaForCausalLM"],
+                           tie_word_embeddings=False)
     return LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
                        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
                        rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=0,
@@ -84,14 +91,21 @@ def run(setup: str, args) -> dict | None:
     from dftlens.models.engines import make_engine
     from dftlens.models.interface import LensModel
 
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    device = "cpu" if args.smoke_cpu else "cuda"
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     tmp = tempfile.mkdtemp()
     tokenizer_dir(tmp)
-    config = llama2_7b_config(args.layers)
-    dtype = torch.bfloat16
+    config = llama2_7b_config(args.layers, smoke=args.smoke_cpu)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    allocated = torch.cuda.memory_allocated if cuda else (lambda: 0)
+    peak = torch.cuda.max_memory_allocated if cuda else (lambda: 0)
+    reset = torch.cuda.reset_peak_memory_stats if cuda else (lambda: None)
     try:
-        with torch.device("cuda"):
+        with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         config.save_pretrained(tmp)
         if setup == "lora":
@@ -117,9 +131,9 @@ def run(setup: str, args) -> dict | None:
         optimizer = make_optimizer(params, lr=0.0)
         losses = {m: DFTLoss(lm, lc, et, lm.hook_name(args.lc_layer), lm.hook_name(args.et_layer))
                   for m, (lc, et) in MODES.items()}
-        batches = {m: random_batch(args.batch, args.seq, lc, et, config.vocab_size, args.prefix).to("cuda")
+        batches = {m: random_batch(args.batch, args.seq, lc, et, config.vocab_size, args.prefix).to(device)
                    for m, (lc, et) in MODES.items()}
-        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else None  # as the trainer
 
         def step(mode):
             batch = batches[mode]
@@ -136,23 +150,24 @@ def run(setup: str, args) -> dict | None:
         order = list(MODES)
         for r in range(args.repeats):
             for mode in order[r % 3:] + order[: r % 3]:
-                torch.cuda.synchronize()
-                base = torch.cuda.memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
+                sync()
+                base = allocated()
+                reset()
                 start = time.perf_counter()
                 step(mode)
-                torch.cuda.synchronize()
+                sync()
                 times[mode].append(time.perf_counter() - start)
-                peaks[mode].append(torch.cuda.max_memory_allocated() - base)
-        resident = torch.cuda.memory_allocated()
+                peaks[mode].append(peak() - base)
+        resident = allocated()
     except torch.OutOfMemoryError:
         print(f"{setup}: out of GPU memory at batch {args.batch} x {args.seq}; skipped.", flush=True)
         return None
     finally:
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     tokens = args.batch * args.seq
     med = {m: statistics.median(times[m]) for m in MODES}
-    mem = {m: statistics.median(peaks[m]) for m in MODES}
+    mem = {m: max(statistics.median(peaks[m]), 1) for m in MODES}  # 1: no memory counter on the CPU smoke run
     print(f"\n{setup} ({args.layers} layers, batch {args.batch} x {args.seq}, resident {resident / 2**30:.1f} GiB)")
     print(f"{'mode':<12} {'s/step':>8} {'tokens/s':>9} {'peak GiB':>9} {'time x':>7} {'mem x':>6}")
     for m in MODES:
@@ -172,11 +187,14 @@ def main() -> int:
     parser.add_argument("--lc-layer", type=int, default=2)
     parser.add_argument("--et-layer", type=int, default=15)
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--smoke-cpu", action="store_true", help="tiny model on the CPU: checks the script, measures nothing")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.smoke_cpu:
+        args.layers, args.lc_layer, args.et_layer = min(args.layers, 4), 1, 2
+    elif not torch.cuda.is_available():
         print("gpu_check.py needs a CUDA GPU (none found); nothing measured.", file=sys.stderr)
         return 2
-    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print(f"GPU: {torch.cuda.get_device_name() if not args.smoke_cpu else 'none (CPU smoke run)'}, torch {torch.__version__}")
     results = {}
     for setup in (("lora", "full") if args.setup == "both" else (args.setup,)):
         results[setup] = run(setup, args)
