@@ -95,3 +95,22 @@ def test_train_embedded_model_end_to_end(tmp_path):
     assert isinstance(lm.hf_model, PreTrainedModel) and lm.n_layers == 18
     assert lm.tokenize(["你好"])["input_ids"][0, 0] == lm.tokenizer.bos_token_id
     assert (out / "final" / "model.safetensors").exists() and (out / "final" / "config.json").exists()
+
+
+def test_report_to_tensorboard_alongside_the_log(tmp_path, tiny_dirs, data_file):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    result = run("--model", tiny_dirs["llama"], "--data", data_file, "--lc-layer", 1, "--et-layer", 2, "--steps", 2,
+                 "--batch-size", 2, "--report-to", "tensorboard", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    events = list((out / "tracking").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    scalars = [e.value for e in acc.Scalars("loss")]
+    assert scalars == pytest.approx([r["loss"] for r in log], rel=1e-5)
+    assert_user_error(run("--model", tiny_dirs["llama"], "--data", data_file, "--lc", "off", "--et", "off",
+                          "--report-to", "bogus", "--out", tmp_path / "bad"), "--report-to must be one of")

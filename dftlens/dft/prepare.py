@@ -1,4 +1,10 @@
-"""Load what a run trains: the data (checked first, it is cheap) and the model (full, LoRA, frozen parts)."""
+"""Prepare what a run trains: the data (checked first, it is cheap) and the model (full, LoRA, frozen parts).
+
+The model comes through :func:`dftlens.load_model` (the one route: aliases, GGUF,
+local directories, adapters, dtype, device), without an engine; LoRA, frozen
+embeddings, gradient checkpointing and sparse embedding gradients are applied,
+then the engine is built over the model as it trains.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,9 @@ import torch
 from ..data.instructions import EncodedPair, PromptFormat, encode_pairs, load_instructions
 from ..data.languages import split_list
 from ..errors import DftlensError
-from ..models import make_engine, resolve
+from ..models import load_model, resolve
 from ..models.interface import LensModel
 from ..models.engines import unwrap
-from ..models.loading import load_hf
 from . import checkpoint as ckpt
 from .config import TrainConfig
 
@@ -50,7 +55,10 @@ def lora_config(cfg: TrainConfig):
 def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
     """The LensModel to train (``cfg.dtype`` weights, float32 by default), its LoRA config (or None) and the base path."""
     source, base = model_source(cfg, resume_from)
-    hf_model, tokenizer = load_hf(source, device, cfg.dtype)
+    # The one route to a model (load_model), without an engine yet: LoRA and the other
+    # changes below come first, then the engine is built over the model as it will train.
+    loaded = load_model(cfg.model if source == base else str(source), backend=None, dtype=cfg.dtype, device=device)
+    hf_model, tokenizer = loaded.hf_model, loaded.tokenizer
     config = None
     if cfg.lora:
         from peft import inject_adapter_in_model
@@ -72,8 +80,7 @@ def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
         else:
             hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     sparse_embedding_grads(hf_model)
-    engine = make_engine(cfg.backend, hf_model, tokenizer, cfg.model, str(source))
-    lm = LensModel(hf_model, tokenizer, engine, name=cfg.model, path=str(source))
+    lm = LensModel(hf_model, tokenizer, None, name=cfg.model, path=str(source)).with_backend(cfg.backend)
     return lm, config, base_model_id(cfg.model, base)
 
 
