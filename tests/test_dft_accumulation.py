@@ -76,3 +76,25 @@ def test_accumulation_and_processes_equal_the_big_batch(family, lc, et, tiny_dir
                         lm.tokenizer.pad_token_id, lm.tokenizer.bos_token_id)
         old += float(loss_fn.components(batch)["tft"].detach()) / 2
     assert abs(old - big_values["tft"]) > 1e-4
+
+
+def test_trainer_logs_the_same_step_for_every_split(tiny_dirs, tmp_path):
+    """The trainer's log: batch 4 == batch 2 x accum 2 == batch 1 x accum 4 (losses, gradient norms)."""
+    import json
+
+    from dftlens.dft.config import TrainConfig
+    from dftlens.dft.trainer import train
+
+    data = str(write_jsonl(tmp_path / "p.jsonl", instruction_rows(4)))
+    logs = []
+    for batch, accum in ((4, 1), (2, 2), (1, 4)):
+        out = tmp_path / f"b{batch}a{accum}"
+        train(TrainConfig(out=str(out), model=str(tiny_dirs["llama"]), data=data, lc="feature", et="feature",
+                          lc_layer=1, et_layer=2, steps=1, batch_size=batch, grad_accum=accum, lr=1e-3),
+              progress=False)
+        logs.append(json.loads((out / "log.jsonl").read_text().splitlines()[0]))
+    keys = ("loss", "tft", "lc", "et", "grad_norm", "lc_gnorm", "et_gnorm")
+    assert all(k in logs[0] for k in keys)
+    for log in logs[1:]:
+        for k in keys:
+            assert log[k] == pytest.approx(logs[0][k], rel=1e-4), k

@@ -234,10 +234,12 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
                 # x world_size: the gradient average over processes then yields the step's sum
                 values = loss_fn.backward(batch.to(lm.device), scale=dist.world_size, autocast=autocast, norm=norm)
                 for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                    # loss shares add up; a gradient norm over the step's rows is the root of summed squares
+                    sums[k] = sums.get(k, 0.0) + (v * v if k.endswith("_gnorm") else v)
             densify_grads(params)
             dist.average_gradients(params)
             sums = dist.sum_values(sums)
+            sums = {k: (math.sqrt(v) if k.endswith("_gnorm") else v) for k, v in sums.items()}
             clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
             grad_norm = dist.clip_grad_norm(params, clip)
             optimizer.step()
