@@ -36,6 +36,13 @@ LENS_CHUNK = typer.Option(
 )
 
 
+REMOTE = typer.Option(
+    False, "--remote",
+    help="Run on NDIF (with --backend nnsight): the model is built from its Hugging Face id with meta weights "
+         "and the logit lens is measured inside the trace. Needs network and NDIF_API_KEY.",
+)
+
+
 def load_options(device: Optional[str] = None, dtype: str = "auto", device_map: Optional[str] = None,
                  lens_chunk: Optional[int] = None) -> dict:
     """The keyword arguments of ``load_model`` for these option values (a bad --dtype fails here)."""

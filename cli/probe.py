@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from .common import app, console, user_errors
-from .options import DEVICE, DEVICE_MAP, DTYPE, LENS_CHUNK, load_options
+from .options import DEVICE, DEVICE_MAP, DTYPE, LENS_CHUNK, REMOTE, load_options
 
 
 @app.command()
@@ -36,6 +36,7 @@ def probe(
     dtype: str = DTYPE,
     device_map: Optional[str] = DEVICE_MAP,
     lens_chunk: Optional[int] = LENS_CHUNK,
+    remote: bool = REMOTE,
     seed: int = typer.Option(0, help="Seed for demonstrations and probe splits."),
     out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/probe-<model>-<time>)."),
     overwrite: bool = typer.Option(False, help="Replace results already in --out."),
@@ -51,6 +52,12 @@ def probe(
 
     load = load_options(device, dtype, device_map, lens_chunk)
     formats = parse_formats(figure_format)
+    if remote:
+        from dftlens.errors import DftlensError
+
+        if probes or causal:
+            raise DftlensError("--remote measures the logit lens on NDIF only; add --no-probes (and drop --causal).")
+        load = {"remote": True, "lens_chunk": lens_chunk}
     out = out or Path("runs") / f"probe-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, OUTPUTS, overwrite)  # fail before an expensive run, not after
     config = ProbeConfig(

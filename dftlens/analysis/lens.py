@@ -63,6 +63,12 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="prompt", leave=False)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
+        if getattr(lm.engine, "lens_in_trace", False):  # nnsight/NDIF: the whole measurement inside the trace
+            from .lens_in_trace import rows_in_trace
+
+            rows.extend(rows_in_trace(lm, chunk, token_sets, top_k, show_tokens))
+            bar.update(len(chunk))
+            continue
         batch = lm.tokenize([it.prompt for it in chunk])
         resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
         for first, logp in lm.iter_log_probs(resid):  # float32 [k, batch, vocab], k from the lens budget

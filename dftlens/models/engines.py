@@ -114,20 +114,25 @@ class TransformerLensEngine:
 class NNsightEngine:
     """nnsight over the same module tree; ``remote=True`` is passed to every trace.
 
-    Limitation (untested here, no network): ``load_model`` still loads the weights
-    locally, and the logit lens decodes locally, so NDIF only helps once the model
-    is built from its Hugging Face id with meta weights and the lens runs inside
-    the trace; that is the next step for models too large for the machine.
+    ``lens_in_trace`` (True on NDIF): the probe's logit-lens measurement runs inside
+    the trace (:mod:`dftlens.analysis.lens_in_trace`) instead of capturing residuals.
+    For NDIF the model is built from its Hugging Face id with meta weights
+    (:func:`dftlens.models.remote.load_remote`) and handed over as ``nnsight_model``.
     """
 
     name = "nnsight"
 
-    def __init__(self, hf_model, tokenizer, model_name: str, path: str | None = None, remote: bool = False):
+    def __init__(self, hf_model, tokenizer, model_name: str, path: str | None = None, remote: bool = False,
+                 nnsight_model=None, lens_in_trace: bool | None = None):
         from nnsight import TransformersModel
 
         self.remote = remote
+        self.lens_in_trace = remote if lens_in_trace is None else lens_in_trace
         arch = describe(hf_model)
         self.sites, self.layers_path = arch.sites, arch.layers_path
+        if nnsight_model is not None:
+            self.model = nnsight_model
+            return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = TransformersModel(hf_model, task="text-generation", tokenizer=tokenizer)

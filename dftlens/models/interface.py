@@ -111,8 +111,9 @@ class LensModel:
 
     @property
     def device(self) -> torch.device:
-        """Where inputs go (the input embedding's device, also under a device map)."""
-        return self.hf_model.get_input_embeddings().weight.device
+        """Where inputs go (the input embedding's device, also under a device map; the CPU for NDIF's meta model)."""
+        device = self.hf_model.get_input_embeddings().weight.device
+        return torch.device("cpu") if device.type == "meta" else device
 
     @property
     def dtype(self) -> torch.dtype:

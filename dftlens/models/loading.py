@@ -318,14 +318,17 @@ def load_model(
     name = name or EMBEDDED
     if backend is not None and backend not in BACKENDS:
         raise DftlensError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
-    if remote and backend != "nnsight":
-        raise DftlensError("remote=True (NDIF) needs backend='nnsight'.")
+    if remote:
+        if backend != "nnsight":
+            raise DftlensError("remote=True (NDIF) needs backend='nnsight'.")
+        from .remote import load_remote
+
+        return load_remote(name, lens_chunk=lens_chunk)
     if lens_chunk is not None and lens_chunk < 1:
         raise DftlensError(f"--lens-chunk must be at least 1, not {lens_chunk}.")
     resolved = resolve(name)
     hf_model, tokenizer = load_hf(resolved.path, device, dtype, device_map)
     if resolved.adapter is not None:
         hf_model = merge_adapter(hf_model, resolved.adapter).eval()
-    options = {"remote": True} if remote else {}
-    engine = None if backend is None else make_engine(backend, hf_model, tokenizer, name, str(resolved.path), **options)
+    engine = None if backend is None else make_engine(backend, hf_model, tokenizer, name, str(resolved.path))
     return LensModel(hf_model, tokenizer, engine, name=name, path=str(Path(resolved.path)), lens_chunk=lens_chunk)
