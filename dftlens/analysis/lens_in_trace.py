@@ -100,7 +100,9 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
         from . import lens_in_trace
 
         nnsight.register(lens_in_trace)  # NDIF rebuilds lens_stats from its source
+    # Plain values only inside the trace: on NDIF its code and the values it uses are shipped over.
     layers_path, norm_path, head_path, softcap = lm.arch.layers_path, lm.arch.norm_path, _head_path(lm), lm.arch.softcap
+    n_layers = lm.n_layers
     batch = lm.tokenize([it.prompt for it in chunk])
     inputs = lm.model_inputs(batch)
     last = last_token_index(batch["attention_mask"])
@@ -109,7 +111,7 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
         with model.trace(inputs, remote=remote) as tracer:
             blocks, norm, head = _submodule(model, layers_path), _submodule(model, norm_path), _submodule(model, head_path)
             stats_per_layer, top_per_layer = [], []
-            for layer in range(lm.n_layers):
+            for layer in range(n_layers):
                 stats, top = lens_stats(blocks[layer].output, norm, head, softcap, last, set_ids, set_weights, top_k)
                 stats_per_layer.append(stats)
                 top_per_layer.append(top)
