@@ -71,6 +71,45 @@ def sweep_figure(sweep: pd.DataFrame, path: Path) -> None:
     fig.write_html(path, include_plotlyjs="cdn")
 
 
+def combine(dirs: list[Path], out: Path, lang: str) -> None:
+    """Paired tables and the ET sweep from the held-out scores of several (partial) runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    per_example = {}
+    for side in (lang, "en"):
+        merged = {}
+        for d in dirs:
+            path = d / f"heldout_per_example_{side}.csv"
+            if path.exists():
+                merged.update(pd.read_csv(path).to_dict(orient="list"))
+        if "ET-only (logits)" in merged:
+            merged.setdefault("ET-only j=12", merged["ET-only (logits)"])
+        per_example[side] = merged
+    pd.set_option("display.width", 250)
+    for side, values in per_example.items():
+        frame = pd.DataFrame({"model": list(values), "nll_mean_of_examples": [np.mean(v) for v in values.values()],
+                              "se": [np.std(v, ddof=1) / np.sqrt(len(v)) for v in values.values()]})
+        diffs = paired(values, "TFT")
+        table = frame.merge(diffs, on="model")
+        table.to_csv(out / f"heldout_paired_{side}.csv", index=False)
+        print(f"\nheld-out NLL ({side}): mean of per-example NLL +- SE, paired difference to TFT +- paired SE")
+        print(table.round(4).to_string(index=False))
+    layers = sorted(int(n.split("=")[1]) for n in per_example[lang] if n.startswith("ET-only j="))
+    if layers:
+        rows = []
+        for side, values in per_example.items():
+            diffs = paired(values, "TFT").set_index("model")
+            for j in layers:
+                name = f"ET-only j={j}"
+                rows.append({"et_layer": j, "language": side, "nll": float(np.mean(values[name])),
+                             "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
+                             "beyond_2se": diffs.loc[name, "beyond_2se"]})
+        sweep = pd.DataFrame(rows)
+        sweep.to_csv(out / "sweep.csv", index=False)
+        sweep_figure(sweep, out / "sweep.html")
+        print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
+        print(sweep.round(4).to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="runs/replicate")
@@ -83,10 +122,17 @@ def main() -> None:
     parser.add_argument("--et-layer", type=int, default=None)
     parser.add_argument("--no-lc-only", action="store_true", help="skip the LC-only (feature) ablation")
     parser.add_argument("--no-shipped", action="store_true", help="held-out NLL only (no shipped tasks)")
+    parser.add_argument("--runs", default="", help="comma list: train and score only these runs (by name)")
+    parser.add_argument("--no-base", action="store_true", help="do not score the base model")
+    parser.add_argument("--combine", default="", help="comma list of output dirs of earlier (partial) runs: "
+                        "merge their held-out scores into --out's paired tables and sweep; trains nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and items: checks the pipeline only")
     args = parser.parse_args()
     started = time.perf_counter()
     out = Path(args.out)
+    if args.combine:
+        combine([Path(d) for d in args.combine.split(",")], out, args.lang)
+        return
     steps = 3 if args.quick else args.steps
     limit = 8 if args.quick else None
     eval_limit = 8 if args.quick else (args.eval_limit or None)
@@ -146,8 +192,12 @@ def main() -> None:
         del lm
 
     out.mkdir(parents=True, exist_ok=True)
-    score("base", "gemma3-270m")
+    if not args.no_base:
+        score("base", "gemma3-270m")
+    chosen = [n.strip() for n in args.runs.split(",") if n.strip()]
     for name, (lc, et, norm, sweep_j) in runs.items():
+        if chosen and name not in chosen:
+            continue
         if sweep_j is not None and sweep_j == et_layer and "ET-only (logits)" in checkpoints:
             checkpoints[name] = checkpoints["ET-only (logits)"]  # the same run: same seed, data, steps, layer
             for lang in per_example:
@@ -164,6 +214,9 @@ def main() -> None:
         print(f"trained {name} ({time.perf_counter() - started:.0f} s)", flush=True)
         score(name, str(result.final))
     print(f"held-out NLL done ({time.perf_counter() - started:.0f} s)", flush=True)
+    if chosen or args.no_base:
+        print(f"partial run: merge with --combine ({time.perf_counter() - started:.0f} s)")
+        return
     checkpoints = {"base": checkpoints["base"], **{n: checkpoints[n] for n in
                    ["TFT", *[m for m in table if m != "TFT"], *[m for m in runs if m.startswith("ET-only j=")]]}}
     for lang in per_example:

@@ -25,6 +25,9 @@ Both kinds of training run (full fine-tuning, then LoRA) unless ``--lora`` or
 ``--full`` picks one; the last line reads
 ``RATIOS full_ft feature=<x> logits=<x> memory=<x> lora feature=<x> logits=<x> memory=<x>``
 (time ratios to TFT; memory: the larger of the two DFT modes' ratios).
+``--parallel`` runs the four rounds as concurrent processes: each round still
+interleaves its modes, so a shared load slows them alike, and each memory round
+measures its own process's RSS.
 
 Usage: python benchmarks/train_speed.py [--repeats 5] [--batch 4] [--lc-layer 5] [--et-layer 12] [--threads 1] [--lora|--full]
 """
@@ -137,21 +140,25 @@ def measure(args) -> dict:
             "medians": {m: statistics.median(v) for m, v in samples.items()}, "samples": samples}
 
 
-def child(args, phase: str) -> dict:
+def start_child(args, phase: str, lora: bool) -> subprocess.Popen:
     env = dict(os.environ)
     if phase == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    skip = ("phase", "lora", "full", "parallel")
     argv = [sys.executable, __file__, "--phase", phase] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("phase", "lora", "full")] + (
-        ["--lora"] if args.lora else [])
-    out = subprocess.run(argv, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in skip] + (["--lora"] if lora else [])
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"a measuring child failed (exit {proc.returncode})")
     return json.loads(out.strip().splitlines()[-1])
 
 
-def report(args, lora: bool) -> tuple[float, float, float]:
-    """Run both rounds for one kind of training; print its table; return (feature x, logits x, memory x)."""
-    args = argparse.Namespace(**{**vars(args), "lora": lora})
-    timing, memory = child(args, "time"), child(args, "memory")
+def report(args, lora: bool, timing: dict, memory: dict) -> tuple[float, float, float]:
+    """Print one kind of training's table; return (feature x, logits x, memory x)."""
     cuda = timing["device"].startswith("cuda")
     kind = "LoRA" if lora else "full fine-tuning"
     print(f"Gemma-3-270M {kind} on {timing['device']}, torch threads {timing['threads']}, "
@@ -180,15 +187,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lora", action="store_true", help="only LoRA (r 16, all projections)")
     parser.add_argument("--full", action="store_true", help="only full fine-tuning")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the four rounds (time/memory x full/LoRA) as concurrent processes")
     parser.add_argument("--phase", choices=["time", "memory"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(measure(args)))
         return
     kinds = [k for k, on in (("full_ft", not args.lora), ("lora", not args.full)) if on]
+    rounds = [(kind, phase) for kind in kinds for phase in ("time", "memory")]
+    measured = {}
+    if args.parallel:
+        procs = {r: start_child(args, r[1], r[0] == "lora") for r in rounds}
+        measured = {r: result(p) for r, p in procs.items()}
+    else:
+        for r in rounds:
+            measured[r] = result(start_child(args, r[1], r[0] == "lora"))
     ratios = {}
     for kind in kinds:
-        ratios[kind] = report(args, lora=kind == "lora")
+        ratios[kind] = report(args, kind == "lora", measured[(kind, "time")], measured[(kind, "memory")])
         print()
     print("targets: DFT-feature <= 1.3x time; DFT-logits <= 1.6x (LoRA), <= 1.4x (full) time; memory <= 1.2x "
           "(memory: the larger of the two DFT modes)")
