@@ -81,3 +81,16 @@ def test_every_model_verb_takes_dtype_and_device(verb):
     extra = {"compare": ["--model", "a", "--model", "b"], "train": ["--lc", "off", "--et", "off"]}.get(verb, [])
     bad = CliRunner().invoke(get_command(app), [verb, "--dtype", "int3", *extra])
     assert bad.exit_code == 2 and "int3" in bad.output and "bfloat16" in bad.output
+
+
+def test_device_map_auto_loads_and_matches(tiny_dirs, tiny_models):
+    """accelerate's big-model placement (here everything lands on the CPU) gives the same lens."""
+    ref = tiny_models["llama"]
+    lm = load_model(str(tiny_dirs["llama"]), device_map="auto")
+    batch = ref.tokenize(["the cat", "水"])
+    names = ref.hook_names()
+    a = ref.log_probs(ref.capture(batch, names, positions="last").stack(names))
+    b = lm.log_probs(lm.capture(batch, names, positions="last").stack(names))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(DftlensError, match="not both"):
+        load_model(str(tiny_dirs["llama"]), device="cpu", device_map="auto")
