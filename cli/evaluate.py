@@ -53,9 +53,8 @@ def evaluate(
         allow_download=cfg.allow_download, mkqa_file=cfg.mkqa_file, threads=cfg.threads or auto_threads(),
         load_options=cfg.load_kwargs(), log=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
     )
-    paths = write_outputs(run, out, overwrite=True)
     settings.values["out"] = str(out)
-    settings.save(out)
+    paths = write_outputs(run, out, overwrite=overwrite, extra=settings.save)  # run_config.yaml swaps in with them
     if run.frame.empty:
         console.print("No results: none of the requested tasks could run here (see below).")
     else:

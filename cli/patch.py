@@ -35,11 +35,13 @@ def patch(
     check_config(cfg, n_layers=10**9)  # pairs now; layers again once the model is known
     out = out or Path("runs") / f"patch-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)  # fail before an expensive run, not after
+    from dftlens.data.parallel import load_words
+
+    load_words(cfg.words, cfg.languages())  # a bad file or missing language fails before the model loads
     lm = load_model(model, backend=backend)
     result = run_patching(lm, cfg)
-    result.save(out, overwrite=True)
     settings.values["out"] = str(out)
-    settings.save(out)
+    result.save(out, overwrite=overwrite, extra=settings.save)  # run_config.yaml swaps in with the results
     table = result.table
     cols = ["experiment", "layer", "n_pairs"] + [c for c in ("p_src_concept", "p_src_concept_src_lang",
                                                              "p_tgt_concept", "acc_patched", "acc_unpatched")]

@@ -68,6 +68,7 @@ def probe(
         max_sentences=max_sentences or None, batch_size=batch_size, seed=seed,
         lc_layer=lc_layer, et_layer=et_layer, causal_pairs=causal_pairs if causal else 0,
     )
+    config.load_data()  # a missing language or a bad file fails now, before the model loads
     lm = load_model(model, backend=backend, **load)
     result = run_probe(lm, config)
     result.save(out, overwrite=True, figure_formats=formats)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -66,14 +67,17 @@ class CompareResult:
                     for i, (label, r) in enumerate(self.results.items()) if not r.probes.empty]
         return figures
 
-    def save(self, out: str | Path, overwrite: bool = False, figure_formats: list[str] | str | None = None) -> Path:
+    def save(self, out: str | Path, overwrite: bool = False, figure_formats: list[str] | str | None = None,
+             extra: Callable[[Path], object] | None = None) -> Path:
         """Write compare_lens.csv, compare_probes.csv and compare.html; with ``figure_formats``
         (png/svg/pdf) also each figure as ``out/figures/<key>.<format>``."""
         from ..viz.export import parse_formats, save_figures
         from ..viz.report import write_report
 
         formats = parse_formats(figure_formats)
-        with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
+        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
+            if extra is not None:  # e.g. the CLI's run_config.yaml
+                extra(tmp)
             write_csv(tmp / "compare_lens.csv", self.lens)
             write_csv(tmp / "compare_probes.csv", self.probes)
             choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
@@ -121,6 +125,11 @@ def compare_models(models: list[str], config: ProbeConfig, labels: list[str] | N
     choice = LayerChoice.load(layers) if layers else None
     if choice is not None:  # mark the trained layers; don't let each model re-pick its own
         config = replace(config, lc_layer=choice.lc_layer, et_layer=choice.et_layer)
+    config.load_data()  # a bad file or a missing language fails before the first model loads
+    from ..models import resolve
+
+    for name in models:  # an unavailable second model fails now, not after the first one ran
+        resolve(name)
     results = {}
     for label, name in zip(labels, models):
         lm = load_model(name, backend=backend, **(load_options or {}))

@@ -314,8 +314,12 @@ class PatchResult:
     table: pd.DataFrame  # means with CIs (patching.csv)
     causal: dict
 
-    def save(self, out: str | Path, overwrite: bool = False, report: bool = True) -> Path:
-        with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
+    def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
+             extra: Callable[[Path], object] | None = None) -> Path:
+        """Write the outputs into ``out`` at once; ``extra(tmp_dir)`` may add ``run_config.yaml``."""
+        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
+            if extra is not None:  # e.g. the CLI's run_config.yaml
+                extra(tmp)
             write_csv(tmp / "patching_items.csv", self.items)
             if report:
                 from ..viz.patch_figures import write_patch_report

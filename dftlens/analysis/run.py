@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -22,7 +23,7 @@ from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
-from ..layers import LayerChoice
+from ..layers import LayerChoice, check_order
 from ..models import LensModel
 from .layer_choice import RuleParams, apply_overrides, choose_layers, rule_curves
 from .lens import PROB_COLUMNS, measure
@@ -62,6 +63,36 @@ class ProbeConfig:
             self.tasks = list(DEFAULT_TASKS)
         if self.probe_langs is None:
             self.probe_langs = list(PROBE_LANGUAGES)
+
+    def __post_init__(self) -> None:
+        """Every value that needs no file and no model, checked at construction (one sentence each)."""
+        self.tasks = list(TASKS) if self.tasks is None else list(self.tasks)
+        self.probe_langs = list(PROBE_LANGUAGES) if self.probe_langs is None else list(self.probe_langs)
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not self.tasks:
+            raise DataError(f"Unknown task(s) {', '.join(unknown) or '(none given)'}; use {', '.join(TASKS)}.")
+        if not self.pairs and "translation" in self.tasks:
+            raise DataError("No --pairs given; translation needs at least one input:target pair, e.g. fr:zh.")
+        for lang_pair in self.pairs:
+            if "en" in lang_pair:
+                raise DataError(f"Pair {lang_pair[0]}:{lang_pair[1]} involves English; the probe compares "
+                                "English with the input and target languages, so pick two non-English ones.")
+        for name in ("max_items", "max_sentences"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be at least 1 (or 0 for all), not {value}.")
+        for name in ("batch_size", "top_k"):
+            if getattr(self, name) < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
+        check_order(self.lc_layer, self.et_layer)
+
+    def load_data(self) -> tuple[ParallelData, ParallelData | None]:
+        """The words and (if needed) sentences, checked for every language asked for: before the model loads."""
+        words = load_words(self.words, self.languages())
+        needs_sentences = "cloze" in self.tasks or self.run_probes
+        langs = sorted(set(self.languages()) | set(self.probe_langs)) if self.run_probes else self.languages()
+        sentences = load_sentences(self.sentences, langs) if needs_sentences else None
+        return words, sentences
 
     def languages(self) -> list[str]:
         langs = {"en"} | {lang for pair in self.pairs for lang in pair} | set(self.monolingual())
@@ -103,14 +134,16 @@ class ProbeResult:
         return report_figures(self.lens, self.probes, self.choice.to_dict(), self.lens_items)
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
-             figure_formats: list[str] | str | None = None) -> Path:
+             figure_formats: list[str] | str | None = None, extra: Callable[[Path], object] | None = None) -> Path:
         """Write layers.json, lens.csv, lens_items.csv, probes.csv, config.json and report.html
         to ``out``; with ``figure_formats`` (``"png,svg"``, any of png/svg/pdf) also every report
         figure as ``out/figures/<key>.<format>`` (needs kaleido and Chromium)."""
         from ..viz.export import parse_formats
 
         formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
-        with output_dir(out, OUTPUTS, overwrite) as tmp:  # every file appears at once, or none
+        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
+            if extra is not None:  # e.g. the CLI's run_config.yaml
+                extra(tmp)
             write_csv(tmp / "lens.csv", self.lens)
             write_csv(tmp / "lens_items.csv", self.lens_items)
             write_csv(tmp / "probes.csv", self.probes)
@@ -194,17 +227,9 @@ def alignment_curve(probes: pd.DataFrame) -> pd.Series | None:
 
 def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool = True) -> ProbeResult:
     config = config or ProbeConfig()
-    unknown = set(config.tasks) - set(TASKS)
-    if unknown:
-        raise DataError(f"Unknown task(s) {', '.join(sorted(unknown))}; use {', '.join(TASKS)}.")
-    for lang_pair in config.pairs:
-        if "en" in lang_pair:
-            raise DataError(f"Pair {lang_pair[0]}:{lang_pair[1]} involves English; the probe compares "
-                            "English with the input and target languages, so pick two non-English ones.")
-    words = load_words(config.words, config.languages())
-    needs_sentences = "cloze" in config.tasks or config.run_probes
-    sentences = load_sentences(config.sentences, sorted(set(config.languages()) | set(config.probe_langs))
-                               if config.run_probes else config.languages()) if needs_sentences else None
+    config.__post_init__()  # the values may have been changed since construction
+    check_order(config.lc_layer, config.et_layer, lm.n_layers)  # before the measurement, not after
+    words, sentences = config.load_data()
     token_sets = TokenSets(lm.tokenizer)
     items, counts = build_prompt_items(config, words, sentences, token_sets)
     if not items:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import platform
 from pathlib import Path
+from typing import Callable
 
 from ..io import output_dir, write_csv, write_json, write_text
 from .skips import summarize_skips
 from .runner import EvalRun, differences
 
 OUTPUTS = ("results.csv", "report.html", "eval.json")
+RUN_CONFIG = "run_config.yaml"  # written by the CLI through ``extra``
 
 
 def _versions() -> dict:
@@ -24,12 +26,18 @@ def _versions() -> dict:
     return out
 
 
-def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """results.csv (tidy), report.html (table + figures) and eval.json (settings, skips, timings)."""
+def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False,
+                  extra: Callable[[Path], object] | None = None) -> dict[str, Path]:
+    """results.csv (tidy), report.html (table + figures) and eval.json (settings, skips, timings).
+
+    ``extra(tmp_dir)`` may add ``run_config.yaml`` before the directory swaps in.
+    """
     from ..viz.eval_figures import report_html
 
     paths = {name: Path(out).expanduser() / name for name in OUTPUTS}
-    with output_dir(out, OUTPUTS, overwrite) as tmp:  # all three appear at once, or none
+    with output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite) as tmp:  # all files appear at once, or none
+        if extra is not None:
+            extra(tmp)
         at = {name: tmp / name for name in OUTPUTS}
         skipped = summarize_skips(run.skipped)
         write_csv(at["results.csv"], run.frame)

@@ -22,11 +22,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from ..errors import DftlensError
+from ..errors import DataError, DftlensError
 from ..data.languages import split_list
 from .benchmarks import DEFAULT_LANGS
 from .offline import quiet_lm_eval
 from .planning import PlannedTask, Skipped, plan
+from .skips import summarize_skips
 from .task_loading import load_tasks, task_manager_for
 
 COLUMNS = ["model", "task", "language", "metric", "value", "stderr", "n", "lm_eval_task"]
@@ -198,10 +199,13 @@ def evaluate_models(
     settings = {"tasks": list(tasks), "langs": list(langs), "limit": limit, "batch_size": batch_size,
                 "offline": not allow_download, "threads": threads, "zero_shot": True}
     labels = _labels(names)
+    unknown = [s.task_name or s.benchmark for s in skipped if s.kind == "no-task"]
+    if unknown:  # a typo, not missing data: stop before any model loads
+        raise DataError(f"Unknown task {', '.join(unknown)}: not a dftlens benchmark or suite and not an lm-eval "
+                        "task; `dftlens eval --list-tasks` shows what runs here.")
     if not loaded:
-        say("nothing to evaluate: no requested task has data on this machine.")
-        return EvalRun(pd.DataFrame(columns=COLUMNS), labels, skipped, notes,
-                       time.perf_counter() - start, {}, settings)
+        reasons = "; ".join(line.rstrip(". ") for line in summarize_skips(skipped))
+        raise DataError(f"Nothing to evaluate: {reasons}.")
 
     rows: list[dict] = []
     model_seconds: dict[str, float] = {}
