@@ -69,6 +69,9 @@ def probe(
         lc_layer=lc_layer, et_layer=et_layer, causal_pairs=causal_pairs if causal else 0,
     )
     config.load_data()  # a missing language or a bad file fails now, before the model loads
+    from dftlens.layers import check_order, model_n_layers
+
+    check_order(config.lc_layer, config.et_layer, model_n_layers(model))  # from config.json, without the weights
     lm = load_model(model, backend=backend, **load)
     result = run_probe(lm, config)
     result.save(out, overwrite=True, figure_formats=formats)

@@ -17,7 +17,7 @@ _RUN_OPTIONS = (
     "save_adapter", "freeze_embeddings", "steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup_ratio", "schedule", "max_grad_norm", "max_length", "seed", "save_every", "keep_checkpoints",
     "gradient_checkpointing", "fsdp", "bf16", "report_to",
-    "backend", "device", "dtype", "out", "overwrite",
+    "backend", "device", "dtype", "out",
 )
 
 

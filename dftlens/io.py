@@ -88,7 +88,7 @@ def _entries(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
     path = Path(os.path.abspath(path))
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -128,7 +128,7 @@ def check_output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = 
         if ours and not overwrite:
             raise OutputExists(f"{out} already holds {', '.join(ours)}; pass --overwrite to replace "
                                "them or choose another --out.")
-    base = _nearest_existing(out.parent)
+    base = nearest_existing(out.parent)
     if not base.is_dir():
         raise OutputExists(f"--out {out}: {base} is a file, not a directory; choose another --out.")
     check_writable(base)
@@ -183,6 +183,9 @@ def _make_parents(directory: Path) -> list[Path]:
     """mkdir -p ``directory``; returns the folders it created, outermost first."""
     created = []
     for parent in reversed([directory, *directory.parents]):
+        if parent.exists() and not parent.is_dir():
+            _remove_if_empty(created)
+            raise OutputExists(f"{parent} is a file, not a directory; choose another --out.")
         if not parent.exists():
             parent.mkdir()
             created.append(parent)
@@ -290,7 +293,13 @@ def output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; results should read like any folder
         try:
-            yield tmp
+            try:
+                yield tmp
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                    raise
+                raise DftlensError(f"The disk under {out.parent} filled up while saving; {out} was left as it "
+                                   "was. Free some space and run again.") from None
             written = set(_entries(tmp))
             if not written <= set(outputs):
                 raise RuntimeError(f"wrote {sorted(written - set(outputs))} not listed in outputs")  # a dftlens bug

@@ -85,3 +85,13 @@ def test_second_writer_is_refused_with_one_sentence(tmp_path):
     write_run(out, "three")  # free again
     with io.output_lock(out), io.output_lock(out):  # re-entrant within one process
         pass
+
+
+def test_full_disk_while_saving_leaves_the_earlier_run(tmp_path):
+    out = tmp_path / "run"
+    write_run(out, "one")
+    with pytest.raises(DftlensError, match="filled up while saving; .*run was left as it was"):
+        with io.output_dir(out, OUTPUTS, overwrite=True) as tmp:
+            (tmp / "a.csv").write_text("two")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert (out / "a.csv").read_text() == "one" and sorted(os.listdir(tmp_path)) == ["run"]

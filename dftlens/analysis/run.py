@@ -89,6 +89,9 @@ class ProbeConfig:
     def load_data(self) -> tuple[ParallelData, ParallelData | None]:
         """The words and (if needed) sentences, checked for every language asked for: before the model loads."""
         words = load_words(self.words, self.languages())
+        if len(words) < 5 and ("translation" in self.tasks or "repetition" in self.tasks):
+            raise DataError(f"{words.source} has {len(words)} words; a prompt needs 5 (4 demonstrations and "
+                            "the word asked for).")
         needs_sentences = "cloze" in self.tasks or self.run_probes
         langs = sorted(set(self.languages()) | set(self.probe_langs)) if self.run_probes else self.languages()
         sentences = load_sentences(self.sentences, langs) if needs_sentences else None

