@@ -71,7 +71,8 @@ def train(
     device: Optional[str] = DEVICE,
     dtype: str = TRAIN_DTYPE,
     out: Path = typer.Option(Path("runs/train"), help="Run directory (log, checkpoints)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out (with --resume: "
+                                   "continue a finished run from an earlier checkpoint, rewriting final/)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory (or from this checkpoint)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     dump_examples: Optional[int] = typer.Option(
