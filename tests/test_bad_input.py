@@ -200,7 +200,7 @@ def test_layers_file_kinds(files, tmp_path):
     m, out = files["model"], tmp_path / "out"
     t = ["train", "--model", m, "--data", files["data"], "--steps", "1", "--lc", "logits", "--et", "logits",
          "--out", out]
-    c = ["compare", "--model", m, "--model", m, *PROBE_FAST[:-2], "--out", out]
+    c = ["compare", "--model", m, "--model", m, "--label", "a", "--label", "b", *PROBE_FAST[:-2], "--out", out]
     for verb in (t, c):
         user_error([*verb, "--layers", files["layers_hooks_string"]], "'hooks' must be an object", out)
         user_error([*verb, "--layers", tmp_path / "none.json"], "does not exist; run `dftlens probe` first", out)
@@ -248,7 +248,8 @@ def test_options_checked_before_the_model_loads(files, tmp_path, monkeypatch, ar
     verb, rest = args[0], args[1:]
     extra = {"train": ["--data", files["data"], "--out", tmp_path / "o"], "probe": ["--words", files["words"],
              "--no-probes", "--out", tmp_path / "o"], "eval": ["--out", tmp_path / "o"],
-             "compare": ["--model", files["model"], "--pairs", "fr:zh", "--out", tmp_path / "o"],
+             "compare": ["--model", files["model"], "--label", "a", "--label", "b", "--pairs", "fr:zh", "--out",
+                         tmp_path / "o"],
              "patch": ["--out", tmp_path / "o"], "lens": []}[verb]
     if verb == "train" and "--lc" not in rest and "--lc-layer" not in rest:
         extra += ["--lc", "off", "--et", "off"]
@@ -263,7 +264,7 @@ def out_verbs(files):
     return {
         "probe": ["probe", "--model", m, "--words", files["words"], *PROBE_FAST],
         "eval": ["eval", "--model", m, "--tasks", "dftlens_mcqa", "--langs", "en", "--limit", "1"],
-        "compare": ["compare", "--model", m, "--model", m, *PROBE_FAST[:-2]],
+        "compare": ["compare", "--model", m, "--model", m, "--label", "a", "--label", "b", *PROBE_FAST[:-2]],
         "patch": ["patch", "--model", m, "--words", files["words"]],
         "train": ["train", "--model", m, "--data", files["data"], *TRAIN_FAST],
     }
