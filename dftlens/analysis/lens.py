@@ -28,10 +28,9 @@ from tqdm.auto import tqdm
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
-from .writing_systems import classify
+from .writing_systems import SHARES, classify
 from .token_sets import TokenSets
 
-SHARES = ("en", "target", "input", "other")
 PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
 ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
 

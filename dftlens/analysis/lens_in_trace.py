@@ -87,8 +87,7 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
     """
     from ..errors import DftlensError
     from ..models.interface import last_token_index
-    from .lens import SHARES
-    from .writing_systems import classify
+    from .writing_systems import SHARES, classify
 
     engine = lm.engine
     if getattr(engine, "name", None) != "nnsight":

@@ -16,6 +16,8 @@ from functools import lru_cache
 
 from ..data.languages import SCRIPTS
 
+SHARES = ("en", "target", "input", "other")  # the classes classify() returns, in report order
+
 _RANGES = {
     "Han": [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF)],
     "Kana": [(0x3040, 0x30FF), (0x31F0, 0x31FF)],
