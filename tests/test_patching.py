@@ -137,6 +137,10 @@ def test_patch_cli_writes_outputs_and_rejects_bad_input(tiny_dirs, tmp_path):
                           ([[["de", "ru"], ["fr", "zh"]]], [(("de", "ru"), ("fr", "zh"))])):
         assert parse_experiments(value) == parsed
     assert parse_layers("0,4-6") == [0, 4, 5, 6] and parse_layers([3, 1]) == [3, 1] and parse_layers("") is None
+    rerun = runner.invoke(app, ["patch", "--config", str(out / "run_config.yaml"), "--layers", "1", "--overwrite"])
+    assert rerun.exit_code == 0, rerun.output
+    assert read_run_config(out / "run_config.yaml") == {**saved, "layers": [1]}
+    assert sorted(pd.read_csv(out / "patching.csv")["layer"].unique()) == [1]
 
     for args, message in [
         (["--layers", "0,9"], "out of range"),

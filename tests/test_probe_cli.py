@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dftlens.config_files import read_run_config
 from dftlens_cli.app import app
 
 runner = CliRunner()
@@ -29,6 +30,9 @@ def test_probe_writes_outputs_and_refuses_to_overwrite(tiny_dirs, tmp_path):
     assert {"task", "input_lang", "target_lang", "layer", "p_en", "p_target", "entropy_bits", "n_items",
             "p_en_lo", "p_en_hi"} <= set(lens.columns)
     assert set(pd.read_csv(out / "probes.csv")["probe"]) >= {"lang_id_all", "retrieval"}
+    saved = read_run_config(out / "run_config.yaml")  # what `dftlens probe --config` reads back
+    assert saved["pairs"] == [["fr", "zh"]] and saved["max_items"] == 6 and saved["probe_langs"] == ["en", "zh", "fr", "de"]
+    assert saved["model"] == str(tiny_dirs["gemma3"]) and saved["out"] == str(out) and "overwrite" not in saved
 
     before = (out / "layers.json").read_text()
     again = runner.invoke(app, args + ["--lc-layer", "1", "--et-layer", "2"])

@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from ..config_files import setting
 from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
@@ -37,36 +38,41 @@ PROBE_LANGUAGES = ["en", "zh", "fr", "de", "ru", "ja", "es", "vi", "ar"]
 
 @dataclass
 class ProbeConfig:
-    pairs: list[tuple[str, str]] = field(default_factory=lambda: [("fr", "zh"), ("de", "ja"), ("zh", "fr")])
-    # Cloze is not in the default run: on the embedded Gemma-3-270M its last-layer P(target)
-    # is 0.01-0.02 with whole-word blanks (0-2 of ~30 items answered per language), so its
-    # curves say nothing about a pivot. Add "cloze" to run it on models that can answer it.
-    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
-    # Repetition and cloze run in these languages; default: the pairs' target languages.
-    mono_langs: list[str] | None = None
-    words: str | None = None  # path; None = the bundled words
-    sentences: str | None = None  # path or FLORES dir; None = the bundled sentences
-    probe_langs: list[str] = field(default_factory=lambda: list(PROBE_LANGUAGES))
-    max_items: int | None = 32  # per task and language pair; None = all
-    max_sentences: int | None = 60  # parallel sentences for the probes; None = all
-    run_probes: bool = True
-    batch_size: int = 16
-    top_k: int = 10
-    seed: int = 0
-    lc_layer: int | None = None
-    et_layer: int | None = None
-    causal_pairs: int = 0  # > 0: add Dumas et al. patching with this many pairs as evidence["causal"]
+    """What ``dftlens probe`` measures (the command line is generated from these fields).
 
-    def __post_init__(self) -> None:
-        # None (e.g. an empty --tasks / --probe-langs) means the defaults.
-        if self.tasks is None:
-            self.tasks = list(DEFAULT_TASKS)
-        if self.probe_langs is None:
-            self.probe_langs = list(PROBE_LANGUAGES)
+    Translation prompts for each ``pairs`` entry (Wendler et al. 2024's format), repetition
+    (and optionally cloze) prompts in ``mono_langs``, and linear probes on parallel
+    sentences in ``probe_langs`` (:mod:`.probes`); the layer rule
+    (:mod:`.layer_choice`) then picks LC and ET unless ``lc_layer``/``et_layer`` are given.
+    ``max_items``/``max_sentences`` None: use all. Cloze is not in the default tasks: on
+    the embedded Gemma-3-270M its last-layer P(target) is 0.01-0.02 with whole-word
+    blanks, so its curves say nothing about a pivot.
+    """
+
+    pairs: list[tuple[str, str]] = setting(
+        default_factory=lambda: [("fr", "zh"), ("de", "ja"), ("zh", "fr")],
+        help="Translation pairs input:target, comma-separated.")
+    tasks: list[str] = setting(
+        default_factory=lambda: list(DEFAULT_TASKS),
+        help="Which of Wendler's tasks to run: translation, repetition, cloze (cloze is off by default; see README).")
+    mono_langs: list[str] | None = setting(None, "Languages for repetition/cloze (default: the targets).")
+    words: str | None = setting(None, "Parallel word file (JSONL/CSV); default: bundled.")
+    sentences: str | None = setting(None, "Parallel sentence file or FLORES dir; default: bundled.")
+    probe_langs: list[str] = setting(default_factory=lambda: list(PROBE_LANGUAGES), help="Languages for the probes.")
+    max_items: int | None = setting(32, "Prompts per task and pair (0 = all).", none_as=0)
+    max_sentences: int | None = setting(60, "Parallel sentences for the probes (0 = all).", none_as=0)
+    run_probes: bool = setting(True, "Run the linear probes on parallel sentences.", flag="--probes/--no-probes")
+    batch_size: int = setting(16, "Prompts per forward pass.")
+    top_k: int = setting(10, "Top-k lens tokens whose languages give the share_* columns (MWork's token-share view).")
+    seed: int = setting(0, "Seed for demonstrations and probe splits.")
+    lc_layer: int | None = setting(None, "Override the LC layer (0-based block index).")
+    et_layer: int | None = setting(None, "Override the ET layer (0-based block index).")
+    causal_pairs: int = setting(0, "Concept pairs for activation-patching evidence in layers.json (0: none; "
+                                   "--causal sets 32).")
 
     def __post_init__(self) -> None:
         """Every value that needs no file and no model, checked at construction (one sentence each)."""
-        self.tasks = list(TASKS) if self.tasks is None else list(self.tasks)
+        self.tasks = list(DEFAULT_TASKS) if self.tasks is None else list(self.tasks)  # None: the defaults
         self.probe_langs = list(PROBE_LANGUAGES) if self.probe_langs is None else list(self.probe_langs)
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown or not self.tasks:
