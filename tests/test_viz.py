@@ -138,8 +138,11 @@ def test_latent_language_facets_bands_and_markers():
     assert not any(a.get("matches") for a in prob_axes + ent_axes)
     auto = latent_language_figure(lens, prob_axis="auto").layout.yaxis.range
     assert auto[0] == 0 and 0.6 < auto[1] < 0.9  # up to the largest CI bound (0.85) plus a margin
-    log = latent_language_figure(lens, prob_axis="log").layout.yaxis
-    assert log.type == "log" and log.range[1] == 0 and log.range[0] <= math.log10(lens["p_en"][lens["p_en"] > 0].min())
+    log_fig = latent_language_figure(lens, prob_axis="log")
+    log = log_fig.layout.yaxis
+    # The smallest mass is 4e-9: the view stops at 1e-6 and draws smaller values at that edge.
+    assert log.type == "log" and tuple(log.range) == (-6, 0) and "below 1e-6" in log.title.text
+    assert min(min(v for v in t.y if v is not None) for t in log_fig.data) == pytest.approx(1e-6)
     with pytest.raises(ValueError, match="prob_axis"):
         latent_language_figure(lens, prob_axis="sqrt")
 

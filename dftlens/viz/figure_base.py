@@ -258,6 +258,7 @@ def _empty(title: str, message: str) -> go.Figure:
 # --------------------------------------------------------------------------- y ranges
 
 PROB_AXES = ("full", "auto", "log")
+LOG_FLOOR = 1e-6  # the log view's lower edge at most: smaller masses are drawn at this floor
 _LATENT_ROLES = (("en", "p_en", "English"), ("target", "p_target", "target"), ("input", "p_input", "input"))
 
 
@@ -282,8 +283,9 @@ def fit_range(frames: Iterable[pd.DataFrame], columns: Iterable[str], pad: float
 def probability_axis(frames: Sequence[pd.DataFrame], columns: Iterable[str], mode: str = "full") -> dict:
     """y-axis properties for probabilities: ``"full"`` fixes [0, 1] (the paper's view),
     ``"auto"`` zooms to [0, largest value or CI bound shown] (never past 1), ``"log"`` a
-    log10 axis from the decade below the smallest positive mean shown to 1 (CI bands are
-    clipped there). Zeros cannot be drawn on the log view."""
+    log10 axis from the decade below the smallest positive mean shown, but not below
+    ``LOG_FLOOR``, to 1; values and CI bounds under its lower edge are drawn at that edge
+    (the axis title says so), so nothing falls off the axis."""
     cols = list(columns)
     if mode == "full":
         return dict(range=[0.0, 1.0], type="linear")
@@ -293,7 +295,7 @@ def probability_axis(frames: Sequence[pd.DataFrame], columns: Iterable[str], mod
     if mode == "log":
         values = _values(frames, cols)
         values = values[values > 0]
-        low = float(values.min()) if len(values) else 1e-6
+        low = max(LOG_FLOOR, float(values.min())) if len(values) else LOG_FLOOR
         return dict(type="log", range=[math.floor(math.log10(low)), 0.0])
     raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {mode!r}.")
 

@@ -32,10 +32,10 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
     single = len(frames) == 1
     prob_cols = [c for _, c, _ in _LATENT_ROLES]
     prob_axis_props = probability_axis([f for _, f, _ in frames], prob_cols, prob_axis)
-    if prob_axis == "log":  # CI bands reaching 0 would vanish on a log axis: clip them at its floor
+    if prob_axis == "log":  # masses (and CI bounds) under the axis' lower edge are drawn at that edge
         floor = 10 ** prob_axis_props["range"][0]
-        frames = [(label, df.assign(**{f"{c}_lo": df[f"{c}_lo"].clip(lower=floor)
-                                       for c in prob_cols if f"{c}_lo" in df.columns}), dash)
+        frames = [(label, df.assign(**{col: df[col].clip(lower=floor) for c in prob_cols
+                                       for col in (c, f"{c}_lo", f"{c}_hi") if col in df.columns}), dash)
                   for label, df, dash in frames]
     facet_rows, cols = _grid(len(keys), max_cols)
     per = 2 if entropy else 1
@@ -130,7 +130,8 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
     data = [f for _, f, _ in frames]
     ent_axis_props = dict(range=fit_range(data, ["entropy_bits", *_entropy_ci(data[0])]))
     for (r0, c) in prob_cells:
-        axis((r0, c), "y", title=dict(text="probability" + (" (log)" if prob_axis == "log" else "")),
+        log_note = f" (log; below 1e{int(prob_axis_props['range'][0])} at the edge)" if prob_axis == "log" else ""
+        axis((r0, c), "y", title=dict(text="probability" + log_note),
              **prob_axis_props)
         if entropy:
             top = fig.get_subplot(r0, c).xaxis.plotly_name.replace("axis", "")
