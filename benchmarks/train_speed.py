@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import torch
@@ -144,7 +145,7 @@ def start_child(args, phase: str, lora: bool) -> subprocess.Popen:
     env = dict(os.environ)
     if phase == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    skip = ("phase", "lora", "full", "parallel")
+    skip = ("phase", "lora", "full", "parallel", "rounds_dir")
     argv = [sys.executable, __file__, "--phase", phase] + [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in skip] + (["--lora"] if lora else [])
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
@@ -189,6 +190,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="only full fine-tuning")
     parser.add_argument("--parallel", action="store_true",
                         help="run the four rounds (time/memory x full/LoRA) as concurrent processes")
+    parser.add_argument("--rounds-dir", default=None,
+                        help="keep each round's medians here as <kind>_<phase>.json and reuse the ones already there")
     parser.add_argument("--phase", choices=["time", "memory"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -197,12 +200,26 @@ def main() -> None:
     kinds = [k for k, on in (("full_ft", not args.lora), ("lora", not args.full)) if on]
     rounds = [(kind, phase) for kind in kinds for phase in ("time", "memory")]
     measured = {}
-    if args.parallel:
-        procs = {r: start_child(args, r[1], r[0] == "lora") for r in rounds}
-        measured = {r: result(p) for r, p in procs.items()}
-    else:
+    saved = Path(args.rounds_dir) if args.rounds_dir else None
+    if saved is not None:
+        saved.mkdir(parents=True, exist_ok=True)
         for r in rounds:
-            measured[r] = result(start_child(args, r[1], r[0] == "lora"))
+            if (saved / f"{r[0]}_{r[1]}.json").exists():
+                measured[r] = json.loads((saved / f"{r[0]}_{r[1]}.json").read_text())
+    todo = [r for r in rounds if r not in measured]
+
+    def keep(r, value):
+        measured[r] = value
+        if saved is not None:
+            (saved / f"{r[0]}_{r[1]}.json").write_text(json.dumps(value))
+
+    if args.parallel:
+        procs = {r: start_child(args, r[1], r[0] == "lora") for r in todo}
+        for r, p in procs.items():
+            keep(r, result(p))
+    else:
+        for r in todo:
+            keep(r, result(start_child(args, r[1], r[0] == "lora")))
     ratios = {}
     for kind in kinds:
         ratios[kind] = report(args, kind == "lora", measured[(kind, "time")], measured[(kind, "memory")])
