@@ -190,8 +190,8 @@ def _own_options(func: Callable, n_configs: int) -> tuple[list[str], list[inspec
 
 
 def config_options(*config_classes: type, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
-                   helps: dict[str, str] | None = None, not_saved: tuple[str, ...] = ("overwrite",)
-                   ) -> Callable[[Callable], Callable]:
+                   helps: dict[str, str] | None = None, not_saved: tuple[str, ...] = ("overwrite",),
+                   lazy: bool = False) -> Callable[[Callable], Callable]:
     """Generate a command's options from the fields of ``config_classes`` (see the module docstring).
 
     With several classes (``@config_options(ProbeConfig, LoadSettings)``) the command
@@ -201,7 +201,10 @@ def config_options(*config_classes: type, exclude: tuple[str, ...] = (), default
     ``exclude``: fields that are not options (they keep their dataclass default,
     unless a config file sets them). ``defaults``: this verb's own defaults for some
     fields, as field values (``{"max_items": 40}``). ``helps``: this verb's own help
-    text for some fields. ``not_saved``: own options left out of run_config.yaml (they
+    text for some fields. ``lazy``: the command gets, instead of each built config, a
+    function ``build(**overrides)`` that builds it (for a verb that may not need it, or
+    needs other values first: ``train --resume``); ``settings.values`` then holds the
+    values given, not the defaults. ``not_saved``: own options left out of run_config.yaml (they
     say how to run, not what).
     """
     defaults, helps = dict(defaults or {}), dict(helps or {})
@@ -274,11 +277,14 @@ def config_options(*config_classes: type, exclude: tuple[str, ...] = (), default
                                                                                     f"{where_file}: {p.name}")
                 else:
                     own_values[p.name] = kwargs[p.name]
-            configs = [cls(**{k: v for k, v in values.items() if owner[k] == i})
-                       for i, cls in enumerate(config_classes)]
+            def build(i: int, cls: type) -> Callable[..., Any]:
+                return lambda **overrides: cls(**{**{k: v for k, v in values.items() if owner[k] == i}, **overrides})
+
+            builders = [build(i, cls) for i, cls in enumerate(config_classes)]
+            configs = builders if lazy else [make() for make in builders]
             extra = {}
             if wants_settings:
-                saved = {f: getattr(configs[owner[f]], f) for f in fields}
+                saved = dict(values) if lazy else {f: getattr(configs[owner[f]], f) for f in fields}
                 saved.update({k: v for k, v in own_values.items() if k not in not_saved})
                 explicit_names = {n for n in [*options, *(p.name for p in own)] if explicit(n)}
                 extra["settings"] = RunSettings(ctx.info_name or func.__name__, saved,

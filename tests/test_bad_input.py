@@ -323,7 +323,8 @@ def test_probe_run_ctrl_c_overwrite_and_failed_runs(files, tmp_path, monkeypatch
     assert not (tmp_path / "deep").exists()  # a failed run leaves no (empty) --out, nor its parents
     ok([*verb, "--out", out])
     before = snapshot(out)
-    assert sorted(before) == ["config.json", "layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html"]
+    assert sorted(before) == ["config.json", "layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html",
+                              "run_config.yaml"]
     user_error([*verb, "--out", out], "pass --overwrite", out, before)
 
     import dftlens.viz.report as report

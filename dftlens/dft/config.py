@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..config_files import setting
 from ..data.languages import split_list
 from ..errors import DftlensError, LayerError
 from ..layers import LayerChoice, check_order
@@ -17,55 +18,70 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's loss curve (saved as run_config.json)."""
+    """Everything that decides a run's loss curve (saved as run_config.json and run_config.yaml).
 
-    out: str = "runs/train"
-    model: str = "gemma3-270m"
-    data: str | None = None  # None: the bundled instructions_train.jsonl
-    lang: str = "zh"
-    template: str = "plain"  # "plain" or "chat" (the tokenizer's chat template)
-    limit: int | None = None  # use at most this many examples
-    drop_long: bool = False  # skip examples over max_length instead of stopping
+    ``dftlens train``'s options are generated from these fields (help, defaults and
+    choices here); ``dftlens train --config <run>/run_config.yaml`` reruns a run.
+    Follows Huo et al. (AAAI 2025): ``L = L_TFT + w_lc * L_LC + w_et * L_ET`` with the
+    LC/ET signals at the probe's layers (see :mod:`dftlens.dft.losses`).
+    Raises DftlensError/LayerError at construction for values that cannot work.
+    """
+
+    out: str = setting("runs/train", "Run directory (log, checkpoints, final/, run_config.yaml).")
+    model: str = setting("gemma3-270m", "Alias, Hugging Face id, local directory or .gguf file.")
+    data: str | None = setting(None, "Parallel instruction JSONL, a saved HF dataset dir, or hf:NAME[:SPLIT]; "
+                                     "default: the bundled set.")
+    lang: str = setting("zh", "Target language (a key of the data file).")
+    template: str = setting("plain", "Prompt format: plain, or chat (the tokenizer's chat template; "
+                                     "--chat-template).", cli=False, choices=("plain", "chat"))
+    limit: int | None = setting(None, "Use at most this many examples.")
+    drop_long: bool = setting(False, "Skip examples over --max-length instead of stopping.", flag="--drop-long")
     # layers: a probe's layers.json, or explicit indices (these win)
-    layers: str | None = None
-    lc_layer: int | None = None
-    et_layer: int | None = None
-    lc: str = "feature"  # logits | feature | off
-    et: str = "logits"
-    w_lc: float = 1.0
-    w_et: float = 1.0
-    detach_english: bool = True
-    feature_norm: str = "none"  # none (the paper) | center | standardize | rms: see dft.losses
+    layers: str | None = setting(None, "layers.json written by `dftlens probe` (its hooks are used as they are).")
+    lc_layer: int | None = setting(None, "LC layer i (overrides --layers).")
+    et_layer: int | None = setting(None, "ET layer j (overrides --layers).")
+    lc: str = setting("feature", "Language-conversion signal.", choices=SIGNALS)
+    et: str = setting("logits", "English-thinking signal.", choices=SIGNALS)
+    w_lc: float = setting(1.0, "Weight of the LC loss.")
+    w_et: float = setting(1.0, "Weight of the ET loss.")
+    detach_english: bool = setting(True, "Run the English side of the feature losses without gradients.")
+    feature_norm: str = setting("none", "What the feature losses' cosine compares: none (the paper: mean-pooled "
+                                        "residuals), center, standardize (running statistics) or rms (each token "
+                                        "RMS-normalised before pooling).")
     # what trains
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: str = LORA_TARGETS
-    save_adapter: bool = False  # checkpoints hold the LoRA adapter instead of merged weights
-    freeze_embeddings: bool = False  # with tied embeddings this also freezes the LM head
+    lora: bool = setting(False, "Train LoRA adapters (peft) instead of all weights.", flag="--lora")
+    lora_r: int = setting(16, "LoRA rank.")
+    lora_alpha: int = setting(32, "LoRA alpha.")
+    lora_dropout: float = setting(0.0, "LoRA dropout.")
+    lora_targets: str = setting(LORA_TARGETS, "Modules LoRA adapts (comma list).")
+    save_adapter: bool = setting(False, "Checkpoints hold the LoRA adapter, not merged weights.", flag="--save-adapter")
+    freeze_embeddings: bool = setting(False, "Freeze the input embeddings (and a tied LM head).",
+                                      flag="--freeze-embeddings")
     # optimisation
-    steps: int = 100
-    batch_size: int = 4
-    grad_accum: int = 1
-    lr: float | None = None  # None: 2e-5 full fine-tuning (the paper), 2e-4 LoRA
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    schedule: str = "cosine"  # cosine | linear | constant (after warm-up)
-    max_grad_norm: float = 1.0
-    max_length: int = 512
-    seed: int = 0
-    bf16: bool = True  # bf16 mixed precision (accelerate autocast) on GPU, final/ weights in bf16; ignored on CPU
-    gradient_checkpointing: bool = False  # recompute each block's activations in the backward pass
-    fsdp: bool = False  # shard the decoder layers over the processes (FSDP2); on by itself under an FSDP launch
-    ce_chunk: int | None = None  # positions per cross-entropy chunk; None: ~64M logits
+    steps: int = setting(100, "Optimizer steps.")
+    batch_size: int = setting(4, "Examples per micro-batch (per process).")
+    grad_accum: int = setting(1, "Micro-batches per optimizer step.")
+    lr: float | None = setting(None, "Peak learning rate (default 2e-5, or 2e-4 with --lora).")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    warmup_ratio: float = setting(0.03, "Fraction of the steps spent warming up.")
+    schedule: str = setting("cosine", "Decay after warm-up: cosine, linear or constant.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping (0: off).")
+    max_length: int = setting(512, "Longest sequence in tokens; longer examples are an error.")
+    seed: int = setting(0, "Random seed (data order, LoRA init).")
+    bf16: bool = setting(True, "bf16 mixed precision on GPU (accelerate); final/ in bf16. Ignored on the CPU.")
+    gradient_checkpointing: bool = setting(False, "Recompute block activations in the backward pass (less memory).",
+                                           flag="--gradient-checkpointing")
+    fsdp: bool = setting(False, "Shard the decoder layers over the processes (FSDP2; full fine-tuning); on by "
+                                "itself under an FSDP launch.", flag="--fsdp")
+    ce_chunk: int | None = setting(None, "Positions per cross-entropy chunk (default: about 64M logits).")
     # bookkeeping
-    save_every: int = 0  # 0: only at the end (and on Ctrl-C)
-    keep_checkpoints: int = 2  # intermediate checkpoints kept (the final one always stays)
-    report_to: str = ""  # comma list of experiment trackers (tensorboard, wandb) besides log.jsonl
-    backend: str = "transformer_lens"
-    device: str | None = None
-    dtype: str = "float32"  # weights dtype (load_model's); float32 master weights by default
+    save_every: int = setting(0, "Save a checkpoint every N steps (0: only at the end, and on Ctrl-C).")
+    keep_checkpoints: int = setting(2, "Intermediate checkpoints kept (the final one always stays).")
+    report_to: str = setting("", "Experiment trackers besides log.jsonl: tensorboard, wandb (comma list).")
+    backend: str = setting("transformer_lens", "transformer_lens or nnsight.")
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
+    dtype: str = setting("float32", "Weights dtype for training: float32 (master weights; bf16 autocast on a GPU), "
+                                    "auto, bfloat16 or float16.")
 
     def __post_init__(self) -> None:
         """Check every value that needs no file and no model (the Python API gets the same errors)."""

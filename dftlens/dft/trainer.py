@@ -40,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from ..config_files import RUN_CONFIG, write_run_config
 from ..data.languages import split_list
 from ..errors import DftlensError, OutputExists
 from ..io import atomic_path, check_writable, claim_output, ensure_disk_space, nearest_existing, write_json
@@ -175,7 +176,7 @@ def start_run_dir(out: Path, overwrite: bool) -> None:
         for child in out.iterdir():  # only what a run writes
             if child.is_dir() and (ckpt.checkpoint_step(child) is not None or child.name.startswith(".")):
                 shutil.rmtree(child)
-            elif child.name in (LOG, "run_config.json"):
+            elif child.name in (LOG, "run_config.json", RUN_CONFIG):
                 child.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -241,6 +242,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
             start_run_dir(out, overwrite)  # only now is an earlier run replaced
         write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook,
                                              "inputs": cfg.input_checksums()})
+        write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")  # `dftlens train --config` reruns it
         _write_log(out, log)
     dist.init_trackers(Path(cfg.out).name or "dftlens", cfg.to_dict())
 
