@@ -37,7 +37,15 @@ SIGNALS = ("lc", "et")
 
 @dataclass
 class LayerChoice:
-    """The LC and ET layers (0-based block indices) with the hook site of each signal."""
+    """The LC and ET layers (0-based block indices) with the hook site of each signal.
+
+    The one object a layer choice travels in: ``dftlens probe`` builds it
+    (:func:`dftlens.analysis.layer_choice.choose_layers`) and writes ``layers.json``
+    (:meth:`save`); ``train``, ``compare`` and ``patch`` read it back with :meth:`load`, and
+    the DFT losses attach to :attr:`hooks` (``blocks.{layer}.hook_{site}``). ``n_layers`` is
+    the model's block count; ``evidence`` what the rule saw. Raises LayerError for an
+    unknown site, DataError/LayerError from :meth:`load` for a file that does not fit.
+    """
 
     model: str
     n_layers: int

@@ -113,6 +113,8 @@ class ProbeConfig:
 
 @dataclass
 class ProbeResult:
+    """What :func:`run_probe` measured: the tables written as CSVs, the layer choice and the counts."""
+
     model: str
     n_layers: int
     config: ProbeConfig
@@ -235,6 +237,24 @@ def alignment_curve(probes: pd.DataFrame) -> pd.Series | None:
 
 
 def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool = True) -> ProbeResult:
+    """Measure the logit lens and the probes on ``lm`` and choose the LC and ET layers.
+
+    Follows Wendler et al. (2024, "Do Llamas Work in English?") for the prompts and the
+    per-layer P(English)/P(target) of the logit lens, Zhao et al. (MWork) for the token-share
+    view, and adds linear probes (:mod:`.probes`); the layer rule is :mod:`.layer_choice`,
+    and with ``config.causal_pairs`` Dumas et al.'s patching adds ``evidence["causal"]``.
+
+    Returns:
+        :class:`ProbeResult`: ``lens`` (per task/pair/subset/layer means with 95% CIs,
+        probabilities in [0, 1], entropy in bits), ``lens_items`` (per item and layer),
+        ``probes``, ``counts`` and ``choice`` (a :class:`~dftlens.layers.LayerChoice`, the
+        object ``dftlens train`` reads back from ``layers.json``). ``result.save(out)`` writes
+        them all at once.
+
+    Raises:
+        DataError: bad config values, a missing language or file, no usable prompts.
+        LayerError: an LC/ET override out of range or not LC < ET.
+    """
     config = config or ProbeConfig()
     config.__post_init__()  # the values may have been changed since construction
     check_order(config.lc_layer, config.et_layer, lm.n_layers)  # before the measurement, not after

@@ -185,6 +185,18 @@ class RunningStats:
 
 @dataclass
 class DFTLoss:
+    """The DFT objective of Huo et al. (AAAI 2025): ``L = L_TFT + w_lc * L_LC + w_et * L_ET``.
+
+    ``lm`` is a :class:`~dftlens.models.LensModel`; ``lc``/``et`` are ``"logits"``,
+    ``"feature"`` or ``"off"``, attached at the hook names ``lc_hook``/``et_hook`` (from
+    ``layers.json`` via :class:`~dftlens.layers.LayerChoice`). Every component is a mean in
+    nats (cross-entropy, logits signals) or in ``1 - cos`` units (feature signals), as the
+    module docstring states. :meth:`components` returns the scalar tensors ``tft``, ``lc``,
+    ``et``, ``loss``; :meth:`backward` runs the passes' backward one after another and returns
+    floats. Inputs: a :class:`~dftlens.dft.batches.Batch` of ``[b, t]`` token tensors.
+    ``feature_norm`` (one of :data:`FEATURE_NORMS`) raises ValueError when unknown.
+    """
+
     lm: object
     lc: str = "off"
     et: str = "off"

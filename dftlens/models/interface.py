@@ -22,8 +22,7 @@ from .hooks import SITES, execution_order, hook_name, parse_hook_name
 if TYPE_CHECKING:
     from .interventions import Edit
 
-# None: every position; "last": each row's last real token; a LongTensor
-# [batch] or [batch, k] of positions to keep.
+# Which positions capture() keeps; the shapes it returns are documented on LensModel.capture.
 Positions = Union[None, str, torch.Tensor]
 _HEAD_SLICE = 32768  # vocabulary rows of the LM head upcast to float32 at a time
 
@@ -46,7 +45,12 @@ class Engine(Protocol):
 
 @dataclass
 class Capture:
-    """Activations read at named hooks, already reduced to the requested positions."""
+    """Activations read at named hooks, already reduced to the requested positions.
+
+    Shapes by ``positions`` are the table in :meth:`LensModel.capture`: ``[b, t, d]``
+    (None), ``[b, d]`` ("last"), ``[b, k, d]`` (a ``[b, k]`` or ``[b]`` index, k = 1).
+    :meth:`stack` puts hooks first: ``[len(names), ...]``.
+    """
 
     activations: dict[str, torch.Tensor]
     attention_mask: torch.Tensor
@@ -77,6 +81,26 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LensModel:
+    """A loaded model behind one interface for analysis and training, with TransformerLens hook names.
+
+    Activations are named ``blocks.{layer}.hook_{site}`` (``layer``: 0-based block index;
+    ``site`` one of :data:`~dftlens.models.hooks.SITES`) whichever engine runs the model
+    (TransformerLens 4 ``TransformerBridge`` or nnsight 0.8). Shapes: ``b`` batch rows, ``t``
+    tokens, ``d`` = :attr:`d_model`, ``V`` = :attr:`vocab_size`, ``L`` = :attr:`n_layers`.
+
+    - :meth:`tokenize`: texts -> ``{"input_ids", "attention_mask"}``, both ``[b, t]`` on :attr:`device`.
+    - :meth:`capture`: activations at hook names (one shape contract, see there).
+    - :meth:`intervene`: the same pass with edits written in (:mod:`.interventions`).
+    - :meth:`decode` (aliases ``unembed``, ``logit_lens``): the logit lens (nostalgebraist 2020,
+      as used by Wendler et al. 2024): final norm, LM head, soft-cap, float32 ``[..., V]`` from
+      ``[..., d]``; :meth:`log_probs` its log-softmax.
+
+    Fields: ``hf_model`` (the Hugging Face model), ``tokenizer``, ``engine`` (None: loaded for
+    evaluation only; :meth:`capture` then raises LayerError), ``name`` (alias or path),
+    ``path`` (local directory), ``lens_chunk`` (rows decoded at once), ``arch`` (derived family
+    table, :class:`~dftlens.models.architecture.Architecture`). Built by :func:`dftlens.load_model`.
+    """
+
     hf_model: torch.nn.Module
     tokenizer: object
     engine: Engine | None  # None: no activations (e.g. evaluation only)
@@ -193,6 +217,34 @@ class LensModel:
         requested hook, and with ``positions`` only those positions are stored.
         With ``grad=True`` the tensors stay in the autograd graph (for losses).
         ``edits`` (see :meth:`intervene`) are applied during the same pass.
+
+        Args:
+            batch: ``input_ids`` and ``attention_mask`` ``[b, t]`` (either padding side;
+                positions come from the mask), optionally a KV cache, in which case
+                ``t`` counts the new tokens only.
+            names: hook names; any order, duplicates ignored.
+            positions: which positions to keep (the one shape contract):
+
+                ===================  ============  ==============================================
+                ``positions``        ``cap[name]`` kept
+                ===================  ============  ==============================================
+                ``None``             ``[b, t, d]`` every position (padding included)
+                ``"last"``           ``[b, d]``    each row's last real token (the axis dropped)
+                LongTensor ``[b]``   ``[b, 1, d]`` one position per row
+                LongTensor ``[b, k]`` ``[b, k, d]`` ``k`` positions per row
+                ===================  ============  ==============================================
+
+                A tensor always keeps the position axis (length ``k``); ``"last"`` drops it.
+                Activations are in the model's dtype, on the device of the block that
+                produced them.
+
+        Returns:
+            :class:`Capture`: ``cap[name]`` as above, ``cap.attention_mask`` ``[b, t]``,
+            ``cap.positions`` the ``[b, k]`` index kept (None for every position).
+
+        Raises:
+            LayerError: a name that is not a hook of this model, or a model loaded without
+                an engine. ValueError: ``positions`` is a string other than ``"last"``.
         """
         names = sorted({self.validate_hook(n) for n in names}, key=execution_order)
         derived = self._derived_parts(names)  # BLOOM's attn_out/mlp_out: differences of residual states
