@@ -8,7 +8,7 @@ forward pass (logits of the last position only) on the same pairs x layers
 rows, in the same chunks of rows. Both are timed interleaved, medians over
 repeats. Also timed: the sweep without the shared-prefix KV cache (every row
 runs its whole prompt), which isolates the cost of the hooks and edits.
-Usage: python benchmarks/patch_speed.py [--pairs 4] [--repeats 3] [--rows 72]
+Usage: python benchmarks/patch_speed.py [--pairs 4] [--repeats 3] [--rows 72] [--warmup 1] [--skip-full]
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=72, help="prompt rows per forward pass")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--skip-full", action="store_true", help="do not time the sweep without the prefix cache")
     args = parser.parse_args()
 
     lm = load_model("gemma3-270m")
@@ -49,11 +51,13 @@ def main() -> None:
         return patch_sweep(lm, targets, latents, layers, readout, rows_per_pass=args.rows, prefix_cache=prefix_cache)
 
     with torch.no_grad():
-        medians = interleaved_medians({
+        candidates = {
             "bare forward, pairs x layers rows": lambda: [lm.forward_logits(c, logits_to_keep=1) for c in chunks],
             "patching sweep (dftlens patch)": lambda: sweep(True),
-            "patching sweep, no prefix cache": lambda: sweep(False),
-        }, repeats=args.repeats)
+        }
+        if not args.skip_full:
+            candidates["patching sweep, no prefix cache"] = lambda: sweep(False)
+        medians = interleaved_medians(candidates, repeats=args.repeats, warmup=args.warmup)
     print_ratios(medians, "bare forward, pairs x layers rows")
 
 
