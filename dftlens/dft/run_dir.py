@@ -1,0 +1,116 @@
+"""The run directory of ``dftlens train``: checking ``--out``, starting or resuming a run, the step log.
+
+Split out of :mod:`dftlens.dft.trainer` (which re-exports these names).
+``log.jsonl`` holds one JSON object per optimizer step; ``final/`` is the
+``from_pretrained`` directory, ``checkpoint-NNNNNN/`` the resumable ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..config_files import RUN_CONFIG
+from ..errors import OutputExists
+from ..io import atomic_path, check_writable, ensure_disk_space, nearest_existing
+from . import checkpoint as ckpt
+from .config import TrainConfig
+
+LOG = "log.jsonl"
+FINAL = "final"
+
+
+def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bool = True) -> tuple[Path, Path | None]:
+    """Check the output directory before any expensive work; return (out, checkpoint to resume).
+
+    Nothing is deleted or created here (see :func:`start_run_dir`, called once the
+    data, the model and the hooks are known to work). ``main`` is kept for callers.
+    """
+    out = Path(cfg.out)
+    if resume is not None:
+        found = ckpt.latest_checkpoint(resume)
+        final_step = ckpt.checkpoint_step(out / FINAL)
+        if found.resolve() != (out / FINAL).resolve() and final_step is not None and not overwrite:
+            raise OutputExists(f"{out} already finished ({FINAL}/ at step {final_step}); resuming from {found.name} "
+                               f"would replace {FINAL}/ and {LOG}, so pass --overwrite to do that.")
+        try:
+            recorded = json.loads((out / "run_config.json").read_text(encoding="utf-8")).get("inputs", {})
+        except (OSError, ValueError, AttributeError):
+            recorded = {}
+        cfg.check_inputs(recorded)
+        return out, found
+    check_run_out(out, overwrite)
+    return out, None
+
+
+def check_run_out(out: Path, overwrite: bool) -> None:
+    """A new run's ``--out``: not a file, empty unless ``overwrite``, writable, with free space."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"--out {out} is a file, not a directory; choose a directory (new or empty).")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExists(f"{out} already holds a run; pass --overwrite to replace it, --resume {out} to "
+                           "continue it, or choose another --out.")
+    base = nearest_existing(out)
+    if not base.is_dir():
+        raise OutputExists(f"--out {out}: {base} is a file, not a directory; choose another --out.")
+    check_writable(base)
+    ensure_disk_space(base)
+
+
+def start_run_dir(out: Path, overwrite: bool) -> None:
+    """Create ``out``; with ``overwrite`` first delete what an earlier run wrote there (main process only).
+
+    Called after every check passed, so a run that fails early leaves the earlier one intact.
+    """
+    if out.exists() and overwrite:
+        for child in out.iterdir():  # only what a run writes
+            if child.is_dir() and (ckpt.checkpoint_step(child) is not None or child.name.startswith(".")):
+                shutil.rmtree(child)
+            elif child.name in (LOG, "run_config.json", RUN_CONFIG):
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def resume_config(resume: Path | str) -> TrainConfig:
+    """The saved settings of the run to continue; its output directory is where the checkpoint lives."""
+    resume = Path(resume)
+    found = ckpt.latest_checkpoint(resume)
+    cfg = TrainConfig.load(found / "run_config.json")
+    cfg.out = str(resume if found != resume else resume.parent)
+    return cfg
+
+
+def curve_table(log: list[dict], max_rows: int = 20):
+    """The loss curve as a short table (every step up to ``max_rows``, else evenly spaced rows)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(log)
+    if frame.empty:
+        return frame
+    if len(frame) > max_rows:
+        keep = sorted({round(i * (len(frame) - 1) / (max_rows - 1)) for i in range(max_rows)})
+        frame = frame.iloc[keep]
+    columns = [c for c in ("step", "loss", "tft", "lc", "et", "lr", "grad_norm") if c in frame]
+    frame = frame[columns].round({"loss": 4, "tft": 4, "lc": 4, "et": 4, "grad_norm": 3})
+    return frame.assign(lr=frame["lr"].map("{:.2e}".format))
+
+
+# -- the step log -------------------------------------------------------------
+def _read_log(out: Path, upto: int) -> list[dict]:
+    path = out / LOG
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= upto]
+
+
+def _write_log(out: Path, rows: list[dict]) -> None:
+    with atomic_path(out / LOG) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _append_log(out: Path, record: dict) -> None:
+    with (out / LOG).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
