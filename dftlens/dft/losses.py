@@ -38,27 +38,8 @@ of them and their gradient is handed to the main pass's backward (so the main
 graph is traversed once). Losses and gradients equal the full passes to float
 rounding (tests/test_dft_losses.py).
 
-Feature normalisation (``feature_norm``, :data:`FEATURE_NORMS`). The paper's
-form, ``none``, compares mean-pooled raw residuals; on real models a few
-dimensions with huge, nearly constant values dominate every residual, so both
-pooled vectors point almost the same way, the cosine is ~1 and the loss carries
-little gradient. The variants change only what the cosine compares:
-
-- ``center``: subtract ``mu_h``, a running mean of the residual at hook ``h``
-  (per dimension, over the query tokens of both languages; detached; an
-  exponential moving average with momentum :data:`RUNNING_MOMENTUM`, started from
-  the first batch), from every token before pooling; the shared offset of the
-  dominant dimensions goes away.
-- ``standardize``: as ``center``, then divide each dimension by the running
-  standard deviation ``sigma_h`` (same tokens, same average): every dimension
-  weighs the same.
-- ``rms``: divide each token's residual by its root mean square (no weight, eps
-  1e-6) before pooling, as the model's RMSNorm does; tokens weigh the same, but
-  dimensions keep their relative scale.
-
-The running statistics live in the :class:`DFTLoss` object (one per hook, both
-languages' tokens of each micro-batch update them before use); a resumed run
-re-estimates them from its first batch.
+Feature normalisation (``feature_norm``: none, center, standardize, rms) is
+:mod:`.feature_signal` (its names are importable from here too).
 """
 
 from __future__ import annotations
@@ -66,17 +47,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..models.hooks import parse_hook_name
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
+from .feature_signal import (FEATURE_NORMS, RMS_EPS, RUNNING_MOMENTUM, STD_EPS, RunningStats,  # noqa: F401
+                             cosine_loss, mean_pool, rms_normalise)
 
 COMPONENTS = ("loss", "tft", "lc", "et")
-FEATURE_NORMS = ("none", "center", "standardize", "rms")
-RUNNING_MOMENTUM = 0.9
-RMS_EPS = 1e-6
-STD_EPS = 1e-6
 
 
 def units(batch: Batch, lc: str, et: str) -> dict[str, float]:
@@ -125,24 +103,6 @@ def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk:
     return total / (denominator if denominator is not None else keep.sum().clamp(min=1))
 
 
-def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[b, t, d] states, [b, t] mask -> [b, d] float32 mean over the masked positions."""
-    mask = mask.to(states.dtype).unsqueeze(-1)
-    return (states * mask).sum(1).float() / mask.sum(1).float().clamp(min=1)
-
-
-def cosine_loss(english: torch.Tensor, target: torch.Tensor, denominator: float | None = None) -> torch.Tensor:
-    """``1 - cos`` of [b, d] pairs, summed over examples / ``denominator`` (None: the mean)."""
-    per = 1 - F.cosine_similarity(english.float(), target.float(), dim=-1, eps=1e-8)
-    return per.mean() if denominator is None else per.sum() / denominator
-
-
-def rms_normalise(states: torch.Tensor) -> torch.Tensor:
-    """Each token's vector divided by its root mean square (float32, eps :data:`RMS_EPS`, no weight)."""
-    states = states.float()
-    return states * torch.rsqrt(states.pow(2).mean(-1, keepdim=True) + RMS_EPS)
-
-
 def shared_prefix(main: Packed, other: Packed) -> int:
     """How many leading positions ``other`` can take from ``main``'s keys and values.
 
@@ -157,30 +117,6 @@ def shared_prefix(main: Packed, other: Packed) -> int:
     has_target = (other.targets != IGNORE).any(1)
     first = torch.where(has_target, (other.targets != IGNORE).long().argmax(1), common)
     return int(torch.minimum(common, first).min()) if len(common) else 0
-
-
-class RunningStats:
-    """Per-hook running mean and variance of residual states (detached, float32).
-
-    ``update(hook, tokens [n, d])``: the first call sets ``mean`` and ``var`` to the
-    tokens' mean and (population) variance per dimension; later calls move them by
-    ``(1 - momentum)`` towards the new batch's values.
-    """
-
-    def __init__(self, momentum: float = RUNNING_MOMENTUM):
-        self.momentum = momentum
-        self.mean: dict[str, torch.Tensor] = {}
-        self.var: dict[str, torch.Tensor] = {}
-
-    def update(self, hook: str, tokens: torch.Tensor) -> None:
-        tokens = tokens.detach().float()
-        mean, var = tokens.mean(0), tokens.var(0, unbiased=False)
-        if hook not in self.mean:
-            self.mean[hook], self.var[hook] = mean, var
-        else:
-            m = self.momentum
-            self.mean[hook] = m * self.mean[hook] + (1 - m) * mean
-            self.var[hook] = m * self.var[hook] + (1 - m) * var
 
 
 @dataclass
