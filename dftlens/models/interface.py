@@ -4,83 +4,31 @@ A :class:`LensModel` wraps a Hugging Face causal LM loaded once, and reads or
 attaches to its activations by TransformerLens hook names through one of two
 engines (TransformerLens ``TransformerBridge`` or nnsight). Everything above this
 module speaks hook names only and never needs to know which engine runs.
+
+The capture contract (:class:`Capture`, :class:`Engine`, :data:`Positions`) is
+:mod:`.capture`, the logit lens (:meth:`LensModel.decode` and its helpers)
+:mod:`.decoding`; both are importable from here as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Union
+from typing import TYPE_CHECKING, Iterable
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call
 
 from ..errors import LayerError
 from .architecture import Architecture, describe
+from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
+from .decoding import _HEAD_SLICE, LogitLens  # noqa: F401
 from .hooks import SITES, execution_order, hook_name, parse_hook_name
 
 if TYPE_CHECKING:
     from .interventions import Edit
 
-# Which positions capture() keeps; the shapes it returns are documented on LensModel.capture.
-Positions = Union[None, str, torch.Tensor]
-_HEAD_SLICE = 32768  # vocabulary rows of the LM head upcast to float32 at a time
-
-
-class Engine(Protocol):
-    """Runs a forward pass and hands each requested activation to ``keep``.
-
-    The engine calls ``keep(name, tensor)`` in execution order and stops the
-    forward pass once the last requested hook has fired: nothing above it runs.
-    With ``edit`` (an ``interventions.EditPlan``: ``edit.hooks`` and
-    ``edit(name, act) -> new act``) the activation at each hook in ``edit.hooks``
-    is replaced by the plan's result before anything later reads it.
-    """
-
-    name: str
-
-    def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
-            edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None: ...
-
 
 @dataclass
-class Capture:
-    """Activations read at named hooks, already reduced to the requested positions.
-
-    Shapes by ``positions`` are the table in :meth:`LensModel.capture`: ``[b, t, d]``
-    (None), ``[b, d]`` ("last"), ``[b, k, d]`` (a ``[b, k]`` or ``[b]`` index, k = 1).
-    :meth:`stack` puts hooks first: ``[len(names), ...]``.
-    """
-
-    activations: dict[str, torch.Tensor]
-    attention_mask: torch.Tensor
-    positions: torch.Tensor | None = None  # the positions kept, [batch, k], if not all
-    logits: dict[str, torch.Tensor] | None = None  # the logit lens of each activation (intervene(lens=...))
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self.activations[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.activations
-
-    def stack(self, names: Iterable[str]) -> torch.Tensor:
-        """[len(names), batch, ...] in the order given."""
-        return torch.stack([self.activations[n] for n in names])
-
-
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of each row's last real token; the same for left and right padding."""
-    idx = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    return (attention_mask.bool() * (idx + 1)).argmax(dim=1)
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, so left padding does not shift them."""
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-@dataclass
-class LensModel:
+class LensModel(LogitLens):
     """A loaded model behind one interface for analysis and training, with TransformerLens hook names.
 
     Activations are named ``blocks.{layer}.hook_{site}`` (``layer``: 0-based block index;
@@ -316,84 +264,6 @@ class LensModel:
         """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
         return self.hf_model(**self.model_inputs(batch), logits_to_keep=logits_to_keep).logits
 
-    def decode(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """The logit lens, the one decode of a residual: float32 logits [..., vocab] from [..., d_model].
-
-        The model's own final norm, LM head and logit soft-cap, computed in float32
-        whatever the model's dtype (the residual and the norm/head parameters are
-        upcast; the head one slice of the vocabulary at a time, so no float32 copy
-        of the whole matrix is kept). ``frozen=True`` runs them with detached
-        parameters, so a loss on these logits trains what produced ``resid`` but
-        neither the norm nor the head; with tied embeddings the shared matrix
-        keeps its gradient through the input lookup of the main loss.
-        Used by the lens (analysis), the losses (``dft.losses``) and the held-out NLL.
-        """
-        normed = self.final_norm(resid, frozen)
-        weight, bias = self.head_params(frozen)
-        if weight.device.type == "meta":  # offloaded by a device map: let accelerate's hooks fetch it
-            head = self.hf_model.get_output_embeddings()
-            logits = head(normed.to(self.dtype)).float()
-        else:
-            normed = normed.to(weight.device)
-            step = weight.shape[0] if weight.dtype == torch.float32 else _HEAD_SLICE
-            parts = [F.linear(normed, weight[v:v + step].float(), None if bias is None else bias[v:v + step].float())
-                     for v in range(0, weight.shape[0], step)]
-            logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-        if self.arch.softcap:
-            logits = torch.tanh(logits / self.arch.softcap) * self.arch.softcap
-        return logits
-
-    unembed = decode
-    logit_lens = decode
-
-    def head_params(self, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The LM head's (weight [vocab, d_model], bias [vocab] or None), detached when ``frozen``."""
-        head = self.hf_model.get_output_embeddings()
-        weight, bias = head.weight, getattr(head, "bias", None)
-        if frozen:
-            weight, bias = weight.detach(), bias.detach() if bias is not None else None
-        return weight, bias
-
-    def final_norm(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """The model's own final norm, in float32 (parameters upcast; detached when ``frozen``)."""
-        norm = self.hf_model.get_submodule(self.arch.norm_path)
-        params = {name: (p.detach() if frozen else p) for name, p in norm.named_parameters()}
-        params = {name: p.float() for name, p in params.items() if p.device.type != "meta"}
-        if params:
-            resid = resid.to(next(iter(params.values())).device)
-        return functional_call(norm, params, (resid.float(),), strict=False).float()
-
-    def log_probs(self, resid: torch.Tensor) -> torch.Tensor:
-        """float32 log-softmax of the logit lens, [..., vocab]."""
-        return F.log_softmax(self.decode(resid), dim=-1)
-
-    def lens_rows(self, budget_bytes: int | None = None) -> int:
-        """Residual rows (layer x prompt) the lens decodes at once.
-
-        ``lens_chunk`` when set; otherwise sized so that about four float32
-        [rows, vocab] tensors (logits, log-probs, probs and a temporary) fit in
-        ``budget_bytes`` (default: a quarter of the free GPU memory, at most
-        2 GiB; 512 MiB on the CPU).
-        """
-        if self.lens_chunk:
-            return int(self.lens_chunk)
-        if budget_bytes is None:
-            budget_bytes = 512 * 2**20
-            if self.device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(self.device)
-                budget_bytes = min(2 * 2**30, free // 4)
-        return max(1, int(budget_bytes // (4 * 4 * self.vocab_size)))
-
-    def lens_layers_per_chunk(self, batch_rows: int) -> int:
-        """Layers decoded together for a batch of ``batch_rows`` prompts (at least 1)."""
-        return max(1, self.lens_rows() // max(1, batch_rows))
-
-    def iter_log_probs(self, resid: torch.Tensor):
-        """Yield ``(first_layer, log_probs [k, batch, vocab])`` over ``resid`` [layers, batch, d] in chunks."""
-        step = self.lens_layers_per_chunk(resid.shape[1])
-        for first in range(0, resid.shape[0], step):
-            yield first, self.log_probs(resid[first:first + step])
-
     def _derived_parts(self, names: list[str]) -> dict[str, tuple[str, str]]:
         out = {}
         for name in names:
@@ -421,4 +291,4 @@ class LensModel:
         return LensModel(self.hf_model, self.tokenizer, engine, self.name, self.path, self.lens_chunk)
 
 
-__all__ = ["LensModel", "Capture", "Engine", "SITES", "last_token_index", "position_ids_from_mask"]
+__all__ = ["LensModel", "Capture", "Engine", "Positions", "SITES", "last_token_index", "position_ids_from_mask"]
