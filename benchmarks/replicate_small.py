@@ -71,6 +71,23 @@ def sweep_figure(sweep: pd.DataFrame, path: Path) -> None:
     fig.write_html(path, include_plotlyjs="cdn")
 
 
+def write_sweep(per_example: dict[str, dict[str, list[float]]], layers: list[int], out: Path) -> None:
+    """The ET-layer sweep: held-out NLL per ET layer and side, paired against TFT (sweep.csv, sweep.html)."""
+    rows = []
+    for side, values in per_example.items():
+        diffs = paired(values, "TFT").set_index("model")
+        for j in layers:
+            name = f"ET-only j={j}"
+            rows.append({"et_layer": j, "language": side, "nll": float(np.mean(values[name])),
+                         "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
+                         "beyond_2se": diffs.loc[name, "beyond_2se"]})
+    sweep = pd.DataFrame(rows)
+    sweep.to_csv(out / "sweep.csv", index=False)
+    sweep_figure(sweep, out / "sweep.html")
+    print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
+    print(sweep.round(4).to_string(index=False))
+
+
 def combine(dirs: list[Path], out: Path, lang: str) -> None:
     """Paired tables and the ET sweep from the held-out scores of several (partial) runs."""
     out.mkdir(parents=True, exist_ok=True)
@@ -95,19 +112,7 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
         print(table.round(4).to_string(index=False))
     layers = sorted(int(n.split("=")[1]) for n in per_example[lang] if n.startswith("ET-only j="))
     if layers:
-        rows = []
-        for side, values in per_example.items():
-            diffs = paired(values, "TFT").set_index("model")
-            for j in layers:
-                name = f"ET-only j={j}"
-                rows.append({"et_layer": j, "language": side, "nll": float(np.mean(values[name])),
-                             "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
-                             "beyond_2se": diffs.loc[name, "beyond_2se"]})
-        sweep = pd.DataFrame(rows)
-        sweep.to_csv(out / "sweep.csv", index=False)
-        sweep_figure(sweep, out / "sweep.html")
-        print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
-        print(sweep.round(4).to_string(index=False))
+        write_sweep(per_example, layers, out)
 
 
 def main() -> None:
@@ -241,19 +246,7 @@ def main() -> None:
         print(diffs.round(4).to_string(index=False))
 
     if sweep_layers:
-        sweep = []
-        for lang, values in per_example.items():
-            diffs = paired(values, "TFT").set_index("model")
-            for j in sweep_layers:
-                name = f"ET-only j={j}"
-                sweep.append({"et_layer": j, "language": lang, "nll": float(np.mean(values[name])),
-                              "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
-                              "beyond_2se": diffs.loc[name, "beyond_2se"]})
-        sweep = pd.DataFrame(sweep)
-        sweep.to_csv(out / "sweep.csv", index=False)
-        sweep_figure(sweep, out / "sweep.html")
-        print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
-        print(sweep.round(4).to_string(index=False))
+        write_sweep(per_example, sweep_layers, out)
 
     if layers is None:
         print(f"\nruntime {time.perf_counter() - started:.0f} s; outputs in {out} (no probe, no compare figure)")
