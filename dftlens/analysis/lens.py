@@ -18,6 +18,7 @@ head never runs) and the lens decodes one position per layer.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -25,6 +26,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..config_files import setting
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
@@ -113,6 +115,36 @@ def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_token
 
 # Wendler et al.'s translation format with four demonstrations.
 _DEMOS = [("livre", "书"), ("chien", "狗"), ("fleur", "花"), ("lune", "月亮")]
+
+
+@dataclass
+class LensTableConfig:
+    """What `dftlens lens` reads: one prompt (or the built-in fr->zh one) and its answers.
+
+    ``answers()`` maps column names to words for :func:`lens_table`: ``en`` (``p_en``)
+    and ``target`` (``p_target``); the prompt is checked before any model loads.
+    """
+
+    prompt: str | None = setting(None, "Your own prompt; the lens reads the position after its last token "
+                                       "(end it where the answer starts).")
+    answer: str | None = setting(None, "The expected answer word in the target language (column p_target).")
+    answer_en: str | None = setting(None, "Its English version (column p_en).")
+    word: str = setting("eau", "Without --prompt: the French word of the built-in fr->zh prompt.")
+    top_k: int = setting(3, "Top tokens shown per layer.")
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None and not self.prompt.strip():
+            raise DataError("--prompt is empty; give the text the model should continue.")
+        if self.top_k < 1:
+            raise DataError(f"--top-k must be at least 1, not {self.top_k}.")
+
+    def text(self) -> str:
+        """The prompt the lens runs on."""
+        return self.prompt if self.prompt is not None else translation_prompt(self.word)
+
+    def answers(self) -> dict[str, str]:
+        """Column name -> answer word, for :func:`lens_table`."""
+        return {k: v for k, v in (("en", self.answer_en), ("target", self.answer)) if v}
 
 
 def translation_prompt(word: str) -> str:
