@@ -275,24 +275,48 @@ def _step_grads(lm, loss, batch, staged: bool):
     return values, grads
 
 
+def _widened(directory, tmp_path):
+    """A copy of a tiny Gemma whose sliding window (8) is widened to 512: rows keep their own prefixes."""
+    import json
+    import shutil
+
+    wide = shutil.copytree(directory, tmp_path / "wide")
+    config = json.loads((wide / "config.json").read_text())
+    config["sliding_window"] = 512
+    (wide / "config.json").write_text(json.dumps(config))
+    return wide
+
+
 @pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
-@pytest.mark.parametrize("family", FAMILIES)
-def test_prefix_reuse_equals_full_logits_passes(family, backend, tiny_dirs, data_file):
-    lm = load_model(str(tiny_dirs[family]), backend=backend)
+@pytest.mark.parametrize("family", FAMILIES + ("gemma2-wide", "gemma3-wide"))
+def test_prefix_reuse_equals_full_logits_passes(family, backend, tiny_dirs, data_file, tmp_path):
+    base = family.removesuffix("-wide")
+    path = _widened(tiny_dirs[base], tmp_path) if family.endswith("-wide") else tiny_dirs[base]
+    lm = load_model(str(path), backend=backend)
+    window = getattr(lm.hf_model.config, "sliding_window", None)
     batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
     kw = dict(lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET), w_lc=0.5, w_et=2.0)
     full_loss, reuse_loss = DFTLoss(lm, **kw, reuse_prefix=False), DFTLoss(lm, **kw)
-    seen = []
+    seen, split = [], []
     original = reuse_loss.logits_pass
-    reuse_loss.logits_pass = lambda packed, hook, prefix=None, length=0, *rest: (
-        seen.append((length, packed.input_ids.shape[1])), original(packed, hook, prefix, length, *rest))[1]
+    reuse_loss.logits_pass = lambda packed, hook, prefix=None, lengths=None, *rest, frozen=True: (
+        seen.append((lengths, packed.input_ids.shape[1])) if frozen else split.append(lengths),
+        original(packed, hook, prefix, lengths, *rest, frozen=frozen))[1]
     ref_values, ref_grads = _step_grads(lm, full_loss, batch, staged=False)
     assert len(ref_grads) > 10
     for staged in (False, True):
         seen.clear()
+        split.clear()
         values, grads = _step_grads(lm, reuse_loss, batch, staged)
-        # Both logits passes really started from the main pass's keys/values.
-        assert len(seen) == 2 and all(0 < length < width for length, width in seen)
+        # The staged backward (logits signals only) also splits the main pass at the prefix: L_TFT
+        # ran as a remainder on the shared keys/values.
+        assert len(split) == int(staged) and all(int(lengths.max()) > 0 for lengths in split)
+        # Both logits passes really started from the main pass's keys/values, each row from its
+        # own prefix (the rows' prefixes differ in length: the masked cache slots are exercised),
+        # except under the tiny Gemmas' 8-token window, where every row takes the shortest prefix.
+        assert len(seen) == 2 and all(0 < int(lengths.max()) < width for lengths, width in seen)
+        per_row = window is None or window >= 512
+        assert all((int(lengths.min()) < int(lengths.max())) == per_row for lengths, _ in seen)
         for k in ("tft", "lc", "et", "loss"):
             assert values[k] == pytest.approx(ref_values[k], rel=1e-5, abs=1e-5), k
         assert grads.keys() == ref_grads.keys()
@@ -303,7 +327,7 @@ def test_prefix_reuse_equals_full_logits_passes(family, backend, tiny_dirs, data
 def test_shared_prefix_is_the_longest_common_token_prefix():
     from dftlens.data.instructions import Segmented
     from dftlens.dft.batches import pack
-    from dftlens.dft.losses import shared_prefix
+    from dftlens.dft.prefix_reuse import shared_prefix
 
     def rows(*pairs):
         return pack([Segmented(p + c, len(p)) for p, c in pairs], pad_id=0, bos_id=2)
@@ -311,9 +335,43 @@ def test_shared_prefix_is_the_longest_common_token_prefix():
     main = rows(([2, 5, 6, 7], [9, 9]), ([2, 5, 8], [9]))
     # Row 0's joined text tokenised its query end differently: 3 tokens shared with the main pass;
     # row 1 shares more, but its first loss position (index 2) caps it.
-    assert shared_prefix(main, rows(([2, 5, 6, 4, 4], [3]), ([2, 5, 8], [3, 3]))) == 2
-    assert shared_prefix(main, rows(([2, 5, 6, 7], [3]), ([2, 5, 8, 1], [3]))) == 3
-    assert shared_prefix(main, rows(([7, 5], [3]),)) == 0
+    assert shared_prefix(main, rows(([2, 5, 6, 4, 4], [3]), ([2, 5, 8], [3, 3]))).tolist() == [3, 2]
+    assert shared_prefix(main, rows(([2, 5, 6, 7], [3]), ([2, 5, 8, 1], [3]))).tolist() == [3, 3]
+    assert shared_prefix(main, rows(([7, 5], [3]), ([2, 5], [3]))).tolist() == [0, 1]
+
+
+def test_continuation_rows_start_after_their_own_prefix():
+    from dftlens.data.instructions import Segmented
+    from dftlens.dft.batches import IGNORE, pack
+    from dftlens.dft.prefix_reuse import continuation
+    from dftlens.models.capture import position_ids_from_mask
+
+    other = pack([Segmented([2, 5, 6, 7, 8], 3), Segmented([2, 5, 9], 2)], pad_id=0, bos_id=2)
+    new, targets = continuation(other, torch.tensor([3, 1]))
+    # Row 0 continues after 3 cached positions, row 1 after 1 (its cached slots 1, 2 masked).
+    assert new["input_ids"].tolist() == [[7, 8], [5, 9]]
+    assert new["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 0, 0, 1, 1]]
+    assert position_ids_from_mask(new["attention_mask"])[:, -2:].tolist() == [[3, 4], [1, 2]]
+    assert targets.tolist() == [[8, IGNORE], [9, IGNORE]]
+    assert targets.tolist() == [other.targets[0, 3:5].tolist(), other.targets[1, 1:3].tolist()]
+
+
+def test_sliding_window_takes_the_shortest_prefix_when_slots_would_count(tiny_dirs):
+    from types import SimpleNamespace
+
+    from dftlens.data.instructions import Segmented
+    from dftlens.dft.batches import pack
+    from dftlens.dft.prefix_reuse import reusable
+
+    main = pack([Segmented([2, 5, 6, 7, 9], 4), Segmented([2, 5, 9], 2)], pad_id=0, bos_id=2)
+    other = pack([Segmented([2, 5, 6, 7, 3, 3], 4), Segmented([2, 5, 3, 3], 2)], pad_id=0, bos_id=2)
+
+    def lm(window):
+        return SimpleNamespace(hf_model=SimpleNamespace(config=SimpleNamespace(sliding_window=window)))
+
+    assert reusable(lm(None), main, [other]).tolist() == [3, 1]
+    assert reusable(lm(6), main, [other]).tolist() == [3, 1]  # 3 cached + 3 new fit in the window
+    assert reusable(lm(5), main, [other]).tolist() == [1, 1]  # they would not: no masked slots
 
 
 # -- feature normalisations ---------------------------------------------------

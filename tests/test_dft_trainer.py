@@ -118,8 +118,10 @@ def test_final_is_lean_and_gradient_checkpointing_keeps_the_curve(tmp_path, tiny
     plain = train(config(tmp_path, "plain", tiny_dirs["llama"], data_file, **kw), progress=False)
     ckpt = train(config(tmp_path, "ckpt", tiny_dirs["llama"], data_file, gradient_checkpointing=True, **kw),
                  progress=False)
+    # Recomputation changes float rounding only (gradients agree to ~6e-7 of their largest entry), but
+    # AdamW's first step is nearly sign(grad), so an entry near 0 may move by +-lr: hence 1e-5 after a step.
     for a, b in zip(read_log(plain.out), read_log(ckpt.out)):
-        assert {k: a[k] for k in CURVE} == pytest.approx({k: b[k] for k in CURVE}, rel=1e-6)
+        assert {k: a[k] for k in CURVE} == pytest.approx({k: b[k] for k in CURVE}, rel=1e-5)
     names = {p.name for p in plain.final.iterdir()}
     assert "trainer_state" not in names and not any(n.endswith((".pt", ".bin")) for n in names)
     assert {"config.json", "model.safetensors", "run_config.json", "tokenizer.json"} <= names

@@ -25,18 +25,21 @@ has no gradient; the logits passes stop at layer i or j (``lm.capture`` stops
 there); every cross-entropy goes through :mod:`.chunked_ce`. :meth:`DFTLoss.backward`
 also runs the logits passes' backward before the main pass's.
 
-Prefix reuse (``reuse_prefix=True``, the default): both logits sequences start
-with the target query that the main pass already ran. The main pass records
-every block's keys and values (a ``transformers`` cache passed to
-``lm.capture`` as ``past_key_values``); each logits pass takes the longest common token
-prefix of its rows and the main pass's rows (at most up to the last query token,
-whose state the logits loss needs), and runs only the remaining tokens up to
-layer i or j on top of those keys and values. The gradient through the prefix is
-the same: in :meth:`DFTLoss.components` the reused keys/values keep their graph;
-in :meth:`DFTLoss.backward` each logits pass backpropagates into detached copies
-of them and their gradient is handed to the main pass's backward (so the main
-graph is traversed once). Losses and gradients equal the full passes to float
-rounding (tests/test_dft_losses.py).
+Prefix reuse (``reuse_prefix=True``, the default; :mod:`.prefix_reuse`): both
+logits sequences start with the target query that the main pass already ran. The
+main pass records every block's keys and values (a ``transformers`` cache passed to
+``lm.capture`` as ``past_key_values``); each logits pass takes, row by row, the
+longest common token prefix with the same row of the main pass (at most up to the
+last query token, whose state the logits loss needs) and runs only each row's
+remaining tokens up to layer i or j on top of those keys and values. The gradient
+through the prefix is the same: in :meth:`DFTLoss.components` the reused
+keys/values keep their graph; in :meth:`DFTLoss.backward` each logits pass
+backpropagates into detached copies of them and their gradient is handed to the
+main pass's backward (so the main graph is traversed once). With logits signals
+only, :meth:`DFTLoss.backward` also splits the main pass at that prefix, so that
+only one remainder's graph is alive at a time (peak memory close to TFT's).
+Losses and gradients equal the full passes to float rounding
+(tests/test_dft_losses.py).
 
 Feature normalisation (``feature_norm``: none, center, standardize, rms) is
 :mod:`.feature_signal` (its names are importable from here too).
@@ -51,6 +54,7 @@ import torch
 from ..models.hooks import parse_hook_name
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
+from .prefix_reuse import continuation, detached, hand_back, kv_cache, reusable, shared_prefix  # noqa: F401
 from .feature_signal import (FEATURE_NORMS, RMS_EPS, RUNNING_MOMENTUM, STD_EPS, RunningStats,  # noqa: F401
                              cosine_loss, mean_pool, rms_normalise)
 
@@ -101,22 +105,6 @@ def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk:
     weight, bias = lm.head_params(frozen)  # the lens's own norm/head/soft-cap (LensModel.decode), fused with the CE
     total = linear_cross_entropy(hidden, weight, targets[keep], bias, lm.arch.softcap, chunk)
     return total / (denominator if denominator is not None else keep.sum().clamp(min=1))
-
-
-def shared_prefix(main: Packed, other: Packed) -> int:
-    """How many leading positions ``other`` can take from ``main``'s keys and values.
-
-    The longest common token prefix of the two batches, row by row, over real
-    tokens, capped at each row's first loss position (the state there must come
-    from ``other``'s own pass); the minimum over rows. 0: nothing to reuse.
-    """
-    width = min(main.input_ids.shape[1], other.input_ids.shape[1])
-    same = (main.input_ids[:, :width] == other.input_ids[:, :width])
-    same &= main.attention_mask[:, :width].bool() & other.attention_mask[:, :width].bool()
-    common = same.long().cumprod(1).sum(1)
-    has_target = (other.targets != IGNORE).any(1)
-    first = torch.where(has_target, (other.targets != IGNORE).long().argmax(1), common)
-    return int(torch.minimum(common, first).min()) if len(common) else 0
 
 
 @dataclass
@@ -219,29 +207,25 @@ class DFTLoss:
                 gnorms[f"{kind}_gnorm"] = float(grad.float().norm())
         return out
 
-    def logits_pass(self, packed: Packed, hook: str, prefix: list | None = None, length: int = 0,
-                    denominator: float | None = None) -> torch.Tensor:
-        """NLL of the English continuation from the frozen-lens logits at ``hook`` (stops there).
+    def logits_pass(self, packed: Packed, hook: str, prefix: list | None = None,
+                    lengths: torch.Tensor | None = None, denominator: float | None = None,
+                    frozen: bool = True) -> torch.Tensor:
+        """NLL of the continuation of ``packed`` from the lens at ``hook`` (the pass stops there).
 
-        ``prefix``: per block ``(keys, values)`` [b, kv_heads, >= length, head_dim]
-        of the first ``length`` positions of ``packed`` (from the main pass); only
-        the positions after them run.
+        The LC/ET logits losses (``frozen``: the frozen unembedding); with ``frozen=False``
+        and the last block's hook, L_TFT. ``prefix``: per block ``(keys, values)``
+        [b, kv_heads, >= P, head_dim] from the main pass; ``lengths`` [b]: how many of
+        row b's leading positions they stand for (:func:`reusable`, ``P = max(lengths)``).
+        Only the positions after them run (:func:`continuation`).
         """
-        if not prefix or length == 0:
+        if not prefix or lengths is None or int(lengths.max()) == 0:
             cap = self.lm.capture(packed.model_inputs(), [hook], grad=True)
-            return lm_loss(self.lm, cap[hook], packed.targets, frozen=True, chunk=self.chunk, denominator=denominator)
-        from transformers import DynamicCache
-
-        layer = parse_hook_name(hook)[0]
-        cache = DynamicCache()
-        for index in range(layer + 1):
-            keys, values = prefix[index]
-            cache.update(keys[:, :, :length], values[:, :, :length], index)
-        new = {"input_ids": packed.input_ids[:, length:], "attention_mask": packed.attention_mask,
-               "past_key_values": cache}
-        cap = self.lm.capture(new, [hook], grad=True)
-        return lm_loss(self.lm, cap[hook], packed.targets[:, length:], frozen=True, chunk=self.chunk,
-                       denominator=denominator)
+            return lm_loss(self.lm, cap[hook], packed.targets, frozen=frozen, chunk=self.chunk,
+                           denominator=denominator)
+        cache = kv_cache(prefix, int(lengths.max()), parse_hook_name(hook)[0] + 1)
+        new, targets = continuation(packed, lengths)
+        cap = self.lm.capture({**new, "past_key_values": cache}, [hook], grad=True)
+        return lm_loss(self.lm, cap[hook], targets, frozen=frozen, chunk=self.chunk, denominator=denominator)
 
     def _logits_jobs(self, batch: Batch) -> list[tuple[str, Packed, str, float]]:
         jobs = [("lc", batch.lc_logits, self.lc_hook, self.w_lc)] if self.lc == "logits" else []
@@ -275,7 +259,7 @@ class DFTLoss:
         parts = self.main_pass(batch.main, *self._english(batch), norm=norm, cache=cache)
         kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
         for kind, packed, hook, _ in self._logits_jobs(batch):
-            parts[kind] = self.logits_pass(packed, hook, kv, shared_prefix(batch.main, packed) if kv else 0,
+            parts[kind] = self.logits_pass(packed, hook, kv, reusable(self.lm, batch.main, [packed]) if kv else None,
                                            norm.get(kind))
         parts["loss"] = self.total(parts)
         return parts
@@ -287,6 +271,8 @@ class DFTLoss:
         Order: main forward (keys/values recorded), then each logits pass forward
         and backward on detached copies of the reused keys/values, then one
         backward through the main pass that also carries those copies' gradients.
+        With logits signals only, the main pass itself is split at the shared prefix
+        (:meth:`_backward_split`), so that one pass's graph is alive at a time.
         Returns the components as floats, and ``<kind>_gnorm`` for feature losses.
         Same gradients as ``components(batch, norm)["loss"].backward()``.
         ``norm``: the step's denominators (:func:`step_norm`); the returned values are
@@ -296,6 +282,10 @@ class DFTLoss:
 
         ctx = autocast or nullcontext
         norm = norm or {}
+        if self.reuse_prefix and self._logits_jobs(batch) and not self.feature_pairs():
+            values = self._backward_split(batch, scale, ctx, norm)
+            if values is not None:
+                return values
         gnorms: dict[str, float] = {}
         cache = self._new_cache(batch)
         with ctx():
@@ -305,25 +295,63 @@ class DFTLoss:
         kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
         leaves = []
         for kind, packed, hook, weight in self._logits_jobs(batch):
-            length = shared_prefix(batch.main, packed) if kv else 0
+            lengths = reusable(self.lm, batch.main, [packed]) if kv else None
             prefix = None
-            if length:
-                n = parse_hook_name(hook)[0] + 1
-                prefix = [tuple(t[:, :, :length].detach().requires_grad_(t.requires_grad) for t in pair)
-                          for pair in kv[:n]]
+            if lengths is not None and int(lengths.max()):
+                prefix = detached(kv, int(lengths.max()), parse_hook_name(hook)[0] + 1)
                 leaves.append(prefix)
             with ctx():
-                part = self.logits_pass(packed, hook, prefix, length, norm.get(kind))
+                part = self.logits_pass(packed, hook, prefix, lengths, norm.get(kind))
             (part * (weight * scale)).backward()
             values[kind] = float(part.detach())
         tensors, grads = [main_total * scale], [torch.ones_like(main_total)]
         for prefix in leaves:  # hand the reused keys'/values' gradients to the main pass
-            for index, pair in enumerate(prefix):
-                for which, leaf in enumerate(pair):
-                    if leaf.grad is not None:
-                        tensors.append(kv[index][which][:, :, : leaf.shape[2]])
-                        grads.append(leaf.grad)
+            more = hand_back(kv, prefix)
+            tensors += more[0]
+            grads += more[1]
         torch.autograd.backward(tensors, grads)
-        values["loss"] = values["tft"] + self.w_lc * values.get("lc", 0.0) + self.w_et * values.get("et", 0.0)
         values.update(gnorms)
+        return self._with_total(values)
+
+    def _with_total(self, values: dict[str, float]) -> dict[str, float]:
+        values["loss"] = values["tft"] + self.w_lc * values.get("lc", 0.0) + self.w_et * values.get("et", 0.0)
         return values
+
+    def _backward_split(self, batch: Batch, scale: float, ctx, norm: dict[str, float]) -> dict[str, float] | None:
+        """Logits signals only: the main pass split at the prefix it shares with the logits passes.
+
+        The first ``P`` positions of the main pass (``P`` the longest row's shared
+        prefix, :func:`reusable` over the main and logits passes) run once through
+        every block, recording keys/values. Then L_TFT (the main pass's remainder)
+        and each logits pass run on detached copies of them and backpropagate at
+        once, freeing their graphs; last, one backward through the prefix carries
+        the copies' summed gradients. Peak memory: the prefix's graph plus one
+        remainder's, instead of the whole main pass's graph plus a logits pass's.
+        Same losses and gradients (tests/test_dft_losses.py). None: nothing shared.
+        """
+        from transformers import DynamicCache
+
+        jobs = self._logits_jobs(batch)
+        lengths = reusable(self.lm, batch.main, [batch.main] + [packed for _, packed, _, _ in jobs])
+        cached = int(lengths.max()) if len(lengths) else 0
+        if cached == 0:
+            return None
+        cache = DynamicCache()
+        # The main pass's own tokens up to P (a row's slots past its shared prefix hold its later
+        # main-pass tokens, masked in every remainder, as when the whole main pass is cached).
+        prefix = {k: v[:, :cached] for k, v in batch.main.model_inputs().items()}
+        with ctx():
+            self.lm.capture({**prefix, "past_key_values": cache}, [self.last_hook], grad=True)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        leaves = detached(kv, cached, len(kv))
+        values = {}
+        for kind, packed, hook, weight, frozen in [("tft", batch.main, self.last_hook, 1.0, False),
+                                                   *[(*job, True) for job in jobs]]:
+            with ctx():
+                part = self.logits_pass(packed, hook, leaves, lengths, norm.get(kind), frozen=frozen)
+            (part * (weight * scale)).backward()
+            values[kind] = float(part.detach())
+        tensors, grads = hand_back(kv, leaves)
+        if tensors:
+            torch.autograd.backward(tensors, grads)
+        return self._with_total(values)
