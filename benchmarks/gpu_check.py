@@ -17,6 +17,9 @@ activations); skipped with a message where it does not fit. Default: both. Peak
 memory is ``torch.cuda.max_memory_allocated`` during the step above what was
 allocated before it; ratios are to TFT. ``--smoke-cpu`` runs a tiny model of the
 same family on the CPU to check the script (its numbers mean nothing).
+``--cpu-width 512`` runs LLaMA-2's shape (32 layers, vocab 32000, MLP 2.69 x d)
+at width 512 on the CPU in float32: time ratios where the LM head is a small share
+of a step, as at 7B (no memory counter on the CPU: memory ratios read 1.00).
 
 Without CUDA it says so and exits with status 2.
 
@@ -35,9 +38,15 @@ import torch
 MODES = {"TFT": ("off", "off"), "DFT-feature": ("feature", "feature"), "DFT-logits": ("logits", "logits")}
 
 
-def llama2_7b_config(layers: int, smoke: bool = False):
+def llama2_7b_config(layers: int, smoke: bool = False, width: int = 0):
     from transformers import LlamaConfig
 
+    if width:  # LLaMA-2's depth, vocabulary and MLP ratio at a CPU-sized width (--cpu-width)
+        return LlamaConfig(vocab_size=32000, hidden_size=width, intermediate_size=width * 11008 // 4096,
+                           num_hidden_layers=layers, num_attention_heads=max(1, width // 128),
+                           num_key_value_heads=max(1, width // 128), max_position_embeddings=4096, rms_norm_eps=1e-5,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=0, architectures=["LlamaForCausalLM"],
+                           tie_word_embeddings=False)
     if smoke:  # a tiny model of the same family, to check the script itself on a CPU
         return LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
@@ -63,20 +72,28 @@ def tokenizer_dir(tmp):
 
 
 def random_batch(batch: int, seq: int, lc: str, et: str, vocab: int, prefix: int):
-    """Random ids in the layout of a DFT batch: prefix tokens then a continuation on every pass."""
+    """Random ids in the layout of a DFT batch: prefix tokens then a continuation on every pass.
+
+    The LC/ET logits rows start with their main row's ``prefix`` tokens (the target
+    query they share, which the DFT losses reuse), then ``seq - prefix`` tokens of their own.
+    """
     from dftlens.data.instructions import Segmented
     from dftlens.dft.batches import Batch, pack
 
     g = torch.Generator().manual_seed(0)
 
-    def rows(n):
-        return [Segmented([1] + torch.randint(3, vocab, (n - 1,), generator=g).tolist(), prefix, prefix)
-                for _ in range(batch)]
+    def ids(n):
+        return torch.randint(3, vocab, (n,), generator=g).tolist()
 
-    main = pack(rows(seq), 0, 1)
-    english = pack([Segmented(r.ids[:prefix], prefix, 0) for r in rows(prefix)], 0, 1) if "feature" in (lc, et) else None
-    lc_p = pack(rows(seq), 0, 1) if lc == "logits" else None
-    et_p = pack(rows(seq), 0, 1) if et == "logits" else None
+    main_rows = [Segmented([1] + ids(seq - 1), prefix, prefix) for _ in range(batch)]
+
+    def sharing():
+        return [Segmented(r.ids[:prefix] + ids(seq - prefix), prefix, prefix) for r in main_rows]
+
+    main = pack(main_rows, 0, 1)
+    english = pack([Segmented([1] + ids(prefix - 1), prefix, 0) for _ in range(batch)], 0, 1) if "feature" in (lc, et) else None
+    lc_p = pack(sharing(), 0, 1) if lc == "logits" else None
+    et_p = pack(sharing(), 0, 1) if et == "logits" else None
     return Batch(main, english, lc_p, et_p)
 
 
@@ -91,14 +108,14 @@ def run(setup: str, args) -> dict | None:
     from dftlens.models.engines import make_engine
     from dftlens.models.interface import LensModel
 
-    device = "cpu" if args.smoke_cpu else "cuda"
+    device = "cpu" if args.smoke_cpu or args.cpu_width else "cuda"
     cuda = device == "cuda"
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     tmp = tempfile.mkdtemp()
     tokenizer_dir(tmp)
-    config = llama2_7b_config(args.layers, smoke=args.smoke_cpu)
+    config = llama2_7b_config(args.layers, smoke=args.smoke_cpu, width=args.cpu_width)
     dtype = torch.bfloat16 if cuda else torch.float32
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     allocated = torch.cuda.memory_allocated if cuda else (lambda: 0)
@@ -188,13 +205,19 @@ def main() -> int:
     parser.add_argument("--et-layer", type=int, default=15)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--smoke-cpu", action="store_true", help="tiny model on the CPU: checks the script, measures nothing")
+    parser.add_argument("--cpu-width", type=int, default=0,
+                        help="on the CPU (float32): LLaMA-2's 32 layers, vocabulary and MLP ratio at this width "
+                             "(e.g. 512), so that the LM head is as small a share of a step as at 7B's scale")
     args = parser.parse_args()
-    if args.smoke_cpu:
+    if args.cpu_width:
+        print(f"CPU, LLaMA-2 shape at width {args.cpu_width}, torch threads {torch.get_num_threads()}")
+    elif args.smoke_cpu:
         args.layers, args.lc_layer, args.et_layer = min(args.layers, 4), 1, 2
     elif not torch.cuda.is_available():
         print("gpu_check.py needs a CUDA GPU (none found); nothing measured.", file=sys.stderr)
         return 2
-    print(f"GPU: {torch.cuda.get_device_name() if not args.smoke_cpu else 'none (CPU smoke run)'}, torch {torch.__version__}")
+    if not args.cpu_width:
+        print(f"GPU: {torch.cuda.get_device_name() if not args.smoke_cpu else 'none (CPU smoke run)'}, torch {torch.__version__}")
     results = {}
     for setup in (("lora", "full") if args.setup == "both" else (args.setup,)):
         results[setup] = run(setup, args)
@@ -203,7 +226,7 @@ def main() -> int:
         if res:
             parts.append(f"{setup} feature={res['time']['DFT-feature']:.2f} logits={res['time']['DFT-logits']:.2f} "
                          f"memory={max(res['memory']['DFT-feature'], res['memory']['DFT-logits']):.2f}")
-    print("GPU_RATIOS " + " ".join(parts))
+    print(("CPU_RATIOS " if args.cpu_width else "GPU_RATIOS ") + " ".join(parts))
     return 0
 
 
