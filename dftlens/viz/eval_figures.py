@@ -17,10 +17,9 @@ from typing import Iterable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["scores_figure", "delta_figure", "report_html"]
+from .figure_style import PALETTE
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-           "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+__all__ = ["scores_figure", "delta_figure", "report_html"]
 
 
 def _pct(x) -> float | None:

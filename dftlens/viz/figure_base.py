@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .figure_style import MARKER_COLORS, _FACET_COLS
+from .figure_style import MARKER_COLORS, FACET_COLS
 
 # --------------------------------------------------------------------------- helpers
 
@@ -44,7 +44,7 @@ def _layer_or_none(value: Any) -> int | None:
         return None
 
 
-def _entropy_ci(frame: pd.DataFrame) -> tuple[str, str]:
+def entropy_ci_columns(frame: pd.DataFrame) -> tuple[str, str]:
     """The entropy CI columns: ``entropy_bits_lo/_hi`` (the probe's summarise) or ``entropy_lo/_hi``."""
     for lo, hi in (("entropy_bits_lo", "entropy_bits_hi"), ("entropy_lo", "entropy_hi")):
         if lo in frame.columns and hi in frame.columns:
@@ -52,24 +52,25 @@ def _entropy_ci(frame: pd.DataFrame) -> tuple[str, str]:
     return "entropy_bits_lo", "entropy_bits_hi"
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
+def rgba(hex_color: str, alpha: float) -> str:
+    """``"#rrggbb"`` and an opacity in [0, 1] -> plotly's ``"rgba(r,g,b,alpha)"`` string (CI band fills)."""
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _has(df: pd.DataFrame, *cols: str) -> bool:
+def has_numbers(df: pd.DataFrame, *cols: str) -> bool:
     """True when every column exists and holds at least one number."""
     return all(c in df.columns and pd.to_numeric(df[c], errors="coerce").notna().any() for c in cols)
 
 
-def _num(series: pd.Series) -> list:
+def as_numbers(series: pd.Series) -> list:
     """Numbers as a list with NaN turned into None (plotly draws gaps for None)."""
     values = pd.to_numeric(series, errors="coerce")
     return [None if pd.isna(v) else float(v) for v in values]
 
 
-def _pair_key(pair: Any) -> tuple[str, str]:
+def pair_key(pair: Any) -> tuple[str, str]:
     """("fr", "zh"), "fr:zh", "fr-zh" or "fr->zh" -> ("fr", "zh")."""
     if isinstance(pair, str):
         for sep in ("->", "→", ":", "-"):
@@ -81,13 +82,28 @@ def _pair_key(pair: Any) -> tuple[str, str]:
     return str(a), str(b)
 
 
-def _filter_lens(lens_df: pd.DataFrame, task=None, pairs=None, subset: str | None = "all") -> pd.DataFrame:
+def filter_lens(lens_df: pd.DataFrame, task=None, pairs=None, subset: str | None = "all") -> pd.DataFrame:
+    """The per-layer lens summary rows to draw: one ``subset``, then ``task`` and ``pairs``.
+
+    Args:
+        lens_df: the probe's per-layer summary (``lens.csv`` / ``result.lens``), one row per
+            task, language pair and layer (and subset, when it has a ``subset`` column).
+        task: a task name or names; None keeps every task.
+        pairs: language pairs in any form :func:`pair_key` reads; None keeps every pair.
+        subset: the value of the ``subset`` column to keep (``"all"``: every item); None keeps
+            every row (for tables without subsets).
+
+    Raises:
+        ValueError: the table lacks one of ``task``, ``input_lang``, ``target_lang``, ``layer``;
+            it has several rows per task, pair and layer (per-item rows, or several subsets);
+            or a pair cannot be read.
+    """
     if "subset" in lens_df.columns and subset is not None:
         lens_df = lens_df[lens_df["subset"].astype(str) == subset]
-    missing = [c for c in (*_FACET_COLS, "layer") if c not in lens_df.columns]
+    missing = [c for c in (*FACET_COLS, "layer") if c not in lens_df.columns]
     if missing:
         raise ValueError(f"lens table lacks column(s) {', '.join(missing)}; is it the probe's lens.csv?")
-    if lens_df.duplicated([*_FACET_COLS, "layer"]).any():
+    if lens_df.duplicated([*FACET_COLS, "layer"]).any():
         raise ValueError("lens table has several rows per task, pair and layer: pass the per-layer summary "
                          "(lens.csv / result.lens) of one subset, not the per-item rows.")
     df = lens_df
@@ -95,7 +111,7 @@ def _filter_lens(lens_df: pd.DataFrame, task=None, pairs=None, subset: str | Non
         tasks = [task] if isinstance(task, str) else list(task)
         df = df[df["task"].isin(tasks)]
     if pairs is not None:
-        keys = {_pair_key(p) for p in pairs}
+        keys = {pair_key(p) for p in pairs}
         mask = [(i, t) in keys for i, t in zip(df["input_lang"].astype(str), df["target_lang"].astype(str))]
         df = df[mask]
     return df
@@ -108,30 +124,35 @@ def facet_keys(lens_df: pd.DataFrame) -> list[tuple[str, str, str]]:
     """The (task, input_lang, target_lang) combinations: translation, repetition, cloze (then
     any other task), and within a task in the table's order."""
     seen: dict[tuple[str, str, str], None] = {}
-    for row in lens_df[list(_FACET_COLS)].astype(str).itertuples(index=False):
+    for row in lens_df[list(FACET_COLS)].astype(str).itertuples(index=False):
         seen.setdefault(tuple(row), None)
     rank = {task: i for i, task in enumerate(_TASK_ORDER)}
     return sorted(seen, key=lambda key: rank.get(key[0], len(rank)))
 
 
-def _facet_frame(df: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
+def facet_frame(df: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
+    """The rows of one ``(task, input_lang, target_lang)`` facet of ``df``, sorted by layer."""
     task, src, tgt = key
     sub = df[(df["task"].astype(str) == task) & (df["input_lang"].astype(str) == src)
              & (df["target_lang"].astype(str) == tgt)]
     return sub.sort_values("layer")
 
 
-def _facet_title(key: tuple[str, str, str], frame: pd.DataFrame | None = None) -> str:
+def facet_title(key: tuple[str, str, str], frame: pd.DataFrame | None = None) -> str:
+    """A facet's panel title, ``"task: src → tgt"``, with ``" (n=k)"`` (or ``" (n=lo–hi)"`` when the
+    count varies over layers) from ``frame``'s ``n_items`` column when it has numbers.
+    """
     task, src, tgt = key
     title = f"{task}: {src} → {tgt}"
-    if frame is not None and _has(frame, "n_items"):
+    if frame is not None and has_numbers(frame, "n_items"):
         n = pd.to_numeric(frame["n_items"], errors="coerce").dropna()
         lo, hi = int(n.min()), int(n.max())
         title += f" (n={lo})" if lo == hi else f" (n={lo}–{hi})"
     return title
 
 
-def _grid(n: int, max_cols: int) -> tuple[int, int]:
+def grid_shape(n: int, max_cols: int) -> tuple[int, int]:
+    """``(rows, cols)`` of a subplot grid for ``n`` panels with at most ``max_cols`` columns (at least one)."""
     cols = max(1, min(max_cols, n))
     return math.ceil(n / cols), cols
 
@@ -144,16 +165,16 @@ def _band(x: list, lo: list, hi: list, color: str, group: str, name: str, alpha:
     xs = [p[0] for p in pts]
     return go.Scatter(
         x=xs + xs[::-1], y=[p[2] for p in pts] + [p[1] for p in pts][::-1],
-        fill="toself", fillcolor=_rgba(color, alpha), line=dict(width=0), mode="lines",
+        fill="toself", fillcolor=rgba(color, alpha), line=dict(width=0), mode="lines",
         hoverinfo="skip", showlegend=False, legendgroup=group, name=name,
     )
 
 
-def _hover_data(frame: pd.DataFrame, lo_col: str | None, hi_col: str | None) -> tuple[list, str]:
+def hover_data(frame: pd.DataFrame, lo_col: str | None, hi_col: str | None) -> tuple[list, str]:
     """customdata [lo, hi, n_items] and the matching hover template fragment."""
-    lo = _num(frame[lo_col]) if lo_col and lo_col in frame.columns else [None] * len(frame)
-    hi = _num(frame[hi_col]) if hi_col and hi_col in frame.columns else [None] * len(frame)
-    n = _num(frame["n_items"]) if "n_items" in frame.columns else [None] * len(frame)
+    lo = as_numbers(frame[lo_col]) if lo_col and lo_col in frame.columns else [None] * len(frame)
+    hi = as_numbers(frame[hi_col]) if hi_col and hi_col in frame.columns else [None] * len(frame)
+    n = as_numbers(frame["n_items"]) if "n_items" in frame.columns else [None] * len(frame)
     custom = [[a, b, c] for a, b, c in zip(lo, hi, n)]
     parts = []
     if any(v is not None for v in lo):
@@ -163,19 +184,19 @@ def _hover_data(frame: pd.DataFrame, lo_col: str | None, hi_col: str | None) -> 
     return custom, "<br>".join(parts)
 
 
-def _add_line(fig, frame, col, lo_col, hi_col, *, name, color, group, showlegend, dash="solid",
+def add_line(fig, frame, col, lo_col, hi_col, *, name, color, group, showlegend, dash="solid",
               row=None, col_idx=None, label=None, band=True, fmt=".3f"):
     """A line with its CI band (drawn first, so the line sits on top)."""
-    if not _has(frame, col):
+    if not has_numbers(frame, col):
         return False
-    x = _num(frame["layer"])
-    y = _num(frame[col])
+    x = as_numbers(frame["layer"])
+    y = as_numbers(frame[col])
     where = dict(row=row, col=col_idx) if row is not None else {}
-    if band and lo_col and hi_col and _has(frame, lo_col, hi_col):
-        poly = _band(x, _num(frame[lo_col]), _num(frame[hi_col]), color, group, f"{name} 95% CI")
+    if band and lo_col and hi_col and has_numbers(frame, lo_col, hi_col):
+        poly = _band(x, as_numbers(frame[lo_col]), as_numbers(frame[hi_col]), color, group, f"{name} 95% CI")
         if poly is not None:
             fig.add_trace(poly, **where)
-    custom, extra = _hover_data(frame, lo_col, hi_col)
+    custom, extra = hover_data(frame, lo_col, hi_col)
     label = label or name
     template = f"<b>{label}</b><br>layer %{{x}}<br>%{{y:{fmt}}}" + (f"<br>{extra}" if extra else "") + "<extra></extra>"
     fig.add_trace(go.Scatter(
@@ -196,7 +217,7 @@ def _cell_refs(fig: go.Figure, rc: tuple[int, int] | None) -> tuple[str, str]:
     return x, f"{y} domain"
 
 
-def _mark_layers(fig, choice: Mapping, *, rows_cols: Iterable[tuple[int, int]] | None = None,
+def mark_layers(fig, choice: Mapping, *, rows_cols: Iterable[tuple[int, int]] | None = None,
                  annotate: set[tuple[int, int]] | None = None, dash: str = "dash", suffix: str = "") -> None:
     """Dashed vertical lines at the LC and ET layers, labelled in the panels ``annotate``.
 
@@ -226,12 +247,16 @@ def _mark_layers(fig, choice: Mapping, *, rows_cols: Iterable[tuple[int, int]] |
                           annotations=list(fig.layout.annotations) + notes)
 
 
-def _model_title(choice: Mapping) -> str:
+def model_title(choice: Mapping) -> str:
+    """``" — {model}"`` to append to a figure title when the choice names a model, else ``""``."""
     model = choice.get("model")
     return f" — {model}" if model else ""
 
 
-def _x_range(frames: Sequence[pd.DataFrame], choice: Mapping) -> list[float] | None:
+def layer_x_range(frames: Sequence[pd.DataFrame], choice: Mapping) -> list[float] | None:
+    """The layer axis range ``[-0.5, top + 0.5]``: ``top`` is the largest layer in ``frames`` or
+    ``n_layers - 1`` of the choice, whichever is larger; None when neither gives a layer.
+    """
     layers = [pd.to_numeric(f["layer"], errors="coerce").max() for f in frames if len(f)]
     top = max([v for v in layers if pd.notna(v)], default=None)
     n = _layer_or_none(choice.get("n_layers"))
@@ -240,7 +265,7 @@ def _x_range(frames: Sequence[pd.DataFrame], choice: Mapping) -> list[float] | N
     return None if top is None else [-0.5, float(top) + 0.5]
 
 
-def _ticks(x_range: list[float] | None, cols: int = 1) -> dict:
+def layer_ticks(x_range: list[float] | None, cols: int = 1) -> dict:
     """Integer layer ticks, as dense as the panel width allows (about 20 per full width)."""
     if not x_range:
         return {}
@@ -248,7 +273,10 @@ def _ticks(x_range: list[float] | None, cols: int = 1) -> dict:
     return dict(tick0=0, dtick=max(1, math.ceil(n / (20 / max(1, cols)))))
 
 
-def _empty(title: str, message: str) -> go.Figure:
+def empty_figure(title: str, message: str) -> go.Figure:
+    """A blank 300 px high figure with ``title`` and ``message`` in its middle (drawn when there is
+    nothing to plot, instead of raising).
+    """
     fig = go.Figure()
     fig.update_layout(title=dict(text=title), template="plotly_white", height=300,
                       annotations=[dict(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)])
@@ -259,7 +287,8 @@ def _empty(title: str, message: str) -> go.Figure:
 
 PROB_AXES = ("full", "auto", "log")
 LOG_FLOOR = 1e-6  # the log view's lower edge at most: smaller masses are drawn at this floor
-_LATENT_ROLES = (("en", "p_en", "English"), ("target", "p_target", "target"), ("input", "p_input", "input"))
+# (colour role, probability column, legend label) of the latent-language lines (Wendler et al. 2024, Fig. 3).
+LATENT_ROLES = (("en", "p_en", "English"), ("target", "p_target", "target"), ("input", "p_input", "input"))
 
 
 def _values(frames: Iterable[pd.DataFrame], columns: Iterable[str]) -> np.ndarray:
@@ -300,11 +329,12 @@ def probability_axis(frames: Sequence[pd.DataFrame], columns: Iterable[str], mod
     raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {mode!r}.")
 
 
-def _legend_name(i: int) -> str:
+def legend_name(i: int) -> str:
+    """The layout key of the ``i``-th legend (0-based): ``"legend"``, ``"legend2"``, ``"legend3"``, ..."""
     return "legend" if i == 0 else f"legend{i + 1}"
 
 
-def _panel_legends(fig: go.Figure, cells: Sequence[tuple[tuple[int, int], str]], *, below: bool = True,
+def panel_legends(fig: go.Figure, cells: Sequence[tuple[tuple[int, int], str]], *, below: bool = True,
                    drop: float = 0.08) -> dict:
     """One legend per panel (plotly's multiple legends), placed under (or right of) its panel,
     so a panel with many lines lists them next to it instead of in one long scrolling list.
@@ -316,6 +346,6 @@ def _panel_legends(fig: go.Figure, cells: Sequence[tuple[tuple[int, int], str]],
         xdom, ydom = sub.xaxis.domain, sub.yaxis.domain
         where = (dict(x=xdom[0], y=ydom[0] - drop, xanchor="left", yanchor="top", orientation="h") if below
                  else dict(x=1.01, y=ydom[1], xanchor="left", yanchor="top"))
-        props[_legend_name(i)] = dict(title=dict(text=heading), font=dict(size=11), tracegroupgap=2,
+        props[legend_name(i)] = dict(title=dict(text=heading), font=dict(size=11), tracegroupgap=2,
                                       bgcolor="rgba(255,255,255,0.8)", **where)
     return props

@@ -20,7 +20,12 @@ SHADES = {
 }
 
 
-def _shade(role: str, model_index: int) -> str:
+def shade(role: str, model_index: int) -> str:
+    """The colour of ``role``'s line for the ``model_index``-th model of a comparison figure.
+
+    Cycles through ``SHADES[role]``; a role without shades gets its :data:`COLORS` colour
+    (``"#555555"`` for an unknown role).
+    """
     shades = SHADES.get(role, (COLORS.get(role, "#555555"),))
     return shades[model_index % len(shades)]
 
@@ -44,4 +49,5 @@ def line_color(i: int, n: int) -> str:
 
 
 ROLE_LABELS = {"en": "English", "target": "target", "input": "input"}
-_FACET_COLS = ("task", "input_lang", "target_lang")
+# The columns that name one facet (panel) of the probe figures.
+FACET_COLS = ("task", "input_lang", "target_lang")

@@ -8,10 +8,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figure_style import DASHES, ROLE_LABELS, _shade
+from .figure_style import DASHES, ROLE_LABELS, shade
 from .figure_base import (
-    PROB_AXES, _LATENT_ROLES, _add_line, _empty, _entropy_ci, _facet_frame, _facet_title, _filter_lens, _grid,
-    _has, _mark_layers, _model_title, _ticks, _x_range, choice_dict, facet_keys, fit_range, probability_axis,
+    LATENT_ROLES, PROB_AXES, add_line, choice_dict, empty_figure, entropy_ci_columns, facet_frame, facet_keys,
+    facet_title, filter_lens, fit_range, grid_shape, has_numbers, layer_ticks, layer_x_range, mark_layers,
+    model_title, probability_axis,
 )
 
 # --------------------------------------------------------------------------- latent language
@@ -27,17 +28,17 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
             if k not in keys:
                 keys.append(k)
     if not keys:
-        return _empty(title, "No lens rows to plot (check the task / pairs filter).")
+        return empty_figure(title, "No lens rows to plot (check the task / pairs filter).")
 
     single = len(frames) == 1
-    prob_cols = [c for _, c, _ in _LATENT_ROLES]
+    prob_cols = [c for _, c, _ in LATENT_ROLES]
     prob_axis_props = probability_axis([f for _, f, _ in frames], prob_cols, prob_axis)
     if prob_axis == "log":  # masses (and CI bounds) under the axis' lower edge are drawn at that edge
         floor = 10 ** prob_axis_props["range"][0]
         frames = [(label, df.assign(**{col: df[col].clip(lower=floor) for c in prob_cols
                                        for col in (c, f"{c}_lo", f"{c}_hi") if col in df.columns}), dash)
                   for label, df, dash in frames]
-    facet_rows, cols = _grid(len(keys), max_cols)
+    facet_rows, cols = grid_shape(len(keys), max_cols)
     per = 2 if entropy else 1
     n_rows = facet_rows * per
     fig = make_subplots(rows=n_rows, cols=cols, horizontal_spacing=0.07 if cols > 1 else 0.0,
@@ -71,8 +72,8 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
                     sub.yaxis.visible = False
             else:
                 xdom = fig.get_subplot(f * per + 1, c).xaxis.domain
-                frame = _facet_frame(frames[0][1], keys[i]) if single else None
-                titles.append(dict(text=f"<b>{_facet_title(keys[i], frame)}</b>", x=(xdom[0] + xdom[1]) / 2,
+                frame = facet_frame(frames[0][1], keys[i]) if single else None
+                titles.append(dict(text=f"<b>{facet_title(keys[i], frame)}</b>", x=(xdom[0] + xdom[1]) / 2,
                                    y=min(1.0, top), xref="paper", yref="paper", xanchor="center",
                                    yanchor="bottom", showarrow=False, font=dict(size=14)))
     for t in titles:
@@ -89,7 +90,7 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
             all_cells.append((r0 + 1, c))
         task, src, tgt = key
         for m, (label, df, dash) in enumerate(frames):
-            frame = _facet_frame(df, key)
+            frame = facet_frame(df, key)
             if frame.empty:
                 continue
             roles = [("en", "p_en", "English (en)")]
@@ -100,15 +101,15 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
             for role, col, hover in roles:
                 legend = ROLE_LABELS[role] if single else f"{ROLE_LABELS[role]} · {label}"
                 group = f"{role}|{label}"
-                _add_line(fig, frame, col, f"{col}_lo", f"{col}_hi", name=f"P({legend})", color=_shade(role, m),
+                add_line(fig, frame, col, f"{col}_lo", f"{col}_hi", name=f"P({legend})", color=shade(role, m),
                           group=group, showlegend=group not in legend_seen, dash=dash, row=r0, col_idx=c,
                           label=f"P({hover})" + ("" if single else f" · {label}"))
-                if _has(frame, col):
+                if has_numbers(frame, col):
                     legend_seen.add(group)
             if entropy:
                 group = f"entropy|{label}"
-                ok = _add_line(fig, frame, "entropy_bits", *_entropy_ci(frame),
-                               name="entropy (bits)" if single else f"entropy · {label}", color=_shade("entropy", m),
+                ok = add_line(fig, frame, "entropy_bits", *entropy_ci_columns(frame),
+                               name="entropy (bits)" if single else f"entropy · {label}", color=shade("entropy", m),
                                group=group, showlegend=group not in legend_seen, dash=dash, row=r0 + 1, col_idx=c,
                                label="entropy (bits)" + ("" if single else f" · {label}"), fmt=".2f")
                 if ok:
@@ -118,9 +119,9 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
     # with its probability row along x. y ranges are computed here, never matched across
     # panels: probability axes share one explicit range (0..1, or the log view), entropy axes
     # another that fits every entropy value and CI drawn.
-    x_range = _x_range([f for _, f, _ in frames], choices[0][1] if choices else {})
+    x_range = layer_x_range([f for _, f, _ in frames], choices[0][1] if choices else {})
     axes: dict[str, dict] = {}  # one layout update for all axes (per-axis updates are slow)
-    common_x = dict(range=x_range, zeroline=False, **_ticks(x_range, cols))
+    common_x = dict(range=x_range, zeroline=False, **layer_ticks(x_range, cols))
 
     def axis(rc: tuple[int, int], which: str, **props) -> None:
         sub = fig.get_subplot(*rc)
@@ -128,7 +129,7 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
         axes.setdefault(name, dict(common_x) if which == "x" else {}).update(props)
 
     data = [f for _, f, _ in frames]
-    ent_axis_props = dict(range=fit_range(data, ["entropy_bits", *_entropy_ci(data[0])]))
+    ent_axis_props = dict(range=fit_range(data, ["entropy_bits", *entropy_ci_columns(data[0])]))
     for (r0, c) in prob_cells:
         log_note = f" (log; below 1e{int(prob_axis_props['range'][0])} at the edge)" if prob_axis == "log" else ""
         axis((r0, c), "y", title=dict(text="probability" + log_note),
@@ -149,7 +150,7 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
         # One choice: dashed markers. One per model: each model's markers in its own line style.
         suffix = "" if len(choices) == 1 else f" ({label})"
         dash = "dash" if len(choices) == 1 else model_dash.get(label, "dash")
-        _mark_layers(fig, choice, rows_cols=all_cells, annotate=set(prob_cells), dash=dash, suffix=suffix)
+        mark_layers(fig, choice, rows_cols=all_cells, annotate=set(prob_cells), dash=dash, suffix=suffix)
 
     fig.update_layout(title=dict(text=title), template="plotly_white", hovermode="closest", height=height,
                       margin=margin, legend=dict(tracegroupgap=4))
@@ -174,10 +175,10 @@ def latent_language_figure(lens_df: pd.DataFrame, task: str | Sequence[str] | No
     ``subset`` column (default ``"all"``).
     """
     c = choice_dict(choice)
-    df = _filter_lens(lens_df, task, pairs, subset)
+    df = filter_lens(lens_df, task, pairs, subset)
     what = "" if subset == "all" else f", items answered {subset}ly" if subset == "correct" else f", {subset}"
     scale = ", log scale" if prob_axis == "log" else ""
-    title = title or f"Latent language per layer (logit lens{what}{scale}){_model_title(c)}"
+    title = title or f"Latent language per layer (logit lens{what}{scale}){model_title(c)}"
     return _latent([("", df, "solid")], title=title, choices=[("", c)] if c else [], entropy=entropy,
                    max_cols=max_cols, prob_axis=prob_axis)
 
@@ -194,7 +195,7 @@ def compare_latent_figure(lens_by_model: Mapping[str, pd.DataFrame], task: str |
     """
     if not lens_by_model:
         raise ValueError("compare_latent_figure needs at least one model's lens table.")
-    frames = [(str(label), _filter_lens(df, task, pairs, subset), DASHES[i % len(DASHES)])
+    frames = [(str(label), filter_lens(df, task, pairs, subset), DASHES[i % len(DASHES)])
               for i, (label, df) in enumerate(lens_by_model.items())]
     if isinstance(choice, Mapping) and choice and set(choice) <= set(map(str, lens_by_model)) \
             and not ({"lc_layer", "et_layer"} & set(choice)):

@@ -10,9 +10,9 @@ from plotly.subplots import make_subplots
 
 from .figure_style import COLORS, line_color
 from .figure_base import (
-    _add_line, _empty, _entropy_ci, _facet_frame, _facet_title, _filter_lens, _grid, _has, _hover_data,
-    _legend_name, _mark_layers, _model_title, _num, _pair_key, _panel_legends, _rgba, _ticks, _x_range,
-    choice_dict, facet_keys, fit_range,
+    add_line, as_numbers, choice_dict, empty_figure, entropy_ci_columns, facet_frame, facet_keys, facet_title,
+    filter_lens, fit_range, grid_shape, has_numbers, hover_data, layer_ticks, layer_x_range, legend_name,
+    mark_layers, model_title, pair_key, panel_legends, rgba,
 )
 
 # --------------------------------------------------------------------------- entropy
@@ -25,10 +25,10 @@ def entropy_figure(lens_df: pd.DataFrame, choice: Any = None, *, task: str | Seq
     All panels share one y range fitted to the data. The paper's layer rule reads the first
     and second sharp drop of this curve."""
     c = choice_dict(choice)
-    df = _filter_lens(lens_df, task, pairs, subset)
-    title = title or f"Logit-lens entropy per layer{_model_title(c)}"
-    if not _has(df, "entropy_bits"):
-        return _empty(title, "The lens table has no entropy_bits column.")
+    df = filter_lens(lens_df, task, pairs, subset)
+    title = title or f"Logit-lens entropy per layer{model_title(c)}"
+    if not has_numbers(df, "entropy_bits"):
+        return empty_figure(title, "The lens table has no entropy_bits column.")
     keys = facet_keys(df)
     tasks = list(dict.fromkeys(k[0] for k in keys))
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks,
@@ -36,25 +36,25 @@ def entropy_figure(lens_df: pd.DataFrame, choice: Any = None, *, task: str | Seq
     for t, task_name in enumerate(tasks):
         pair_keys = [k for k in keys if k[0] == task_name]
         for i, key in enumerate(pair_keys):
-            frame = _facet_frame(df, key)
+            frame = facet_frame(df, key)
             name = f"{key[1]} → {key[2]}"
-            _add_line(fig, frame, "entropy_bits", *_entropy_ci(frame), name=name,
+            add_line(fig, frame, "entropy_bits", *entropy_ci_columns(frame), name=name,
                       color=line_color(i, len(pair_keys)), group=f"{task_name}|{name}", showlegend=True,
-                      label=f"entropy · {_facet_title(key)}", fmt=".2f", row=1, col_idx=t + 1)
+                      label=f"entropy · {facet_title(key)}", fmt=".2f", row=1, col_idx=t + 1)
         for trace in fig.data:
             if trace.legendgroup and trace.legendgroup.startswith(f"{task_name}|"):
-                trace.legend = _legend_name(t)
-    x_range = _x_range([df], c)
-    fig.update_xaxes(title_text="layer", range=x_range, **_ticks(x_range, len(tasks)))
-    fig.update_yaxes(range=fit_range([df], ["entropy_bits", *_entropy_ci(df)]), type="linear")
+                trace.legend = legend_name(t)
+    x_range = layer_x_range([df], c)
+    fig.update_xaxes(title_text="layer", range=x_range, **layer_ticks(x_range, len(tasks)))
+    fig.update_yaxes(range=fit_range([df], ["entropy_bits", *entropy_ci_columns(df)]), type="linear")
     fig.update_yaxes(title_text="entropy (bits)", row=1, col=1)
     if c:
-        _mark_layers(fig, c, rows_cols=[(1, t + 1) for t in range(len(tasks))])
+        mark_layers(fig, c, rows_cols=[(1, t + 1) for t in range(len(tasks))])
     n_legend = max(sum(1 for k in keys if k[0] == t) for t in tasks)
     height, margin = 420 + 22 * n_legend, dict(t=90, b=80 + 22 * n_legend)
     plot_px = height - margin["t"] - margin["b"]
     fig.update_layout(title=dict(text=title), template="plotly_white", height=height, margin=margin,
-                      **_panel_legends(fig, [((1, t + 1), "input → target") for t in range(len(tasks))],
+                      **panel_legends(fig, [((1, t + 1), "input → target") for t in range(len(tasks))],
                                        drop=58 / plot_px))
     return fig
 
@@ -71,40 +71,40 @@ def token_share_figure(lens_df: pd.DataFrame, choice: Any = None, *, task: str |
     """MWork-style view (Zhao et al. 2024): per layer, the share of the top-k logit-lens tokens
     that are English, target-language or other, as stacked areas; one panel per
     (task, input → target). Returns ``None`` when the lens table has no ``share_*`` columns."""
-    present = [(col, role, label) for col, role, label in _SHARE_COLS if _has(lens_df, col)]
+    present = [(col, role, label) for col, role, label in _SHARE_COLS if has_numbers(lens_df, col)]
     if not present:
         return None
     c = choice_dict(choice)
-    df = _filter_lens(lens_df, task, pairs, subset)
-    title = title or f"Top-k logit-lens tokens by language per layer (MWork view){_model_title(c)}"
+    df = filter_lens(lens_df, task, pairs, subset)
+    title = title or f"Top-k logit-lens tokens by language per layer (MWork view){model_title(c)}"
     keys = facet_keys(df)
     if not keys:
-        return _empty(title, "No lens rows to plot (check the task / pairs filter).")
-    rows, cols = _grid(len(keys), max_cols)
+        return empty_figure(title, "No lens rows to plot (check the task / pairs filter).")
+    rows, cols = grid_shape(len(keys), max_cols)
     fig = make_subplots(rows=rows, cols=cols,
-                        subplot_titles=[_facet_title(k, _facet_frame(df, k)) for k in keys],
+                        subplot_titles=[facet_title(k, facet_frame(df, k)) for k in keys],
                         vertical_spacing=min(0.12, 0.9 / max(1, rows - 1)) if rows > 1 else 0.0,
                         horizontal_spacing=0.06 if cols > 1 else 0.0)
     cells = []
     for i, key in enumerate(keys):
         r, cc = i // cols + 1, i % cols + 1
         cells.append((r, cc))
-        frame = _facet_frame(df, key)
-        custom, extra = _hover_data(frame, None, None)
+        frame = facet_frame(df, key)
+        custom, extra = hover_data(frame, None, None)
         for col, role, label in present:
             name = f"{label} ({key[2]})" if role == "target" and len(keys) == 1 else label
             fig.add_trace(go.Scatter(
-                x=_num(frame["layer"]), y=_num(frame[col]), name=name, legendgroup=role, showlegend=i == 0,
+                x=as_numbers(frame["layer"]), y=as_numbers(frame[col]), name=name, legendgroup=role, showlegend=i == 0,
                 mode="lines", stackgroup="shares", line=dict(color=COLORS[role], width=0.5),
-                fillcolor=_rgba(COLORS[role], 0.6), customdata=custom,
+                fillcolor=rgba(COLORS[role], 0.6), customdata=custom,
                 hovertemplate=f"<b>{label}</b><br>layer %{{x}}<br>share %{{y:.2f}}"
                               + (f"<br>{extra}" if extra else "") + "<extra></extra>",
             ), row=r, col=cc)
         fig.update_yaxes(title_text="share of top-k tokens", range=[0, 1.0], row=r, col=cc)
         fig.update_xaxes(title_text="layer", row=r, col=cc)
-    fig.update_xaxes(range=_x_range([df], c), **_ticks(_x_range([df], c), cols))
+    fig.update_xaxes(range=layer_x_range([df], c), **layer_ticks(layer_x_range([df], c), cols))
     if c:
-        _mark_layers(fig, c, rows_cols=cells)
+        mark_layers(fig, c, rows_cols=cells)
     fig.update_layout(title=dict(text=title), template="plotly_white", height=max(360, 330 * rows),
                       margin=dict(t=90))
     return fig
@@ -126,18 +126,18 @@ def item_heatmap_figure(lens_items: pd.DataFrame, task: str = "translation", pai
     (``correct`` column) are marked ✓ in the row label. Hover shows the item, layer and value.
     """
     c = choice_dict(choice)
-    title = title or f"Per-item logit lens ({task}){_model_title(c)}"
+    title = title or f"Per-item logit lens ({task}){model_title(c)}"
     needed = {"task", "input_lang", "target_lang", "item_id", "layer", *columns}
     missing = sorted(needed - set(lens_items.columns))
     if missing:
         raise ValueError(f"per-item table lacks column(s) {', '.join(missing)}; pass lens_items.csv.")
     df = lens_items[lens_items["task"].astype(str) == task]
     if pairs is not None:
-        keys = {_pair_key(p) for p in pairs}
+        keys = {pair_key(p) for p in pairs}
         df = df[[(a, b) in keys for a, b in zip(df["input_lang"].astype(str), df["target_lang"].astype(str))]]
     pair_keys = list(dict.fromkeys(zip(df["input_lang"].astype(str), df["target_lang"].astype(str))))
     if not pair_keys:
-        return _empty(title, f"No per-item rows for task {task!r}.")
+        return empty_figure(title, f"No per-item rows for task {task!r}.")
     labels = {"p_en": "P(English)", "p_target": "P(target)", "p_input": "P(input)"}
     subtitles = [f"{labels.get(col, col)}: {a} → {b}" for a, b in pair_keys for col in columns]
     n_max = max(df[(df["input_lang"] == a) & (df["target_lang"] == b)]["item_id"].nunique() for a, b in pair_keys)
@@ -160,7 +160,7 @@ def item_heatmap_figure(lens_items: pd.DataFrame, task: str = "translation", pai
             fig.update_yaxes(autorange="reversed", type="category", tickfont=dict(size=9), row=r, col=k)
             fig.update_xaxes(title_text="layer", row=r, col=k)
     if c:
-        _mark_layers(fig, c, rows_cols=[(r, k) for r in range(1, len(pair_keys) + 1)
+        mark_layers(fig, c, rows_cols=[(r, k) for r in range(1, len(pair_keys) + 1)
                                         for k in range(1, len(columns) + 1)])
     fig.update_layout(title=dict(text=title), template="plotly_white",
                       height=len(pair_keys) * (n_max * 14 + 110) + 80, margin=dict(t=90))

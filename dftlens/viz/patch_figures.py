@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from .. import __version__
 from ..io import write_text
+from .figure_base import rgba
 
 CONCEPT_LINES = (
     ("p_src_concept", "P(A in Y') source concept, target language", "#d62728", "solid"),
@@ -27,11 +28,6 @@ MEAN_LINES = (
     ("p_src_concept", "P(A in Y'), mean latent patched", "#9467bd", "solid"),
     ("p_tgt_concept", "P(B in Y'), mean latent patched", "#1f77b4", "solid"),
 )
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def patching_figure(table: pd.DataFrame, experiment: str = "concept", source: str | None = None,
@@ -53,7 +49,7 @@ def patching_figure(table: pd.DataFrame, experiment: str = "concept", source: st
         if col not in frame or frame[col].isna().all():
             continue
         lo, hi = frame[f"{col}_lo"].tolist(), frame[f"{col}_hi"].tolist()
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(color, 0.15),
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=rgba(color, 0.15),
                                  line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=col))
         fig.add_trace(go.Scatter(x=x, y=frame[col].tolist(), mode="lines+markers", name=label, legendgroup=col,
                                  line=dict(color=color, dash=dash, width=2), marker=dict(size=5)))

@@ -11,8 +11,8 @@ from plotly.subplots import make_subplots
 
 from .figure_style import COLORS, line_color
 from .figure_base import (
-    _add_line, _empty, _has, _legend_name, _mark_layers, _model_title, _panel_legends, _ticks, _x_range,
-    choice_dict,
+    add_line, choice_dict, empty_figure, has_numbers, layer_ticks, layer_x_range, legend_name, mark_layers,
+    model_title, panel_legends,
 )
 
 # --------------------------------------------------------------------------- linear probes
@@ -36,9 +36,9 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
     Rows without data are left out.
     """
     c = choice_dict(choice)
-    title = title or f"Linear probes per layer{_model_title(c)}"
+    title = title or f"Linear probes per layer{model_title(c)}"
     if probes_df is None or len(probes_df) == 0:
-        return _empty(title, "No probe results.")
+        return empty_figure(title, "No probe results.")
     missing = [col for col in ("layer", "probe", "value") if col not in probes_df.columns]
     if missing:
         raise ValueError(f"probe table lacks column(s) {', '.join(missing)}; is it the probe's probes.csv?")
@@ -52,7 +52,7 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
     panels = []
     if len(ident):
         panels.append(("ident", "Language identity: probe accuracy vs control task"))
-        if _has(ident, "selectivity"):
+        if has_numbers(ident, "selectivity"):
             panels.append(("sel", "Selectivity (probe accuracy − control accuracy)"))
     if len(retr):
         panels.append(("retr", "Cross-lingual alignment: translation retrieval accuracy"))
@@ -70,19 +70,19 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
         for i, ((probe, metric), name) in enumerate(series_names(ident)):
             frame = ident[(ident["probe"] == probe) & (ident["metric"] == metric)].sort_values("layer")
             color = line_color(i, len(series_names(ident)))
-            _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=color, group=name,
+            add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=color, group=name,
                       showlegend=True, row=row_of["ident"], col_idx=1, label=f"{name}: {metric}")
-            if _has(frame, "control"):
-                _add_line(fig, frame, "control", None, None, name=f"{name} control", color=color, group=name,
+            if has_numbers(frame, "control"):
+                add_line(fig, frame, "control", None, None, name=f"{name} control", color=color, group=name,
                           showlegend=False, dash="dash", row=row_of["ident"], col_idx=1,
                           label=f"{name}: control task", band=False)
-            if _has(frame, "baseline") and not baseline_done:
-                _add_line(fig, frame, "baseline", None, None, name="majority baseline", color=COLORS["other"],
+            if has_numbers(frame, "baseline") and not baseline_done:
+                add_line(fig, frame, "baseline", None, None, name="majority baseline", color=COLORS["other"],
                           group="baseline", showlegend=True, dash="dot", row=row_of["ident"], col_idx=1,
                           label="majority baseline", band=False)
                 baseline_done = True
-            if "sel" in row_of and _has(frame, "selectivity"):
-                _add_line(fig, frame, "selectivity", "selectivity_ci_low", "selectivity_ci_high",
+            if "sel" in row_of and has_numbers(frame, "selectivity"):
+                add_line(fig, frame, "selectivity", "selectivity_ci_low", "selectivity_ci_high",
                           name=f"{name} selectivity", color=color, group=name, showlegend=False,
                           row=row_of["sel"], col_idx=1, label=f"{name}: selectivity")
         fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=row_of["ident"], col=1)
@@ -99,11 +99,11 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
         for i, ((probe, pair_name), frame) in enumerate(groups):
             name = f"{probe} {pair_name}" if several else f"retrieval {pair_name}"
             frame = frame.sort_values("layer")
-            _add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
+            add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
                       group=f"retr|{name}", showlegend=True, row=row_of["retr"], col_idx=1,
                       label=f"{name}: {metric}")
-            if i == 0 and _has(frame, "baseline"):
-                _add_line(fig, frame, "baseline", None, None, name="retrieval chance", color=COLORS["other"],
+            if i == 0 and has_numbers(frame, "baseline"):
+                add_line(fig, frame, "baseline", None, None, name="retrieval chance", color=COLORS["other"],
                           group="retr|chance", showlegend=True, dash="dot", row=row_of["retr"], col_idx=1,
                           label="retrieval chance", band=False)
         accuracy_like = "acc" in metric
@@ -111,18 +111,18 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
                          **(dict(range=[0, 1.02]) if accuracy_like else {}))
         panels[-1] = ("retr", f"Cross-lingual alignment: translation retrieval ({metric})")
         fig.layout.annotations[len(panels) - 1].text = panels[-1][1]
-    x_range = _x_range([df], c)
-    fig.update_xaxes(title_text="layer", range=x_range, **_ticks(x_range))
+    x_range = layer_x_range([df], c)
+    fig.update_xaxes(title_text="layer", range=x_range, **layer_ticks(x_range))
     if c:
-        _mark_layers(fig, c, rows_cols=[(r, 1) for r in row_of.values()])
+        mark_layers(fig, c, rows_cols=[(r, 1) for r in row_of.values()])
     # Each panel lists its own lines in a legend right of it (no long scrolling list).
     legend_rows = sorted({int((t.yaxis or "y")[1:] or 1) for t in fig.data if t.showlegend is not False})
     for t in fig.data:
         row = int((t.yaxis or "y")[1:] or 1)
         if row in legend_rows:
-            t.legend = _legend_name(legend_rows.index(row))
+            t.legend = legend_name(legend_rows.index(row))
     headings = {row_of.get("ident"): "language identity", row_of.get("retr"): "retrieval"}
     fig.update_layout(title=dict(text=title), template="plotly_white", height=max(380, 320 * len(panels)),
                       hovermode="closest", margin=dict(t=90, r=190),
-                      **_panel_legends(fig, [((r, 1), headings.get(r, "")) for r in legend_rows], below=False))
+                      **panel_legends(fig, [((r, 1), headings.get(r, "")) for r in legend_rows], below=False))
     return fig
