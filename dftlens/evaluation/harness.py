@@ -18,6 +18,12 @@ unpadded. The scores are the same numbers as lm-eval's own path up to float
 rounding (tests/test_eval_harness.py checks this on Llama, Gemma-2 and Gemma-3
 shapes); if a model's cache cannot be used this way, scoring falls back to
 per-request passes with a warning.
+
+Position ids (the left-padded positions of each row) are passed only to families
+whose forward takes them (``position_ids`` in the family table of
+:mod:`dftlens.models.architecture`, as capture does): BLOOM's forward has no such
+argument and builds its ALiBi offsets from the attention mask, so it gets the mask
+alone.
 """
 
 from __future__ import annotations
@@ -33,6 +39,20 @@ from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
 
+def _takes_position_ids(model) -> bool:
+    """The family table's ``position_ids`` flag for this model; for a family the table does not
+    list, whether its forward names a ``position_ids`` argument."""
+    from ..models.architecture import family_of
+
+    fam = family_of(model.config)
+    if fam is not None:
+        return fam.position_ids
+    try:
+        return "position_ids" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return True
+
+
 def _accepts_logits_to_keep(model) -> bool:
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -41,9 +61,14 @@ def _accepts_logits_to_keep(model) -> bool:
 
 
 class DftlensHFLM(HFLM):
-    """``HFLM`` over an in-memory model whose log-likelihoods only compute the logits they use."""
+    """``HFLM`` over an in-memory model whose log-likelihoods only compute the logits they use.
 
-    def __init__(self, hf_model, tokenizer, batch_size: int = 16, max_gen_toks: int | None = None, **kwargs):
+    ``position_ids``: whether the forward passes get position ids (default: the model
+    family's flag, see :func:`_takes_position_ids`; False for BLOOM).
+    """
+
+    def __init__(self, hf_model, tokenizer, batch_size: int = 16, max_gen_toks: int | None = None,
+                 position_ids: bool | None = None, **kwargs):
         # lm-eval logs a warning for any model passed as an object; that is what we mean to do.
         hf_logger = logging.getLogger("lm_eval.models.huggingface")
         level = hf_logger.level
@@ -64,6 +89,11 @@ class DftlensHFLM(HFLM):
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.share_context = self._sparse_logits
+        self.position_ids = _takes_position_ids(self.model) if position_ids is None else bool(position_ids)
+
+    def _positions(self, positions: torch.Tensor) -> dict:
+        """``{"position_ids": positions}`` for a family that takes them, else nothing."""
+        return {"position_ids": positions.to(self.device)} if self.position_ids else {}
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         if self.backend != "causal" or not self._sparse_logits:
@@ -130,7 +160,7 @@ class DftlensHFLM(HFLM):
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         with torch.no_grad():
             out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+                             **self._positions(positions), use_cache=True, logits_to_keep=1)
         first = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # scores each continuation's first token
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
 
@@ -154,7 +184,7 @@ class DftlensHFLM(HFLM):
             positions2 = ctx_len.unsqueeze(1) + torch.arange(length).unsqueeze(0)
             with torch.no_grad():
                 later = self.model(input_ids=ids2.to(device), attention_mask=full_mask.to(device),
-                                   position_ids=positions2.to(device), use_cache=True,
+                                   **self._positions(positions2), use_cache=True,
                                    **{self._cache_kwarg: cache}).logits  # [rows, length, vocab]
         row_of = {i: r for r, (_, i) in enumerate(rows)}
         for g, ctx in enumerate(contexts):
