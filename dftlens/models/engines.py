@@ -39,9 +39,21 @@ class _StopForward(Exception):
 
 
 class TransformerLensEngine:
+    """The TransformerLens 4 engine: a ``TransformerBridge`` around the loaded Hugging Face model.
+
+    Activations are read and edited through the bridge's hook points, which already carry
+    the TransformerLens names dftlens uses.
+    """
+
     name = "transformer_lens"
 
     def __init__(self, hf_model, tokenizer, model_name: str, path: str | None = None):
+        """Boot the bridge on ``hf_model`` and ``tokenizer``, on the model's device and dtype.
+
+        ``path`` (or else ``model_name``) is where TransformerLens re-reads the tokenizer from. Sets
+        ``config.architectures`` when the config lacks it (GGUF-converted and tiny configs), and hooks
+        each attention module so it reads the KV cache that Transformers 5 passes as ``cache=``.
+        """
         from transformer_lens.model_bridge import TransformerBridge
 
         # TransformerLens re-reads the tokenizer from its directory to set BOS handling;
@@ -81,6 +93,11 @@ class TransformerLensEngine:
 
     def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
             edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
+        """:meth:`Engine.run` through ``bridge.hooks``.
+
+        Each hook keeps (and, for ``edit.hooks``, first replaces) its activation; the last requested
+        hook raises a private exception that ends the forward pass.
+        """
         remaining = set(names)
         edited = set(getattr(edit, "hooks", ()))
 
@@ -124,6 +141,13 @@ class NNsightEngine:
 
     def __init__(self, hf_model, tokenizer, model_name: str, path: str | None = None, remote: bool = False,
                  nnsight_model=None, lens_in_trace: bool | None = None):
+        """Wrap ``hf_model`` in an nnsight ``TransformersModel``, or use ``nnsight_model`` as given.
+
+        ``nnsight_model``: e.g. NDIF's meta-weight model; the sites come from ``hf_model``'s family
+        table either way. ``remote``: run every trace on NDIF; ``lens_in_trace``: decode the logit
+        lens inside the trace (default: same as ``remote``). ``model_name`` and ``path`` are accepted
+        for the same signature as :class:`TransformerLensEngine` and not used.
+        """
         from nnsight import TransformersModel
 
         self.remote = remote
@@ -172,6 +196,11 @@ class NNsightEngine:
 
     def run(self, batch: dict, names: list[str], keep: Callable[[str, torch.Tensor], None],
             edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> None:
+        """:meth:`Engine.run` as one nnsight trace.
+
+        Visits the requested and edited sites in execution order, writes edits into the module
+        inputs or outputs, saves the kept activations, then ``tracer.stop()`` ends the forward pass.
+        """
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "past_key_values") if k in batch}
         wanted, edited = set(names), set(getattr(edit, "hooks", ()))
         with self.model.trace(inputs, remote=self.remote) as tracer:
@@ -184,6 +213,11 @@ class NNsightEngine:
 
 
 def make_engine(backend: str, hf_model, tokenizer, model_name: str, path: str | None = None, **options):
+    """The engine for ``backend``; ``options`` go to :class:`NNsightEngine` only.
+
+    Raises:
+        DftlensError: ``backend`` is not one of :data:`BACKENDS`.
+    """
     if backend == "transformer_lens":
         return TransformerLensEngine(hf_model, tokenizer, model_name, path)
     if backend == "nnsight":

@@ -38,6 +38,11 @@ def _file_digest(path: Path) -> str:
 
 
 def cached_dir_for(gguf_path: Path) -> Path:
+    """The cache directory a GGUF file converts into, ``<cache>/models/<stem>-<digest>``.
+
+    The digest covers the file's size and its first and last MiB, so a changed file gets a new
+    directory.
+    """
     return cache_root() / "models" / f"{gguf_path.stem}-{_file_digest(gguf_path)}"
 
 
@@ -87,6 +92,7 @@ def check_gguf(path: Path) -> None:
 
 
 def is_complete(directory: Path) -> bool:
+    """Whether ``directory`` is a finished conversion: it holds the manifest and ``config.json``."""
     return (directory / MANIFEST).is_file() and (directory / "config.json").is_file()
 
 

@@ -21,6 +21,11 @@ _PATTERN = re.compile(r"^blocks\.(\d+)\.hook_(" + "|".join(SITES) + r")$")
 
 
 def hook_name(layer: int, site: str = "resid_post") -> str:
+    """``blocks.{layer}.hook_{site}``; the layer is not range-checked (``LensModel.hook_name`` is).
+
+    Raises:
+        LayerError: ``site`` is not one of :data:`SITES`.
+    """
     if site not in SITES:
         raise LayerError(f"Unknown hook site {site!r}; use one of {', '.join(SITES)}.")
     return f"blocks.{int(layer)}.hook_{site}"

@@ -20,7 +20,7 @@ import torch
 from ..errors import LayerError
 from .architecture import Architecture, describe
 from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
-from .decoding import _HEAD_SLICE, LogitLens  # noqa: F401
+from .decoding import LogitLens
 from .hooks import SITES, execution_order, hook_name, parse_hook_name
 
 if TYPE_CHECKING:
@@ -63,22 +63,30 @@ class LensModel(LogitLens):
     # ---- what the model is -------------------------------------------------
     @property
     def backend(self) -> str | None:
+        """The engine's name (``"transformer_lens"`` or ``"nnsight"``); None when loaded without one."""
         return self.engine.name if self.engine is not None else None
 
     @property
     def config(self):
+        """The Hugging Face model config."""
         return self.hf_model.config
 
     @property
     def n_layers(self) -> int:
+        """Number of decoder blocks (``config.num_hidden_layers``)."""
         return int(self.config.num_hidden_layers)
 
     @property
     def d_model(self) -> int:
+        """Width of the residual stream (``config.hidden_size``)."""
         return int(self.config.hidden_size)
 
     @property
     def vocab_size(self) -> int:
+        """Rows of the LM head: the length ``V`` of :meth:`decode`'s last axis.
+
+        May exceed the tokenizer's vocabulary (padded embedding matrices).
+        """
         return int(self.hf_model.get_output_embeddings().weight.shape[0])
 
     @property
@@ -89,9 +97,15 @@ class LensModel(LogitLens):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The weights' dtype (that of the input embedding); activations come in it."""
         return self.hf_model.get_input_embeddings().weight.dtype
 
     def check_layer(self, layer: int, what: str = "layer") -> int:
+        """``layer`` as an int when it is a block index of this model (``0 .. n_layers - 1``).
+
+        Raises:
+            LayerError: out of range; the message starts with ``what`` and names the valid range.
+        """
         if not 0 <= int(layer) < self.n_layers:
             raise LayerError(
                 f"{what} {layer} is out of range: {self.name} has blocks 0..{self.n_layers - 1}."
@@ -99,9 +113,15 @@ class LensModel(LogitLens):
         return int(layer)
 
     def hook_name(self, layer: int, site: str = "resid_post") -> str:
+        """The hook name ``blocks.{layer}.hook_{site}``; LayerError for a bad layer or site."""
         return hook_name(self.check_layer(layer), site)
 
     def hook_names(self, site: str = "resid_post", layers: Iterable[int] | None = None) -> list[str]:
+        """The hook names of ``site`` at ``layers`` (default: every block, in order).
+
+        Raises:
+            LayerError: as :meth:`hook_name`.
+        """
         layers = range(self.n_layers) if layers is None else layers
         return [self.hook_name(layer, site) for layer in layers]
 

@@ -38,6 +38,19 @@ MODES = ("replace", "add")
 
 @dataclass
 class Edit:
+    """One write into a hook's activation ``[batch, seq, d_model]`` (shapes: module docstring).
+
+    Fields: ``hook`` (hook name); ``value`` (a tensor broadcast to ``[R, k, d_model]``, or a
+    callable of the current ``[R, k, d_model]`` slice); ``positions`` (``"last"``, None for
+    every position, or a LongTensor ``[R]`` or ``[R, k]``, negative counting back from each
+    row's last real token); ``rows`` (LongTensor ``[R]``; None: all rows); ``mode``
+    (``"replace"`` or ``"add"``).
+
+    Raises:
+        DftlensError: at construction, for an unknown ``mode`` or a ``positions`` string other
+            than ``"last"``.
+    """
+
     hook: str
     value: Value
     positions: Union[None, str, torch.Tensor] = "last"
@@ -90,6 +103,11 @@ class EditPlan:
     """The edits of one forward pass grouped by hook, applied by the engines."""
 
     def __init__(self, edits: list[Edit], mask: torch.Tensor):
+        """Group ``edits`` by hook, keeping their list order within a hook.
+
+        ``mask``: the batch's attention mask ``[batch, seq]``, which places ``"last"`` and negative
+        positions.
+        """
         self.mask = mask
         self.by_hook: dict[str, list[Edit]] = {}
         for edit in edits:
@@ -97,6 +115,7 @@ class EditPlan:
 
     @property
     def hooks(self) -> list[str]:
+        """The hook names that have edits, in the order of their first edit."""
         return list(self.by_hook)
 
     def __call__(self, name: str, act: torch.Tensor) -> torch.Tensor:

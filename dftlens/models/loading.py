@@ -22,6 +22,13 @@ _HF_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.tiktok
 
 @dataclass
 class ResolvedModel:
+    """Where a model name led.
+
+    Fields: ``name`` (as typed), ``path`` (a local Hugging Face directory), ``source``
+    (``"embedded"``, ``"local"``, ``"gguf"``, ``"hf-cache"``, ``"download"`` or ``"adapter"``),
+    ``adapter`` (a LoRA adapter directory merged on top of ``path``, or None).
+    """
+
     name: str  # what the user typed
     path: Path  # a local Hugging Face directory
     source: str  # "embedded", "local", "gguf", "hf-cache", "download" or "adapter"
@@ -191,6 +198,7 @@ DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 def default_device() -> str:
+    """``"cuda"`` when a CUDA GPU is available, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
