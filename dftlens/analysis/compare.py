@@ -26,15 +26,23 @@ OUTPUTS = ["compare_lens.csv", "compare_probes.csv", "compare.html", "figures"]
 
 @dataclass
 class CompareResult:
+    """What :func:`compare_models` measured: one :class:`ProbeResult` per checkpoint, and the LC/ET layers.
+
+    Fields: ``results`` (label -> probe result, in the order given), ``choice`` (the LC/ET
+    layers that training supervised, None if unknown: the first model's own choice is used).
+    """
+
     results: dict[str, ProbeResult]  # label -> probe result, in the order given
     choice: LayerChoice | None  # the layers that training supervised, if known
 
     @property
     def lens(self) -> pd.DataFrame:
+        """Every model's per-layer lens summary, stacked, with a ``model`` column (its label)."""
         return pd.concat([r.lens.assign(model=label) for label, r in self.results.items()], ignore_index=True)
 
     @property
     def probes(self) -> pd.DataFrame:
+        """Every model's probe table, stacked, with a ``model`` column; empty when no model ran probes."""
         frames = [r.probes.assign(model=label) for label, r in self.results.items() if not r.probes.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

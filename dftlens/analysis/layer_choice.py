@@ -44,6 +44,15 @@ from ..layers import LayerChoice, check_order  # noqa: F401  (LayerChoice lives 
 
 @dataclass(frozen=True)
 class RuleParams:
+    """The thresholds of the LC/ET rule (module docstring, steps 1-4).
+
+    ``onset_frac``: ET is the first layer whose P(English) reaches this fraction of its peak;
+    ``min_en_mass``: below this peak P(English) the model has no English pivot (entropy
+    fallback); ``drop_frac``: a sharp entropy drop falls by at least this fraction of the
+    largest single-layer fall; ``min_correct_items``: per pair, the fewest correctly answered
+    items for the curves to use only those.
+    """
+
     onset_frac: float = 0.5
     min_en_mass: float = 0.01
     drop_frac: float = 0.2
@@ -135,6 +144,14 @@ def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | No
 
 def apply_overrides(lc: int, et: int, evidence: dict, n_layers: int,
                     lc_override: int | None, et_override: int | None) -> tuple[int, int]:
+    """Replace the rule's ``lc``/``et`` by the user's overrides (None: keep), recorded in ``evidence``.
+
+    An override sets ``evidence["lc_decided_by"]`` (or ``"et_..."``) to ``"user override"`` and keeps
+    the rule's layer as ``evidence["lc_rule_choice"]``. Returns ``(lc, et)``.
+
+    Raises:
+        LayerError: an override outside ``0 .. n_layers - 1``, or the final LC not before ET.
+    """
     check_order(lc_override, et_override, n_layers)
     if lc_override is not None:
         evidence["lc_decided_by"], evidence["lc_rule_choice"], lc = "user override", lc, lc_override

@@ -64,6 +64,7 @@ class PatchConfig:
     seed: int = setting(0, "Seed for demonstrations and pair sampling.")
 
     def languages(self) -> list[str]:
+        """Every language code the experiments use, English included, sorted."""
         langs = {"en"} | {lang for exp in self.concept for pair in exp for lang in pair}
         if self.mean_target:
             langs |= set(self.mean_target) | {lang for pair in self.mean_sources for lang in pair}

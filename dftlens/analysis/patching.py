@@ -250,6 +250,17 @@ def _pair_label(pair) -> str:
 
 def run_concept(lm: LensModel, words, source, target, layers, token_sets, config: PatchConfig,
                 progress: bool = True) -> pd.DataFrame:
+    """Concept patching (Dumas et al. 2025) of ``source`` (X, Y) into ``target`` (X', Y') at ``layers``.
+
+    For each of up to ``config.n_pairs`` concept pairs (A, B), the source prompt's last-token
+    ``resid_post`` at layer l overwrites the target prompt's at layer l and its last token,
+    one layer per row. Returns one row per pair and layer: ``experiment``, ``source``,
+    ``target``, ``a``, ``b``, ``layer`` and the probabilities of :data:`CONCEPT_COLUMNS`
+    (next-token mass on each word's answer-token set, 0..1).
+
+    Raises:
+        DataError: no pair of words has four disjoint answer-token sets.
+    """
     pairs = concept_pairs(words, source, target, token_sets, config.n_pairs, config.seed)
     if not pairs:
         raise DataError(f"No concept pairs for {_pair_label(source)} into {_pair_label(target)}: every pair's "
@@ -268,6 +279,19 @@ def run_concept(lm: LensModel, words, source, target, layers, token_sets, config
 
 def run_mean_latent(lm: LensModel, words, sources, target, layers, token_sets, config: PatchConfig,
                     progress: bool = True) -> pd.DataFrame:
+    """Mean-latent patching (Dumas et al. 2025): A's latent, averaged over ``sources``, into ``target``.
+
+    For each of up to ``config.n_pairs`` pairs (A, B), the mean over the source languages of
+    A's last-token ``resid_post`` (word cut after A) replaces the target prompt's word
+    position at every layer from l to the last (one row per l in ``layers``). Returns one row
+    per pair and layer: ``acc_patched`` / ``acc_unpatched`` (1.0 or 0.0: the top-1 next token
+    is in A's Y' token set, patched / on A's own X' -> Y' prompt) and ``p_src_concept``,
+    ``p_tgt_concept`` (probabilities of A and B in Y').
+
+    Raises:
+        DataError: no usable pair (answer tokens overlap, or the tokenizer merges the word
+            with its quotes).
+    """
     pairs = mean_pairs(lm, words, sources, target, token_sets, config.n_pairs, config.seed)
     if not pairs:
         raise DataError(f"No mean-latent pairs for {_pair_label(target)}: the answer tokens overlap or the "
@@ -307,6 +331,13 @@ def _unpatched(lm: LensModel, texts: list[str], readout: Readout, batch_size: in
 
 @dataclass
 class PatchResult:
+    """What :func:`run_patching` measured (``dftlens patch``).
+
+    Fields: ``model``, ``n_layers``, ``config``, ``items`` (one row per pair and layer,
+    ``patching_items.csv``), ``table`` (means with 95% CIs per experiment and layer,
+    ``patching.csv``), ``causal`` (the evidence :func:`causal_evidence` read from ``table``).
+    """
+
     model: str
     n_layers: int
     config: PatchConfig

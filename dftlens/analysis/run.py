@@ -104,10 +104,12 @@ class ProbeConfig:
         return words, sentences
 
     def languages(self) -> list[str]:
+        """Every language the prompts use: English, both sides of each pair and the monolingual ones, sorted."""
         langs = {"en"} | {lang for pair in self.pairs for lang in pair} | set(self.monolingual())
         return sorted(langs)
 
     def monolingual(self) -> list[str]:
+        """The languages of repetition and cloze prompts: ``mono_langs``, by default the pairs' targets."""
         return self.mono_langs if self.mono_langs is not None else sorted({t for _, t in self.pairs})
 
 

@@ -46,11 +46,13 @@ class TokenSets:
     """Builds and caches answer-word token sets for one tokenizer."""
 
     def __init__(self, tokenizer):
+        """Token sets for ``tokenizer`` (a Hugging Face tokenizer), computed per word on first use."""
         self.tokenizer = tokenizer
         self._cache: dict[str, frozenset[int]] = {}
 
     @cached_property
     def vocab(self) -> dict[str, int]:
+        """The tokenizer's vocabulary, token string -> id (read once)."""
         return self.tokenizer.get_vocab()
 
     @cached_property
@@ -80,6 +82,7 @@ class TokenSets:
         return self._cache[word]
 
     def overlap(self, word_a: str, word_b: str) -> bool:
+        """Whether the two words' token sets share an id (then the lens cannot tell them apart)."""
         return bool(self.ids(word_a) & self.ids(word_b))
 
     def overlap_kinds(self, en: str, target: str, input_word: str | None = None) -> list[str]:

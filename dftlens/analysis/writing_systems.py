@@ -46,6 +46,11 @@ def token_script(token: str) -> str:
 
 
 def matches_language(script: str, lang: str) -> bool:
+    """Whether a token's script (from :func:`token_script`) is the writing system of ``lang``.
+
+    Languages not in :data:`~dftlens.data.languages.SCRIPTS` count as Latin; Japanese accepts
+    Kana and Han.
+    """
     wanted = SCRIPTS.get(lang, "Latin")
     if wanted == "Japanese":
         return script in ("Kana", "Han")
