@@ -34,12 +34,15 @@ BUNDLED_HELDOUT = Path(__file__).resolve().parent / "bundled" / "instructions_he
 
 @dataclass
 class Turn:
+    """One instruction in one language: ``instruction``, ``input`` (may be empty), ``output`` (the response)."""
+
     instruction: str
     input: str
     output: str
 
     @property
     def query(self) -> str:
+        """The query text: the instruction, then a blank line and the input when there is one."""
         return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
 
 
@@ -55,6 +58,8 @@ class InstructionPair:
 
 @dataclass
 class InstructionData:
+    """The examples of one source: ``pairs``, ``source`` (path or ``hf:`` name), ``lang`` (the target)."""
+
     pairs: list[InstructionPair]
     source: str
     lang: str

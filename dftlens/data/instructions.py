@@ -65,6 +65,7 @@ class Segmented:
 
     @property
     def continuation(self) -> list[int]:
+        """The continuation's ids, ``ids[prefix:]`` (the tokens the loss is taken on)."""
         return self.ids[self.prefix :]
 
     def __len__(self) -> int:
@@ -89,6 +90,12 @@ class PromptFormat:
         self._adds_bos = bos is not None and tok("a", add_special_tokens=True)["input_ids"][:1] == [bos]
 
     def prompt_text(self, turn: Turn) -> str:
+        """The prompt of ``turn`` up to where the response starts.
+
+        ``plain``: the ``### Instruction:`` / ``### Input:`` / ``### Response:`` layout (module
+        docstring; no BOS, the tokenizer adds it). ``chat``: the tokenizer's chat template for one
+        user turn with the generation prompt.
+        """
         if self.template == "chat":
             messages = [{"role": "user", "content": turn.query}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -173,6 +180,11 @@ class EncodedPair:
 
 
 def encode_pair(pair: InstructionPair, fmt: PromptFormat) -> EncodedPair:
+    """Every sequence one example trains on (:class:`EncodedPair`), each tokenised once.
+
+    ``lc`` and ``et`` record in ``shared`` how many leading ids they share with ``main`` (at most
+    both prefixes); ``english`` and ``en_main`` start from the English prompt and share none.
+    """
     tgt_prompt, en_prompt = fmt.prompt_text(pair.tgt), fmt.prompt_text(pair.en)
     main = fmt.encode(tgt_prompt, *fmt.response_text(pair.tgt))
     lc = fmt.encode(tgt_prompt, pair.en.query)

@@ -27,12 +27,15 @@ class ParallelData:
 
     @property
     def languages(self) -> list[str]:
+        """The language codes present in every row, sorted (empty for no rows)."""
         return sorted(set.intersection(*(set(r) for r in self.rows))) if self.rows else []
 
     def column(self, lang: str) -> list[str]:
+        """Every row's text in ``lang``, in row order (KeyError for a language the rows lack)."""
         return [r[lang] for r in self.rows]
 
     def by_language(self, languages: list[str]) -> dict[str, list[str]]:
+        """``{lang: column(lang)}`` for each of ``languages``."""
         return {lang: self.column(lang) for lang in languages}
 
     def __len__(self) -> int:
@@ -40,14 +43,29 @@ class ParallelData:
 
 
 def bundled_path(name: str) -> Path:
+    """The path of a file bundled with dftlens under ``dftlens/data/bundled/``."""
     return Path(str(files("dftlens.data").joinpath("bundled", name)))
 
 
 def load_words(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
+    """Parallel words (one concept per row) from ``path``, default the bundled ``words.jsonl``.
+
+    Raises:
+        DataError: as :func:`load_parallel` (missing file, no rows, a missing or empty field for
+            one of ``languages``, a repeated id).
+    """
     return load_parallel(path or bundled_path("words.jsonl"), languages)
 
 
 def load_sentences(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
+    """Parallel sentences from a JSONL/CSV file or a FLORES-200 directory (default: bundled).
+
+    A FLORES directory holds one ``{code}.dev`` or ``.devtest`` file per language (rows cut to the
+    shortest file, ids ``flores-{i}``); ``languages`` defaults to English only there.
+
+    Raises:
+        DataError: as :func:`load_parallel`, or a FLORES directory without a file for a language.
+    """
     path = Path(path) if path else bundled_path("sentences.jsonl")
     if path.is_dir():
         return _load_flores(path, languages)

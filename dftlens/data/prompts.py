@@ -30,6 +30,14 @@ TASKS = ("translation", "repetition", "cloze")
 
 @dataclass(frozen=True)
 class PromptItem:
+    """One prompt of Wendler et al.'s word tasks, ending where the answer word starts.
+
+    Fields: ``task`` (one of :data:`TASKS`), ``input_lang``, ``target_lang``, ``item_id`` (the
+    concept's id), ``prompt``, ``answer`` (the word in the target language), ``answer_en`` (its
+    English word, the latent-language candidate) and ``answer_input`` (the word in the input
+    language).
+    """
+
     task: str
     input_lang: str
     target_lang: str
@@ -47,6 +55,14 @@ def _pair_line(src_lang: str, src: str, tgt_lang: str, tgt: str | None) -> str:
 
 def translation_items(words: ParallelData, input_lang: str, target_lang: str,
                       n_demos: int = 4, seed: int = 0) -> list[PromptItem]:
+    """One translation prompt per word (Wendler et al. 2024): ``n_demos`` demonstrations, then the query.
+
+    Lines read ``Français: "eau" - 中文: "水"``; the demonstrations never include the query
+    concept and are drawn from a generator seeded by ``seed`` and the language pair.
+
+    Raises:
+        ValueError: ``words`` has ``n_demos`` rows or fewer (``random.sample`` cannot draw the demonstrations).
+    """
     rng = random.Random(f"{seed}-translation-{input_lang}-{target_lang}")
     items = []
     for i, row in enumerate(words.rows):
@@ -60,6 +76,7 @@ def translation_items(words: ParallelData, input_lang: str, target_lang: str,
 
 
 def repetition_items(words: ParallelData, lang: str, n_demos: int = 4, seed: int = 0) -> list[PromptItem]:
+    """One repetition prompt per word: translation prompts from ``lang`` into ``lang``."""
     return [replace(item, task="repetition") for item in translation_items(words, lang, lang, n_demos, seed)]
 
 
@@ -165,6 +182,11 @@ def cloze_items(words: ParallelData, sentences: ParallelData, lang: str,
 
 def build_items(task: str, words: ParallelData, sentences: ParallelData | None,
                 input_lang: str, target_lang: str, seed: int = 0) -> list[PromptItem]:
+    """The prompts of one task for one language pair (repetition and cloze use ``target_lang`` only).
+
+    Raises:
+        ValueError: ``task`` is not one of :data:`TASKS`.
+    """
     if task == "translation":
         return translation_items(words, input_lang, target_lang, seed=seed)
     if task == "repetition":
