@@ -29,6 +29,7 @@ def _root(
 
 
 def main() -> None:
+    """The ``dftlens`` console script: run the typer app (exit code 2 for user errors)."""
     app(prog_name="dftlens")
 
 

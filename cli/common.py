@@ -28,7 +28,10 @@ def _hide_flag_types(params):
 
 
 class Command(typer.core.TyperCommand):
+    """A typer command whose flag options show no ``<bool>`` type marker in ``--help``."""
+
     def get_params(self, ctx):
+        """The command's parameters, flags given an empty metavar."""
         return _hide_flag_types(super().get_params(ctx))
 
 
@@ -37,7 +40,10 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 
 
 class Group(typer.core.TyperGroup):
+    """The ``dftlens`` command group: flags without type markers, usage errors as one ``error:`` line."""
+
     def get_params(self, ctx):
+        """The group's parameters, flags given an empty metavar."""
         return _hide_flag_types(super().get_params(ctx))
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
@@ -63,6 +69,7 @@ class App(typer.Typer):
     """A Typer whose commands render flags without a type marker."""
 
     def command(self, *args, cls=None, **kwargs):
+        """Register a command as typer does, with :class:`Command` unless ``cls`` names another class."""
         return super().command(*args, cls=cls or Command, **kwargs)
 
 

@@ -93,6 +93,17 @@ class FieldOption:
     @classmethod
     def from_field(cls, field: dataclasses.Field, tp: Any, default: Any, help: str | None = None
                    ) -> "FieldOption":
+        """The option for one config dataclass field, from its ``setting(...)`` metadata.
+
+        ``tp`` is the field's resolved type, ``default`` its default value and ``help`` overrides the
+        metadata's help text. Lists of languages and of language pairs become comma-separated
+        text options (or repeatable ones with ``repeat=True``); ``none_as`` and ``show`` decide the
+        default shown on the command line.
+
+        Raises:
+            TypeError: a field type the command line cannot express without
+                ``cli_type``/``parse``/``show`` metadata.
+        """
         meta = dict(field.metadata)
         if help is not None:
             meta["help"] = help
@@ -139,6 +150,7 @@ class FieldOption:
         return cls(field.name, tp, cli_type, shown, decls, help_text, parse, choices, none_as, optional)
 
     def parameter(self) -> inspect.Parameter:
+        """A keyword-only ``inspect.Parameter`` holding the ``typer.Option``, for a generated signature."""
         option = typer.Option(self.default, *self.decls, help=self.help)
         return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=self.cli_type)
 

@@ -39,6 +39,14 @@ MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 def ensure_disk_space(directory: Path, needed_bytes: int = MIN_FREE_BYTES) -> None:
+    """Return quietly when at least ``needed_bytes`` (bytes) are free where ``directory`` is or will be.
+
+    The free space is read at ``directory`` or, when it does not exist yet, its nearest existing
+    parent.
+
+    Raises:
+        DftlensError: less is free (the message gives both in MiB).
+    """
     directory = Path(directory)
     probe = directory
     while not probe.exists():
@@ -71,15 +79,18 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
 
 def write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8, atomically (temporary sibling, then a rename)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path | str, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented UTF-8 JSON (``str()`` for values JSON lacks), atomically."""
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def write_csv(path: Path | str, frame) -> None:
+    """Write a DataFrame to ``path`` as CSV without its index, atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -89,6 +100,7 @@ def _entries(directory: Path) -> list[str]:
 
 
 def nearest_existing(path: Path) -> Path:
+    """``path`` made absolute, or its nearest parent that exists (the filesystem root at worst)."""
     path = Path(os.path.abspath(path))
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -141,6 +153,7 @@ _HELD: dict[str, int] = {}  # lock files this process holds -> depth (the locks 
 
 
 def lock_path(out: Path) -> Path:
+    """The lock file of an output directory: ``.<name>.lock`` next to it (absolute path)."""
     out = Path(os.path.abspath(Path(out).expanduser()))
     return out.parent / f".{out.name}.lock"
 

@@ -73,9 +73,11 @@ class LayerChoice:
         return self.lc_site if self.lc_site == self.et_site else f"{self.lc_site}/{self.et_site}"
 
     def layer(self, signal: str) -> int:
+        """The LC layer for ``signal == "lc"``, the ET layer for anything else."""
         return self.lc_layer if signal == "lc" else self.et_layer
 
     def to_dict(self) -> dict:
+        """The ``layers.json`` content: model, n_layers, both layers, languages, evidence and :attr:`hooks`."""
         return {"model": self.model, "n_layers": self.n_layers, "lc_layer": self.lc_layer,
                 "et_layer": self.et_layer, "languages": list(self.languages), "evidence": self.evidence,
                 "hooks": self.hooks}
