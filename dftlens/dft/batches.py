@@ -25,11 +25,18 @@ class Batch:
     et_logits: Packed | None  # [tgt query, en response]
 
     def to(self, device) -> "Batch":
+        """The same passes moved to ``device`` (absent passes stay None)."""
         parts = (self.main, self.english, self.lc_logits, self.et_logits)
         return Batch(*(p.to(device) if p is not None else None for p in parts))
 
 
 def collate(pairs: list[EncodedPair], lc: str, et: str, pad_id: int, bos_id: int | None) -> Batch:
+    """Pad one micro-batch of examples into the passes the losses need (:class:`Batch`).
+
+    ``lc``/``et``: each signal's loss kind (``"feature"``, ``"logits"`` or ``"off"``); the English
+    pass is built when either is ``"feature"``, the LC/ET logits passes when that signal is
+    ``"logits"``. ``pad_id`` fills the padding, ``bos_id`` is passed on to :func:`pack`.
+    """
     main = pack([p.main for p in pairs], pad_id, bos_id)
     english = pack([p.english for p in pairs], pad_id, bos_id) if "feature" in (lc, et) else None
     lc_batch = pack([p.lc for p in pairs], pad_id, bos_id) if lc == "logits" else None

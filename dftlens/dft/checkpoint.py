@@ -44,6 +44,7 @@ STATE = "trainer_state"
 
 
 def clean(name: str) -> str:
+    """A parameter or module name as Hugging Face spells it (:func:`~dftlens.models.engines.hf_name`)."""
     return hf_name(name)
 
 
@@ -79,10 +80,17 @@ def model_state_dict(hf_model, merge_lora: bool = True, state: dict | None = Non
 
 
 def trainable_state(hf_model) -> dict[str, torch.Tensor]:
+    """The parameters that require a gradient (the LoRA weights in a LoRA run), detached, under clean names."""
     return {clean(n): p.detach().contiguous() for n, p in hf_model.named_parameters() if p.requires_grad}
 
 
 def load_trainable(hf_model, path: Path) -> None:
+    """Copy the saved trainable parameters at ``path`` (safetensors) into ``hf_model`` in place.
+
+    Raises:
+        DftlensError: the saved names differ from this model's trainable parameters (another
+            LoRA rank, targets or model).
+    """
     from safetensors.torch import load_file
 
     saved = load_file(str(path))
@@ -131,6 +139,7 @@ def save_model_dir(lm, directory: Path, adapter: bool, lora_config=None, base_pa
 
 
 def rng_state() -> dict:
+    """The torch, Python ``random`` and (when there is a GPU) CUDA generator states, for a checkpoint."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -138,6 +147,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore generator states saved by :func:`rng_state` (CUDA only when saved and available)."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
@@ -205,6 +215,7 @@ def save_final(lm, cfg, step: int, directory: Path, lora_config=None, base_path=
 
 
 def optimizer_shard_path(out: Path, rank: int) -> Path:
+    """The hidden file in ``out`` where process ``rank`` writes its optimizer shard for a checkpoint."""
     return Path(out) / f".optimizer-rank{rank}.pt"
 
 

@@ -19,6 +19,7 @@ CHUNK_ELEMENTS = 1 << 26
 
 
 def default_chunk(vocab_size: int) -> int:
+    """Rows of logits per chunk: about :data:`CHUNK_ELEMENTS` float32 values (256 MiB), at least 16 rows."""
     return max(16, CHUNK_ELEMENTS // max(1, vocab_size))
 
 

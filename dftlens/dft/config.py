@@ -202,22 +202,27 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
+        """``lr`` when set, else the default: 2e-4 with LoRA, 2e-5 for full fine-tuning."""
         return self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5)
 
     def to_dict(self) -> dict:
+        """Every field as a plain dict (``run_config.json``)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """A config from a saved dict; keys that are not fields (e.g. ``completed_steps``) are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
     def load(cls, path: Path | str) -> "TrainConfig":
+        """The config saved in a ``run_config.json`` file."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
     import hashlib
 
     digest = hashlib.sha256()

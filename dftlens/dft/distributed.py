@@ -83,6 +83,17 @@ class Runtime:
     @classmethod
     def start(cls, device: str | None = None, bf16: bool = True, report_to: list[str] | None = None,
               out: str | None = None, fsdp: bool = False) -> "Runtime":
+        """Start accelerate for this process: CPU or GPU, bf16 autocast, trackers, FSDP2.
+
+        ``device``: ``"cpu"`` forces the CPU (None: the GPU when there is one); ``bf16``: mixed
+        precision on a GPU (the CPU always runs float32); ``report_to``: trackers of
+        :data:`TRACKERS`, logging under ``out/tracking``; ``fsdp``: shard decoder layers (also on
+        when accelerate was launched with an FSDP config; kept only with more than one process).
+
+        Raises:
+            DftlensError: launched under DeepSpeed, an FSDP config other than version 2, or an
+                unknown or uninstalled tracker.
+        """
         if _deepspeed_launch():
             raise DftlensError(
                 "dftlens train does not run under DeepSpeed yet; for sharded full fine-tuning use the FSDP2 "
@@ -104,18 +115,22 @@ class Runtime:
     # -- who am I -----------------------------------------------------------
     @property
     def rank(self) -> int:
+        """This process's index, 0 .. world_size - 1."""
         return self.accelerator.process_index
 
     @property
     def world_size(self) -> int:
+        """The number of processes."""
         return self.accelerator.num_processes
 
     @property
     def is_main(self) -> bool:
+        """Whether this is the main process (the one that writes files)."""
         return self.accelerator.is_main_process
 
     @property
     def mixed_precision(self) -> str:
+        """accelerate's mixed-precision mode: ``"bf16"`` or ``"no"``."""
         return self.accelerator.mixed_precision
 
     def device(self) -> str:
@@ -125,6 +140,7 @@ class Runtime:
         return str(self.accelerator.device)
 
     def autocast(self):
+        """accelerate's autocast context under bf16, else a context that does nothing."""
         return self.accelerator.autocast() if self.mixed_precision != "no" else nullcontext()
 
     # -- FSDP2 ------------------------------------------------------------------
@@ -194,6 +210,7 @@ class Runtime:
                 g.copy_(new)
 
     def sum_values(self, values: dict[str, float]) -> dict[str, float]:
+        """``values`` summed over the processes (float64 all-reduce); as given in a single process."""
         if self.world_size == 1:
             return values
         keys = sorted(values)
@@ -208,19 +225,23 @@ class Runtime:
         return self.accelerator.check_trigger()
 
     def barrier(self) -> None:
+        """Wait until every process reaches this point."""
         self.accelerator.wait_for_everyone()
 
     # -- trackers -----------------------------------------------------------
     def init_trackers(self, name: str, config: dict) -> None:
+        """Start the trackers for run ``name`` with ``config``'s scalar entries (no-op without trackers)."""
         if self.trackers:
             clean = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers(name, config=clean)
 
     def log(self, record: dict, step: int) -> None:
+        """Send one step log ``record`` (without its ``step`` key) to the trackers at ``step``."""
         if self.trackers:
             self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
 
     def end(self) -> None:
+        """Close the trackers (no-op without trackers)."""
         if self.trackers:
             self.accelerator.end_training()
 

@@ -35,6 +35,7 @@ def describe(seq: Segmented, tokenizer) -> dict:
 
 
 def example_record(pair: EncodedPair, tokenizer) -> dict:
+    """One ``examples.jsonl`` record: ``id``, ``where`` and :func:`describe` of the four sequences."""
     return {"id": pair.id, "where": pair.where,
             **{name: describe(getattr(pair, name), tokenizer) for name in ("main", "lc", "et", "english")}}
 

@@ -66,11 +66,13 @@ class RunningStats:
     """
 
     def __init__(self, momentum: float = RUNNING_MOMENTUM):
+        """Empty statistics; ``momentum`` is the weight kept by the old values at each update."""
         self.momentum = momentum
         self.mean: dict[str, torch.Tensor] = {}
         self.var: dict[str, torch.Tensor] = {}
 
     def update(self, hook: str, tokens: torch.Tensor) -> None:
+        """Fold the tokens ``[n, d]`` seen at ``hook`` into its running mean and variance."""
         tokens = tokens.detach().float()
         mean, var = tokens.mean(0), tokens.var(0, unbiased=False)
         if hook not in self.mean:

@@ -30,6 +30,11 @@ def model_source(cfg: TrainConfig, resume_from: Path | None) -> tuple[Path, Path
 
 
 def load_tokenizer(path: Path):
+    """The tokenizer saved in directory ``path``.
+
+    Raises:
+        DftlensError: transformers cannot load one from there (the message includes its reason).
+    """
     from transformers import AutoTokenizer
 
     try:
@@ -45,6 +50,7 @@ def load_training_data(cfg: TrainConfig, tokenizer) -> list[EncodedPair]:
 
 
 def lora_config(cfg: TrainConfig):
+    """The peft ``LoraConfig`` of a run: rank, alpha, dropout and target modules from ``cfg``, no bias."""
     from peft import LoraConfig
 
     targets = split_list(cfg.lora_targets)
@@ -111,6 +117,7 @@ def sparse_embedding_grads(hf_model) -> None:
 
 
 def densify_grads(params) -> None:
+    """Turn sparse gradients (the embedding's, see :func:`sparse_embedding_grads`) dense, in place."""
     for p in params:
         if p.grad is not None and p.grad.is_sparse:
             p.grad = p.grad.to_dense()

@@ -98,7 +98,8 @@ def curve_table(log: list[dict], max_rows: int = 20):
 
 
 # -- the step log -------------------------------------------------------------
-def _read_log(out: Path, upto: int) -> list[dict]:
+def read_log(out: Path, upto: int) -> list[dict]:
+    """The step log's records up to step ``upto`` (inclusive); empty when ``out`` has no log."""
     path = out / LOG
     if not path.exists():
         return []
@@ -106,11 +107,16 @@ def _read_log(out: Path, upto: int) -> list[dict]:
     return [r for r in rows if r["step"] <= upto]
 
 
-def _write_log(out: Path, rows: list[dict]) -> None:
+def write_log(out: Path, rows: list[dict]) -> None:
+    """Replace the step log of ``out`` by ``rows``, atomically.
+
+    A resumed run writes back the records up to its checkpoint, dropping the steps after it.
+    """
     with atomic_path(out / LOG) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def _append_log(out: Path, record: dict) -> None:
+def append_log(out: Path, record: dict) -> None:
+    """Append one step's record to ``out``'s step log as a JSON line."""
     with (out / LOG).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")

@@ -48,8 +48,8 @@ from .batches import collate
 from .config import TrainConfig, resolve_hooks
 from .distributed import Runtime
 from .losses import DFTLoss, step_norm
-from .run_dir import (FINAL, LOG, _append_log, _read_log, _write_log, check_run_out, curve_table,  # noqa: F401
-                      prepare_run, resume_config, start_run_dir)
+from .run_dir import (FINAL, LOG, append_log, check_run_out, curve_table, prepare_run, read_log,  # noqa: F401
+                      resume_config, start_run_dir, write_log)
 
 
 
@@ -57,18 +57,27 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; ``checkpoint`` is where the state was saved."""
 
     def __init__(self, step: int, checkpoint: Path):
+        """Interrupted after optimizer step ``step``; the state was saved at ``checkpoint``."""
         super().__init__(f"interrupted after step {step}")
         self.step, self.checkpoint = step, checkpoint
 
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns.
+
+    Fields: ``out`` (the run directory), ``final`` (its ``final/`` model directory), ``log`` (one
+    record per optimizer step: ``step``, the loss terms and per-component gradient norms, ``lr``,
+    ``grad_norm``, ``seconds``), ``main`` (False in the other processes of a multi-process run).
+    """
+
     out: Path
     final: Path
     log: list[dict] = field(default_factory=list)
     main: bool = True  # False in the other processes of a multi-process run
 
     def to_dataframe(self):
+        """The step log as a DataFrame, one row per optimizer step."""
         import pandas as pd
 
         return pd.DataFrame(self.log)
@@ -183,14 +192,14 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     save_dtype = torch.bfloat16 if dist.mixed_precision == "bf16" else None  # final/ in the training dtype
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    log = _read_log(out, start) if resume_from else []
+    log = read_log(out, start) if resume_from else []
     if dist.is_main:
         if resume_from is None:
             start_run_dir(out, overwrite)  # only now is an earlier run replaced
         write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook,
                                              "inputs": cfg.input_checksums()})
         write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")  # `dftlens train --config` reruns it
-        _write_log(out, log)
+        write_log(out, log)
     dist.init_trackers(Path(cfg.out).name or "dftlens", cfg.to_dict())
 
     def save(name: str, step: int) -> Path:
@@ -245,7 +254,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
                       "grad_norm": round(float(grad_norm), 6), "seconds": round(time.perf_counter() - t0, 3)}
             log.append(record)
             if dist.is_main:
-                _append_log(out, record)
+                append_log(out, record)
             dist.log(record, step + 1)
             bar.update(1)
             bar.set_postfix(_running(log), refresh=False)
