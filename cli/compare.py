@@ -12,7 +12,7 @@ from dftlens.models.loading import LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options
-from .options import BACKEND, LENS_CHUNK
+from .options import BACKEND, FIGURE_FORMAT, LENS_CHUNK
 
 
 @app.command()
@@ -31,8 +31,7 @@ def compare(
     lens_chunk: Optional[int] = LENS_CHUNK,
     out: Path = typer.Option(Path("runs/compare"), help="Output directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
-    figure_format: Optional[str] = typer.Option(
-        None, help="Also save the figures as --out/figures/<name>.<fmt>: png, svg, pdf (comma-separated)."),
+    figure_format: Optional[str] = FIGURE_FORMAT,
     settings: RunSettings = None,
 ) -> None:
     """Run the probe's measurements on several checkpoints and plot them on one figure."""

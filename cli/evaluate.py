@@ -13,6 +13,7 @@ from dftlens.evaluation.config import EvalConfig
 
 from .common import app, console, err_console, user_errors
 from .config_options import RunSettings, config_options
+from .options import FIGURE_FORMAT
 
 @app.command("eval")
 @user_errors
@@ -23,12 +24,15 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
     list_tasks: bool = typer.Option(False, "--list-tasks", help="Show which lm-eval task answers each "
                                                                 "benchmark and language, and exit."),
+    figure_format: Optional[str] = FIGURE_FORMAT,
     settings: RunSettings = None,
 ) -> None:
     """Zero-shot multilingual benchmarks (lm-evaluation-harness) for one or more models, side by side."""
     from dftlens.evaluation.planning import plan
     from dftlens.evaluation.skips import summarize_skips
+    from dftlens.viz.export import parse_formats
 
+    formats = parse_formats(figure_format)  # a bad format fails now, before any model loads
     if list_tasks:
         from rich.table import Table
 
@@ -54,7 +58,8 @@ def evaluate(
         load_options=cfg.load_kwargs(), log=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
     )
     settings.values["out"] = str(out)
-    paths = write_outputs(run, out, overwrite=overwrite, extra=settings.save)  # run_config.yaml swaps in with them
+    # run_config.yaml (and figures/ with --figure-format) swap in with the rest
+    paths = write_outputs(run, out, overwrite=overwrite, extra=settings.save, figure_formats=formats)
     if run.frame.empty:
         console.print("No results: none of the requested tasks could run here (see below).")
     else:
@@ -65,5 +70,6 @@ def evaluate(
         console.print(f"- note: {line}", highlight=False, soft_wrap=True)
     timing = ", ".join(f"{m} {s:.0f} s" for m, s in run.model_seconds.items())
     console.print(f"Runtime {run.seconds:.0f} s ({timing or 'no model run'}). "
-                  f"Wrote {paths['results.csv']}, {paths['report.html'].name}, {paths['eval.json'].name}, {RUN_CONFIG}.",
+                  f"Wrote {paths['results.csv']}, {paths['report.html'].name}, {paths['eval.json'].name}, {RUN_CONFIG}"
+                  + (f", figures/*.{{{','.join(formats)}}}" if formats else "") + ".",
                   highlight=False, soft_wrap=True)

@@ -51,5 +51,11 @@ def load_options(device: Optional[str] = None, dtype: str = "auto", device_map: 
         options["lens_chunk"] = lens_chunk
     return options
 
+
+FIGURE_FORMAT = typer.Option(
+    None, "--figure-format",
+    help="Also save every report figure as --out/figures/<name>.<fmt>: png, svg, pdf (comma-separated).",
+)  # checked by dftlens.viz.export.parse_formats, before any model loads
+
 MODEL = typer.Option("gemma3-270m", "--model", help="Alias, Hugging Face id, local directory or .gguf file.")
 BACKEND = typer.Option("transformer_lens", "--backend", help="transformer_lens or nnsight.")

@@ -13,7 +13,7 @@ from dftlens.models.loading import LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options
-from .options import BACKEND, LENS_CHUNK, MODEL, REMOTE
+from .options import BACKEND, FIGURE_FORMAT, LENS_CHUNK, MODEL, REMOTE
 
 CAUSAL_PAIRS = 32  # concept pairs --causal patches when --causal-pairs is not given
 
@@ -33,8 +33,7 @@ def probe(
                                      "--causal-pairs says) to layers.json."),
     out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/probe-<model>-<time>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
-    figure_format: Optional[str] = typer.Option(
-        None, help="Also save every report figure as --out/figures/<name>.<fmt>: png, svg, pdf (comma-separated)."),
+    figure_format: Optional[str] = FIGURE_FORMAT,
     settings: RunSettings = None,
 ) -> None:
     """Run the logit lens and probes on parallel prompts and choose the LC and ET layers."""

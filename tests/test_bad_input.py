@@ -234,6 +234,7 @@ def test_layers_file_kinds(files, tmp_path):
     (["eval", "--tasks", "dftlens_mcqa", "--langs", "xx"], "Nothing to evaluate: dftlens_mcqa (xx)"),
     (["eval", "--langs", "viet nam"], "Not a language code"),
     (["eval", "--limit", "0"], "--limit must be at least 1"),
+    (["eval", "--figure-format", "png,gif"], "Unknown figure format gif; use png, svg, pdf"),
     (["compare", "--max-items", "-1"], "--max-items must be at least 1"),
     (["patch", "--pairs", "fr:zh>fr:zh"], "needs two different output languages"),
     (["lens", "--backend", "bogus"], "Unknown backend"),

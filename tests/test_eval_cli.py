@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -47,6 +48,33 @@ def test_eval_two_models_side_by_side(tiny_dirs, tmp_path):
     # the same --out again is refused without --overwrite, before any work
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.output and "Traceback" not in again.output
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="exporting figures needs Chromium or Chrome")
+def test_eval_saves_figures_as_png_and_svg(tiny_dirs, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tiny_dirs["gemma3"]), "-m", str(tiny_dirs["llama"]), "--tasks", "shipped",
+            "--langs", "en", "--limit", "2", "--batch-size", "4", "--threads", "1", "--out", str(out),
+            "--figure-format", "png,svg"]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out / "results.csv")
+    metrics = list(dict.fromkeys(frame["metric"]))
+    assert set(metrics) == {"acc", "f1", "exact_match"} and frame["value"].between(0, 1).all()
+    # next to report.html: one scores and one difference figure per metric, in each format, nothing else
+    stems = [f"scores_{m}" for m in metrics] + [f"delta_{m}" for m in metrics]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(
+        f"{s}.{fmt}" for s in stems for fmt in ("png", "svg"))
+    assert (out / "report.html").is_file()
+    for stem in stems:
+        assert (out / "figures" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = (out / "figures" / "scores_acc.svg").read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<svg") and "acc (%) by task and language" in svg
+    delta = (out / "figures" / "delta_acc.svg").read_text(encoding="utf-8")
+    assert "difference to" in delta
+    assert read_run_config(out / "run_config.yaml")["figure_format"] == "png,svg"
+    assert "figures/*.{png,svg}" in result.output
 
 
 def test_eval_user_errors_and_task_listing(tmp_path):

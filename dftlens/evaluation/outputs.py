@@ -11,7 +11,8 @@ from ..io import output_dir, write_csv, write_json, write_text
 from .skips import summarize_skips
 from .runner import EvalRun, differences
 
-OUTPUTS = ("results.csv", "report.html", "eval.json")
+FIGURES = "figures"  # --figure-format: figures/<key>.<format>
+OUTPUTS = ("results.csv", "report.html", "eval.json", FIGURES)
 RUN_CONFIG = "run_config.yaml"  # written by the CLI through ``extra``
 
 
@@ -27,14 +28,22 @@ def _versions() -> dict:
 
 
 def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False,
-                  extra: Callable[[Path], object] | None = None) -> dict[str, Path]:
+                  extra: Callable[[Path], object] | None = None,
+                  figure_formats: list[str] | str | None = None) -> dict[str, Path]:
     """results.csv (tidy), report.html (table + figures) and eval.json (settings, skips, timings).
 
-    ``extra(tmp_dir)`` may add ``run_config.yaml`` before the directory swaps in.
+    ``extra(tmp_dir)`` may add ``run_config.yaml`` before the directory swaps in. With
+    ``figure_formats`` (``"png,svg"``, any of png/svg/pdf) each figure of report.html is also
+    written as ``out/figures/<key>.<format>`` (keys from
+    :func:`dftlens.viz.eval_figures.report_figures`; needs kaleido and Chromium). Raises
+    :class:`dftlens.viz.export.ExportError` for an unknown format, before anything is written.
+    Returns the path of each file (``figures``: the folder, present only with formats).
     """
-    from ..viz.eval_figures import report_html
+    from ..viz.eval_figures import report_figures, report_html
+    from ..viz.export import parse_formats
 
-    paths = {name: Path(out).expanduser() / name for name in OUTPUTS}
+    formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
+    paths = {name: Path(out).expanduser() / name for name in OUTPUTS if name != FIGURES}
     with output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite) as tmp:  # all files appear at once, or none
         if extra is not None:
             extra(tmp)
@@ -51,6 +60,12 @@ def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False,
             "skipped": [s.__dict__ for s in run.skipped], "skipped_summary": skipped, "notes": run.notes,
             "versions": _versions(),
         })
+        if formats:
+            from ..viz.export import save_figures
+
+            figures = {key: fig for key, _, fig in report_figures(run.frame, run.models)}
+            save_figures(figures, tmp / FIGURES, formats)
+            paths[FIGURES] = Path(out).expanduser() / FIGURES
     return paths
 
 

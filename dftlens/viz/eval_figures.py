@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Iterable, Sequence
 
 import pandas as pd
@@ -19,7 +20,7 @@ import plotly.graph_objects as go
 
 from .figure_style import PALETTE
 
-__all__ = ["scores_figure", "delta_figure", "report_html"]
+__all__ = ["scores_figure", "delta_figure", "report_figures", "report_html"]
 
 
 def _pct(x) -> float | None:
@@ -140,15 +141,35 @@ def _table_html(wide: pd.DataFrame, models: Sequence[str]) -> str:
     return "".join(out)
 
 
+def report_figures(frame: pd.DataFrame, models: Sequence[str] | None = None
+                   ) -> list[tuple[str, str, go.Figure]]:
+    """The report's figures as (key, heading, figure), in page order, like the probe's
+    :func:`dftlens.viz.report.report_figures`: ``scores_<metric>`` for each metric, then (two
+    or more models) ``delta_<metric>``; the heading is the figure's title. ``key`` is the file
+    name stem when the figures are exported (:func:`dftlens.viz.export.save_figures`,
+    ``--figure-format``): the metric with anything but letters, digits, ``.``, ``_`` and ``-``
+    replaced by ``_``."""
+    models = _models(frame, models) if not frame.empty else list(models or [])
+    metrics = list(dict.fromkeys(frame["metric"])) if not frame.empty else []
+    stems: dict[str, str] = {}
+    for metric in metrics:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(metric)).strip("._") or "metric"
+        base, n = stem, 2
+        while stem in stems.values():  # two metrics that read the same once cleaned
+            stem, n = f"{base}_{n}", n + 1
+        stems[metric] = stem
+    figures = [(f"scores_{stems[m]}", scores_figure(frame, m, models)) for m in metrics]
+    if len(models) > 1:
+        figures += [(f"delta_{stems[m]}", delta_figure(frame, m, models)) for m in metrics]
+    return [(key, fig.layout.title.text or key, fig) for key, fig in figures]
+
+
 def report_html(frame: pd.DataFrame, wide: pd.DataFrame, models: Sequence[str], *,
                 skipped: Iterable[str] = (), notes: Iterable[str] = (), settings: dict | None = None,
                 title: str = "dftlens eval") -> str:
     """A self-contained HTML page (plotly.js inlined, so it opens offline)."""
     models = list(models)
-    metrics = list(dict.fromkeys(frame["metric"])) if not frame.empty else []
-    figures = [scores_figure(frame, m, models) for m in metrics]
-    if len(models) > 1:
-        figures += [delta_figure(frame, m, models) for m in metrics]
+    figures = [fig for _, _, fig in report_figures(frame, models)]
     parts = []
     for k, fig in enumerate(figures):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(k == 0), default_width="100%"))
