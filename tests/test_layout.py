@@ -1,4 +1,5 @@
-"""The package layout: no import circle anywhere (lazy imports included)."""
+"""The package layout: no import circle anywhere (lazy imports included); public names documented; no
+module importing another's private names."""
 
 from __future__ import annotations
 
@@ -90,3 +91,99 @@ def test_evaluation_does_not_import_training():
     leaks = {m: sorted(t for t in targets if t.startswith("dftlens.dft"))
              for m, targets in graph.items() if m.startswith("dftlens.evaluation")}
     assert {m: t for m, t in leaks.items() if t} == {}
+
+
+# ---- docstrings and private names -------------------------------------------------------------
+
+# Public names without a docstring in files that were being rewritten by others when this test
+# was written. Document them and delete their entries here (the test fails on a stale entry).
+UNDOCUMENTED = {
+    "dftlens.dft.losses:DFTLoss.last_hook",
+    "dftlens.dft.losses:DFTLoss.total",
+    "dftlens.evaluation.harness:DftlensHFLM.__init__",
+}
+
+
+def undocumented(tree: ast.Module, module: str = "m") -> list[str]:
+    """``module:qualname`` of each public definition in ``tree`` without a docstring.
+
+    Public: a module-level function or class whose name has no leading underscore, and a
+    method (properties included) of such a class whose name has none, or is ``__init__``.
+    Functions nested in functions, other dunder methods and anything private are exempt.
+    """
+    missing = []
+
+    def visit(body, prefix: str, in_class: bool) -> None:
+        for node in body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if node.name.startswith("_") and not (in_class and node.name == "__init__"):
+                continue
+            if ast.get_docstring(node) is None:
+                missing.append(f"{module}:{prefix}{node.name}")
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, f"{prefix}{node.name}.", True)
+
+    visit(tree.body, "", False)
+    return missing
+
+
+def private_imports(tree: ast.Module, module: str = "m") -> list[str]:
+    """``module: from X import _name`` for each underscore-prefixed (not dunder) name imported
+    from a dftlens module (relative imports included, at the top or inside functions)."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if not node.level and (node.module or "").split(".")[0] not in PACKAGES:
+            continue
+        for alias in node.names:
+            if alias.name.startswith("_") and not alias.name.startswith("__"):
+                found.append(f"{module}: from {'.' * node.level}{node.module or ''} import {alias.name}")
+    return found
+
+
+def test_checkers_see_what_they_look_for():
+    src = ast.parse(
+        "from .figure_base import _helper, ok\n"
+        "from dftlens.io import write_json\n"
+        "from torch._utils import _flatten_dense_tensors\n"
+        "def public(): pass\n"
+        "def _private(): pass\n"
+        "class A:\n"
+        "    '''doc'''\n"
+        "    def __init__(self): pass\n"
+        "    def __repr__(self): pass\n"
+        "    @property\n"
+        "    def size(self): return 1\n"
+        "    def _hidden(self): pass\n"
+        "def f():\n"
+        "    '''doc'''\n"
+        "    from ..models import _secret\n"
+        "    def inner(): pass\n"
+    )
+    assert undocumented(src) == ["m:public", "m:A.__init__", "m:A.size"]
+    assert private_imports(src) == ["m: from .figure_base import _helper", "m: from ..models import _secret"]
+
+
+def test_public_names_have_docstrings():
+    """Every public definition in dftlens/ and cli/ has a docstring.
+
+    Public: a module-level function or class whose name has no leading underscore, and a
+    method (properties included) of such a class whose name has none, or is ``__init__``.
+    Exempt: functions nested in functions, other dunder methods, private names, and the
+    entries of UNDOCUMENTED (files others were rewriting; the list may only shrink).
+    """
+    found = set()
+    for mod, path in _modules().items():
+        found.update(undocumented(ast.parse(path.read_text(encoding="utf-8")), mod))
+    assert sorted(found - UNDOCUMENTED) == []
+    assert sorted(UNDOCUMENTED - found) == [], "documented now: delete these entries from UNDOCUMENTED"
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A helper shared between modules is a public name of the module that owns it."""
+    found = []
+    for mod, path in _modules().items():
+        found += private_imports(ast.parse(path.read_text(encoding="utf-8")), mod)
+    assert found == []
