@@ -140,6 +140,7 @@ class DFTLoss:
 
     @property
     def last_hook(self) -> str:
+        """Hook name of the last block's residual output (``h_L``, before the final norm): L_TFT and the ET feature."""
         return self.lm.hook_name(self.lm.n_layers - 1)
 
     def feature_pairs(self) -> list[tuple[str, str, str]]:
@@ -240,6 +241,7 @@ class DFTLoss:
 
     # -- all together -------------------------------------------------------
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``L_TFT + w_lc * L_LC + w_et * L_ET`` from :meth:`components`-style parts (absent terms count 0)."""
         loss = parts["tft"]
         if "lc" in parts:
             loss = loss + self.w_lc * parts["lc"]

@@ -69,6 +69,13 @@ class DftlensHFLM(HFLM):
 
     def __init__(self, hf_model, tokenizer, batch_size: int = 16, max_gen_toks: int | None = None,
                  position_ids: bool | None = None, **kwargs):
+        """Wrap a loaded ``transformers`` causal LM and its tokenizer for lm-eval (no second load).
+
+        ``batch_size``: requests scored per forward pass; ``max_gen_toks``: generation
+        budget for generative tasks (None: lm-eval's default); ``position_ids``: pass
+        explicit positions to the forward (None: from the family table); other keyword
+        arguments go to lm-eval's ``HFLM``.
+        """
         # lm-eval logs a warning for any model passed as an object; that is what we mean to do.
         hf_logger = logging.getLogger("lm_eval.models.huggingface")
         level = hf_logger.level
