@@ -16,7 +16,7 @@ and English side) with paired standard errors against TFT; ``sweep.csv`` and
 ``sweep.html`` (plotly: NLL difference to TFT +- 2 paired SE per layer).
 
 Usage: python benchmarks/replicate_small.py [--out runs/replicate] [--steps 60] [--eval-limit 0]
-       [--feature-norms none,standardize] [--sweep-et 6,9,12,15] [--quick]
+       [--feature-norms none,standardize] [--feature-weight 1] [--sweep-et 6,9,12,15] [--quick]
 """
 
 from __future__ import annotations
@@ -28,13 +28,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-def variants(norms: list[str], lc_only: bool = True) -> dict[str, tuple[str, str, str]]:
-    """name -> (LC signal, ET signal, feature norm); LC-only uses the last norm listed."""
+def variants(norms: list[str], lc_only: bool = True, feature_weight: float = 1.0) -> dict[str, tuple[str, str, str]]:
+    """name -> (LC signal, ET signal, feature norm); LC-only uses the last norm listed.
+
+    ``feature_weight`` != 1 (the feature losses' ``w_lc``/``w_et``) is named in the feature runs' names.
+    """
     table = {"TFT": ("off", "off", "none"), "DFT-logits": ("logits", "logits", "none")}
+    weight = "" if feature_weight == 1.0 else f", w={feature_weight:g}"
     for norm in norms:
-        table[f"DFT-feature ({norm})" if len(norms) > 1 else "DFT-feature"] = ("feature", "feature", norm)
+        name = f"DFT-feature ({norm}{weight})" if len(norms) > 1 or weight else "DFT-feature"
+        table[name] = ("feature", "feature", norm)
     if lc_only:
-        table[f"LC-only (feature, {norms[-1]})"] = ("feature", "off", norms[-1])
+        table[f"LC-only (feature, {norms[-1]}{weight})"] = ("feature", "off", norms[-1])
     table["ET-only (logits)"] = ("off", "logits", "none")
     return table
 
@@ -122,6 +127,8 @@ def main() -> None:
     parser.add_argument("--lang", default="zh")
     parser.add_argument("--eval-limit", type=int, default=40, help="documents per shipped task (0 = all)")
     parser.add_argument("--feature-norms", default="none", help="comma list: one DFT-feature run per --feature-norm")
+    parser.add_argument("--feature-weight", type=float, default=1.0,
+                        help="w_lc and w_et of the feature runs (DFT-feature, LC-only); 1 = the paper's")
     parser.add_argument("--sweep-et", default="", help="comma list of ET layers: one ET-only (logits) run each")
     parser.add_argument("--lc-layer", type=int, default=None, help="with --et-layer: skip the probe (and the compare figure)")
     parser.add_argument("--et-layer", type=int, default=None)
@@ -166,7 +173,7 @@ def main() -> None:
     print(f"settings: LoRA r 16, lr 2e-4, batch 4, max length 256, seed 0, {steps} steps, "
           f"feature norms {norms}, ET sweep {sweep_layers}, eval limit {eval_limit}", flush=True)
 
-    table = variants(norms, lc_only=not args.no_lc_only)
+    table = variants(norms, lc_only=not args.no_lc_only, feature_weight=args.feature_weight)
     # Most informative first (every run is scored as soon as it is trained): TFT, the normalised
     # feature variants, ET-only at the probe's layer, the sweep, then the rest.
     order = ["TFT"] + [n for n in table if n.startswith("DFT-feature") and "none" not in n] + ["ET-only (logits)"]
@@ -211,6 +218,8 @@ def main() -> None:
         slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "")
         cfg = TrainConfig(out=str(out / slug), model="gemma3-270m", lang=args.lang, lc_layer=lc_layer,
                           et_layer=sweep_j if sweep_j is not None else et_layer, lc=lc, et=et, feature_norm=norm,
+                          w_lc=args.feature_weight if lc == "feature" else 1.0,
+                          w_et=args.feature_weight if et == "feature" else 1.0,
                           lora=True, steps=steps, batch_size=4, max_length=256, seed=0, limit=limit)
         result = train(cfg, overwrite=True, progress=False)
         checkpoints[name] = str(result.final)
