@@ -34,7 +34,7 @@ def variants(norms: list[str], lc_only: bool = True, feature_weight: float = 1.0
     ``feature_weight`` != 1 (the feature losses' ``w_lc``/``w_et``) is named in the feature runs' names.
     """
     table = {"TFT": ("off", "off", "none"), "DFT-logits": ("logits", "logits", "none")}
-    weight = "" if feature_weight == 1.0 else f", w={feature_weight:g}"
+    weight = "" if feature_weight == 1.0 else f" w={feature_weight:g}"  # no comma: --runs splits on commas
     for norm in norms:
         name = f"DFT-feature ({norm}{weight})" if len(norms) > 1 or weight else "DFT-feature"
         table[name] = ("feature", "feature", norm)
