@@ -441,3 +441,23 @@ def test_feature_norms_match_direct_computation(family, norm, tiny_models, tiny_
 def test_feature_norm_is_validated(tiny_models):
     with pytest.raises(ValueError, match="feature_norm"):
         DFTLoss(tiny_models["llama"], feature_norm="whiten")
+
+
+@pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
+def test_prefix_reuse_under_gradient_checkpointing(backend, tiny_dirs, data_file):
+    """Checkpointed blocks must still read the reused keys/values (transformers drops a layer's
+    ``cache`` kwarg under checkpointing unless it is passed the way the model passes it)."""
+    lm = load_model(str(tiny_dirs["llama"]), backend=backend)
+    model = lm.hf_model
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable(**{("activation_checkpointing_kwargs" if hasattr(model, "activation_checkpointing_enable")
+               else "gradient_checkpointing_kwargs"): {"use_reentrant": False}})
+    model.train()
+    batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
+    kw = dict(lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET))
+    ref_values, ref_grads = _step_grads(lm, DFTLoss(lm, **kw, reuse_prefix=False), batch, staged=True)
+    values, grads = _step_grads(lm, DFTLoss(lm, **kw), batch, staged=True)
+    for k in ("tft", "lc", "et", "loss"):
+        assert values[k] == pytest.approx(ref_values[k], rel=1e-5, abs=1e-5), k
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5)
