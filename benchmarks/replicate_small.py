@@ -73,7 +73,7 @@ def sweep_figure(sweep: pd.DataFrame, path: Path) -> None:
                       xaxis_title="ET layer j", yaxis_title="NLL difference to TFT (nats per token)",
                       yaxis_range=[low - pad, high + pad], template="plotly_white")
     fig.update_xaxes(tickvals=list(sweep["et_layer"].unique()))
-    fig.write_html(path, include_plotlyjs="cdn")
+    fig.write_html(path, include_plotlyjs=True)  # self-contained: opens offline
 
 
 def write_sweep(per_example: dict[str, dict[str, list[float]]], layers: list[int], out: Path) -> None:
