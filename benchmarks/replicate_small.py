@@ -109,9 +109,9 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
     pd.set_option("display.width", 250)
     for side, values in per_example.items():
         frame = pd.DataFrame({"model": list(values), "nll_mean_of_examples": [np.mean(v) for v in values.values()],
-                              "se": [np.std(v, ddof=1) / np.sqrt(len(v)) for v in values.values()]})
-        diffs = paired(values, "TFT")
-        table = frame.merge(diffs.rename(columns={"se": "paired_se"}), on="model")
+                              "nll_se": [np.std(v, ddof=1) / np.sqrt(len(v)) for v in values.values()]})
+        diffs = paired(values, "TFT")  # its "se": the paired SE, as in a single run's heldout_paired_<lang>.csv
+        table = frame.merge(diffs, on="model")
         table.to_csv(out / f"heldout_paired_{side}.csv", index=False)
         print(f"\nheld-out NLL ({side}): mean of per-example NLL +- SE, paired difference to TFT +- paired SE")
         print(table.round(4).to_string(index=False))
