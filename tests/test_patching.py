@@ -48,6 +48,21 @@ def test_batched_sweep_equals_one_pass_per_layer(tiny_models, one_thread, cumula
     assert (batched[:, 0] - batched[:, -1]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("family", ["bloom", "gpt2", "gpt_neox", "qwen2"])
+def test_shared_prefix_cache_on_other_families(family, family_dir, one_thread):
+    """The shared-prefix KV cache runs the decoder stack by its generic name (BLOOM and GPT-2 keep
+    it in ``.transformer``, GPT-NeoX in ``.gpt_neox``) and gives the uncached sweep."""
+    from dftlens import load_model
+
+    lm = load_model(str(family_dir(family)))
+    latents = last_token_latents(lm, SOURCES)
+    layers = list(range(lm.n_layers))
+    cached = patch_sweep(lm, TARGETS, latents, layers, _full_readout, rows_per_pass=100)
+    full = patch_sweep(lm, TARGETS, latents, layers, _full_readout, rows_per_pass=100, prefix_cache=False)
+    torch.testing.assert_close(cached, full, atol=2e-5, rtol=1e-4)
+    assert (cached[:, 0] - cached[:, -1]).abs().max() > 1e-3
+
+
 def test_patching_the_last_layer_gives_the_source_output_and_own_latents_change_nothing(tiny_models):
     lm = tiny_models["llama"]
     last = lm.n_layers - 1

@@ -125,8 +125,10 @@ def _shared_prefix(lm: LensModel, batch: dict, tail: int, repeats: int) -> dict:
 
     ids, mask = batch["input_ids"], batch["attention_mask"]
     head_mask = mask[:, :-tail]
-    out = lm.hf_model.model(input_ids=ids[:, :-tail], attention_mask=head_mask,
-                            position_ids=position_ids_from_mask(head_mask), use_cache=True)
+    # The decoder stack without its head (``.model``, ``.transformer``, ``.gpt_neox``); positions
+    # only for families that take them (BLOOM: ALiBi from the mask).
+    positions = {"position_ids": position_ids_from_mask(head_mask)} if lm.arch.position_ids else {}
+    out = lm.hf_model.base_model(input_ids=ids[:, :-tail], attention_mask=head_mask, use_cache=True, **positions)
     cache = out.past_key_values
     cache.batch_repeat_interleave(repeats)
     return {"input_ids": ids[:, -tail:].repeat_interleave(repeats, dim=0),
