@@ -54,7 +54,7 @@ import torch
 from ..models.hooks import parse_hook_name
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
-from .prefix_reuse import continuation, detached, hand_back, kv_cache, reusable, shared_prefix  # noqa: F401
+from .prefix_reuse import continuation, detached, hand_back, kv_cache, reusable
 from .feature_signal import (FEATURE_NORMS, RMS_EPS, RUNNING_MOMENTUM, STD_EPS, RunningStats,  # noqa: F401
                              cosine_loss, mean_pool, rms_normalise)
 
