@@ -23,6 +23,11 @@ attn_out`` and ``resid_post == resid_mid + mlp_out``):
   ``resid_mid``: the sites are ``resid_pre``, ``attn_out``, ``mlp_out``,
   ``resid_post`` with ``resid_post == resid_pre + attn_out + mlp_out``. Without
   parallel residual, all five.
+
+Every family also has the MLP's hidden activation ``mlp_post`` (hook name
+``blocks.{l}.mlp.hook_post``): the input of the down/output projection, read and
+written on both engines. Which parameters each hidden unit owns, and which module's
+output is "active > 0" for language neurons, is :mod:`dftlens.models.mlp_layout`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ LLAMA_SITES: Sites = {
     "attn_out": ("self_attn", "output"),
     "resid_mid": ("post_attention_layernorm", "input"),
     "mlp_out": ("mlp", "output"),
+    "mlp_post": ("mlp.down_proj", "input"),  # blocks.{l}.mlp.hook_post
     "resid_post": ("", "output"),
 }
 GEMMA_SITES: Sites = {
@@ -48,6 +54,7 @@ GEMMA_SITES: Sites = {
     "attn_out": ("post_attention_layernorm", "output"),
     "resid_mid": ("pre_feedforward_layernorm", "input"),
     "mlp_out": ("post_feedforward_layernorm", "output"),
+    "mlp_post": ("mlp.down_proj", "input"),  # blocks.{l}.mlp.hook_post
     "resid_post": ("", "output"),
 }
 OLMO2_SITES: Sites = {
@@ -55,6 +62,7 @@ OLMO2_SITES: Sites = {
     "attn_out": ("post_attention_layernorm", "output"),
     "resid_mid": ("mlp", "input"),
     "mlp_out": ("post_feedforward_layernorm", "output"),
+    "mlp_post": ("mlp.down_proj", "input"),  # blocks.{l}.mlp.hook_post
     "resid_post": ("", "output"),
 }
 GPT2_SITES: Sites = {
@@ -62,6 +70,7 @@ GPT2_SITES: Sites = {
     "attn_out": ("attn", "output"),
     "resid_mid": ("ln_2", "input"),
     "mlp_out": ("mlp", "output"),
+    "mlp_post": ("mlp.c_proj", "input"),  # blocks.{l}.mlp.hook_post
     "resid_post": ("", "output"),
 }
 NEOX_SITES: Sites = {
@@ -69,11 +78,13 @@ NEOX_SITES: Sites = {
     "attn_out": ("attention", "output"),
     "resid_mid": ("post_attention_layernorm", "input"),  # sequential residual only
     "mlp_out": ("mlp", "output"),
+    "mlp_post": ("mlp.dense_4h_to_h", "input"),  # blocks.{l}.mlp.hook_post
     "resid_post": ("", "output"),
 }
 BLOOM_SITES: Sites = {
     "resid_pre": ("", "input"),
     "resid_mid": ("post_attention_layernorm", "input"),
+    "mlp_post": ("mlp.dense_4h_to_h", "input"),  # blocks.{l}.mlp.hook_post
     "resid_post": ("", "output"),
 }
 BLOOM_DERIVED = {"attn_out": ("resid_mid", "resid_pre"), "mlp_out": ("resid_post", "resid_mid")}
