@@ -1,5 +1,8 @@
 # Two commands on a fresh machine:  `make demo` (set up + probe the embedded model)
 # and `make test` (set up + run the test suite). Everything lives in .venv.
+# `make docs` builds the documentation site into site/ (offline, --strict);
+# `make notebooks` runs both notebooks (executed copies in runs/notebooks/;
+# DFTLENS_NB_QUICK=1 make notebooks for the short versions).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -7,7 +10,7 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 OUT    ?= runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docs notebooks clean
 
 setup: $(VENV)/.installed
 
@@ -28,5 +31,11 @@ bench: setup
 	$(BIN)/python benchmarks/capture_speed.py
 	$(BIN)/python benchmarks/probe_speed.py
 
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+notebooks: setup
+	$(BIN)/python tests/notebook_runner.py --out runs/notebooks notebooks/latent_language.ipynb notebooks/dft_before_after.ipynb
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
