@@ -32,8 +32,9 @@ class FakeTokenizer:
 def test_token_set_has_every_single_token_prefix_with_and_without_space_marker():
     vocab = {t: i for i, t in enumerate(["w", "wa", "water", "▁w", "▁water", "ater", "<0x77>", "▁水", "水", "<0xE6>"])}
     ts = TokenSets(FakeTokenizer(vocab))
-    assert ts.ids("water") == {vocab[t] for t in ["w", "wa", "water", "▁w", "▁water", "<0x77>"]}
-    assert ts.ids("水") == {vocab["▁水"], vocab["水"], vocab["<0xE6>"]}
+    # No byte token where the first character has an ordinary one ("w", "水").
+    assert ts.ids("water") == {vocab[t] for t in ["w", "wa", "water", "▁w", "▁water"]}
+    assert ts.ids("水") == {vocab["▁水"], vocab["水"]}
     assert not ts.overlap("water", "水")
 
 
@@ -41,25 +42,47 @@ def test_byte_level_vocabularies_use_gpt2_byte_characters():
     vocab = {t: i for i, t in enumerate(["Ġa", "w", "wat", "Ġwater", "æ°´", "Ġæ", "Ġ"])}
     ts = TokenSets(FakeTokenizer(vocab, space="Ġ"))
     assert ts.ids("water") == {vocab["w"], vocab["wat"], vocab["Ġwater"]}
-    # "水" is bytes e6 b0 b4: every byte prefix counts, also after a space ("Ġæ" starts " 水",
-    # as <0xE6> does in a byte-fallback vocabulary); a lone "Ġ" token must not count.
-    assert ts.ids("水") == {vocab["æ°´"], vocab["Ġæ"]}
+    # "水" is bytes e6 b0 b4 and a token of its own: the partial-byte "Ġæ" (which starts every
+    # character beginning with byte e6) is byte fallback, not part of its set; a lone "Ġ" never is.
+    assert ts.ids("水") == {vocab["æ°´"]}
 
 
 def test_overlapping_words_are_detected_on_a_real_tokenizer(tiny_models):
     ts = TokenSets(tiny_models["llama"].tokenizer)
-    assert ts.overlap("taxi", "taxis")  # shared prefixes: such items get dropped
+    assert ts.overlap("taxi", "taxis")  # shared prefixes
 
 
-def test_scripts_and_classes():
+def test_scripts():
     assert token_script("▁water") == "Latin" and token_script("水") == "Han"
     assert token_script("ミズ") == "Kana" and token_script("вода") == "Cyrillic" and token_script("»") == "none"
+
+
+@pytest.mark.parametrize("token, input_lang, target_lang, expected", [
+    ("</b>", "fr", "zh", "other"),  # markup
+    ("▁'", "fr", "zh", "other"),  # punctuation
+    ("▁water", "fr", "zh", "en"),
+    ("▁water", "zh", "fr", "en"),  # the same rule when the target is Latin-script
+    ("▁eau", "zh", "fr", "target"),
+    ("▁eau", "fr", "zh", "input"),
+    ("水", "fr", "zh", "target"),
+    ("水", "zh", "ja", "other"),  # as frequent in Chinese as in Japanese
+    ("目", "de", "ja", "target"),
+    ("▁Zeitung", "de", "ja", "input"),
+    ("▁Zeitung", "fr", "zh", "other"),  # German: no language of a fr->zh item
+    ("▁six", "fr", "zh", "other"),  # an English and a French word alike
+    ("ung", "de", "ja", "other"),  # a fragment, no word
+    ("<0xE7>", "fr", "zh", "other"),  # a byte token
+])
+def test_token_language_classes(token, input_lang, target_lang, expected):
+    ts = TokenSets(FakeTokenizer({"▁": 0}))
+    assert classify(ts.text(token), 99, input_lang, target_lang) == expected
+
+
+def test_answer_sets_decide_before_the_text():
     en, tgt, inp = frozenset({1}), frozenset({2}), frozenset({3})
-    assert classify("water", 1, "zh", en, tgt, inp) == "en"
-    assert classify("湖", 9, "zh", en, tgt, inp) == "target"  # any Han token for a Chinese target
-    assert classify("eau", 3, "zh", en, tgt, inp) == "input"
-    assert classify("lake", 9, "zh", en, tgt, inp) == "en"  # Latin script, target is not Latin
-    assert classify("lac", 9, "fr", en, tgt, inp) == "other"  # Latin target: only the answer sets decide
+    assert classify("anything", 2, "fr", "zh", en, tgt, inp) == "target"
+    assert classify("anything", 1, "fr", "zh", en, tgt, inp) == "en"
+    assert classify("anything", 3, "fr", "zh", en, tgt, inp) == "input"
 
 
 def test_mean_ci_and_summary():

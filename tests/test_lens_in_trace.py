@@ -12,7 +12,8 @@ from dftlens.errors import DftlensError
 
 CONFIG = ProbeConfig(pairs=[("fr", "zh")], tasks=["translation", "repetition"], max_items=6, run_probes=False,
                      batch_size=4)
-NUMERIC = ["p_en", "p_target", "p_input", "entropy_bits", "share_en", "share_target", "share_input", "share_other"]
+NUMERIC = ["p_en", "p_target", "p_input", "entropy_bits", "share_en", "share_target", "share_input", "share_other",
+           "p_en_exclusive", "p_en_drop", "p_en_keep"]
 
 
 def _lens_csv_difference(lm) -> float:

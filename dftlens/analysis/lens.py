@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -30,13 +29,11 @@ from ..config_files import setting
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
-from .writing_systems import SHARES, classify
+from .lens_rows import SHARES, item_token_sets, lens_row
 from .token_sets import TokenSets
 
 PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
 ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
-
-
 def entropy_bits(logp: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in bits of distributions given as log-probabilities (natural log) over
     the last dimension: ``[..., vocab] -> [...]``. Zero-probability entries count 0 (no NaN
@@ -55,10 +52,15 @@ def _mass(probs: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
 
 @torch.no_grad()
 def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch_size: int = 16,
-            top_k: int = 10, show_tokens: int = 3, progress: bool = True, desc: str = "logit lens") -> pd.DataFrame:
-    """One row per item and layer (see ITEM_COLUMNS), plus ``correct``: whether the item's
-    top-1 lens token at the LAST layer is in its target-language token set (the model
-    starts the right word), repeated on every layer's row of that item."""
+            top_k: int = 10, show_tokens: int = 3, progress: bool = True, desc: str = "logit lens",
+            policy: str = "exclusive") -> pd.DataFrame:
+    """One row per item and layer (see ITEM_COLUMNS and :func:`lens_row`), plus ``correct``:
+    whether the item's top-1 lens token at the LAST layer is in its target-language token set
+    (the model starts the right word), repeated on every layer's row of that item.
+
+    ``policy``: the overlap policy of the item's token sets
+    (:data:`~dftlens.analysis.token_sets.OVERLAP_POLICIES`); the ``p_en_<policy>`` columns
+    give P(en) under each policy from the same forward pass."""
     names = lm.hook_names()
     rows = []
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="prompt", leave=False)
@@ -67,13 +69,13 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
         if getattr(lm.engine, "lens_in_trace", False):  # nnsight/NDIF: the whole measurement inside the trace
             from .lens_in_trace import rows_in_trace
 
-            rows.extend(rows_in_trace(lm, chunk, token_sets, top_k, show_tokens))
+            rows.extend(rows_in_trace(lm, chunk, token_sets, top_k, show_tokens, policy=policy))
             bar.update(len(chunk))
             continue
         batch = lm.tokenize([it.prompt for it in chunk])
         resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
         for first, logp in lm.iter_log_probs(resid):  # float32 [k, batch, vocab], k from the lens budget
-            rows.extend(_rows_for_layers(lm, chunk, logp.cpu(), first, token_sets, top_k, show_tokens))
+            rows.extend(_rows_for_layers(lm, chunk, logp.cpu(), first, token_sets, top_k, show_tokens, policy))
         bar.update(len(chunk))
     bar.close()
     frame = pd.DataFrame(rows)
@@ -85,31 +87,18 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
     return frame.drop(columns="top1_target")
 
 
-def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_tokens):
+def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_tokens, policy):
     probs = logp.exp()
     entropy = entropy_bits(logp)  # [layers, batch]
     top_ids = logp.topk(top_k, dim=-1).indices  # [layers, batch, k]
     rows = []
     for b, item in enumerate(chunk):
-        en_ids, tgt_ids = token_sets.ids(item.answer_en), token_sets.ids(item.answer)
-        p_en, p_tgt = _mass(probs[:, b], en_ids), _mass(probs[:, b], tgt_ids)
-        track_input = item.input_lang not in ("en", item.target_lang)
-        in_ids = token_sets.ids(item.answer_input) if track_input else frozenset()
-        p_in = _mass(probs[:, b], in_ids) if track_input else None
+        masses = torch.stack([_mass(probs[:, b], s) for s in item_token_sets(token_sets, item, policy)], dim=1)
         for k in range(probs.shape[0]):
             ids = top_ids[k, b].tolist()
             tokens = lm.tokenizer.convert_ids_to_tokens(ids)
-            classes = [classify(t, i, item.target_lang, en_ids, tgt_ids, in_ids) for t, i in zip(tokens, ids)]
-            rows.append({
-                "task": item.task, "input_lang": item.input_lang, "target_lang": item.target_lang,
-                "item_id": item.item_id, "layer": first_layer + k,
-                "p_en": float(p_en[k]), "p_target": float(p_tgt[k]),
-                "p_input": float(p_in[k]) if p_in is not None else np.nan,
-                "entropy_bits": float(entropy[k, b]),
-                **{f"share_{c}": classes.count(c) / top_k for c in SHARES},
-                "top_tokens": " ".join(tokens[:show_tokens]),
-                "top1_target": ids[0] in tgt_ids,
-            })
+            rows.append(lens_row(token_sets, item, first_layer + k, masses[k].tolist(), float(entropy[k, b]),
+                                 ids, tokens, show_tokens, policy))
     return rows
 
 

@@ -5,8 +5,8 @@ layer and prompt come back.
 Inside the trace, for every block: the residual at each prompt's last real token,
 the model's final norm and LM head (called ad hoc on that state), the logit
 soft-cap, a float32 log-softmax, then the probability masses of the English,
-target and input-language token sets, the entropy in bits and the top-k token
-ids. What leaves the trace per batch is ``[layers, batch, 4]`` floats and
+target and input-language token sets (and the English set under each overlap policy), the entropy in bits and the top-k token
+ids. What leaves the trace per batch is ``[layers, batch, sets + 1]`` floats and
 ``[layers, batch, k]`` ids; the vocabulary-sized tensors never do. The forward
 pass stops after the last block (the model's own head never runs).
 
@@ -27,7 +27,6 @@ import math
 import numpy as np
 import torch
 
-N_SETS = 3  # English, target, input-language token sets
 
 
 def _submodule(envoy, path: str):
@@ -37,7 +36,7 @@ def _submodule(envoy, path: str):
 
 
 def lens_stats(hidden, norm, head, softcap, last, set_ids, set_weights, top_k: int):
-    """Per prompt: ``[p_en, p_target, p_input, entropy_bits]`` [batch, 4] and top-k ids [batch, k].
+    """Per prompt: the masses of its token sets, then ``entropy_bits``: [batch, sets + 1], and top-k ids [batch, k].
 
     ``hidden`` [batch, seq, d] (a block's output), ``last`` [batch] each row's last
     real position, ``set_ids``/``set_weights`` [batch, sets, K] token ids padded
@@ -60,16 +59,15 @@ def lens_stats(hidden, norm, head, softcap, last, set_ids, set_weights, top_k: i
     return torch.cat([masses, entropy[:, None]], dim=1), top
 
 
-def _token_set_tensors(items, token_sets):
-    """[batch, 3, K] ids and weights of each item's English, target and input-language sets."""
-    sets = []
-    for item in items:
-        track_input = item.input_lang not in ("en", item.target_lang)
-        sets.append([sorted(token_sets.ids(item.answer_en)), sorted(token_sets.ids(item.answer)),
-                     sorted(token_sets.ids(item.answer_input)) if track_input else []])
+def _token_set_tensors(items, token_sets, policy: str = "exclusive"):
+    """[batch, sets, K] ids and weights of each item's token sets (``lens.item_token_sets``:
+    English, target, input word, then English under each overlap policy)."""
+    from .lens_rows import item_token_sets
+
+    sets = [[sorted(s) for s in item_token_sets(token_sets, item, policy)] for item in items]
     width = max(1, max(len(s) for row in sets for s in row))
-    ids = torch.zeros(len(items), N_SETS, width, dtype=torch.long)
-    weights = torch.zeros(len(items), N_SETS, width)
+    ids = torch.zeros(len(items), len(sets[0]), width, dtype=torch.long)
+    weights = torch.zeros(len(items), len(sets[0]), width)
     for b, row in enumerate(sets):
         for j, s in enumerate(row):
             ids[b, j, :len(s)] = torch.tensor(s, dtype=torch.long)
@@ -78,7 +76,8 @@ def _token_set_tensors(items, token_sets):
 
 
 @torch.no_grad()
-def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) -> list[dict]:
+def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3,
+                  policy: str = "exclusive") -> list[dict]:
     """The rows :func:`.lens.measure` builds for one batch of items, measured inside one nnsight trace.
 
     :func:`.lens.measure` calls this for a model whose engine has ``lens_in_trace``
@@ -87,8 +86,6 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
     """
     from ..errors import DftlensError
     from ..models.interface import last_token_index
-    from .writing_systems import SHARES, classify
-
     engine = lm.engine
     if getattr(engine, "name", None) != "nnsight":
         raise DftlensError("The in-trace lens needs the nnsight engine: load_model(..., backend='nnsight').")
@@ -105,7 +102,7 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
     batch = lm.tokenize([it.prompt for it in chunk])
     inputs = lm.model_inputs(batch)
     last = last_token_index(batch["attention_mask"])
-    set_ids, set_weights = _token_set_tensors(chunk, token_sets)
+    set_ids, set_weights = _token_set_tensors(chunk, token_sets, policy)
     try:
         with model.trace(inputs, remote=remote) as tracer:
             blocks, norm, head = _submodule(model, layers_path), _submodule(model, norm_path), _submodule(model, head_path)
@@ -114,7 +111,7 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
                 stats, top = lens_stats(blocks[layer].output, norm, head, softcap, last, set_ids, set_weights, top_k)
                 stats_per_layer.append(stats)
                 top_per_layer.append(top)
-            stats = torch.stack(stats_per_layer).cpu().save()  # [layers, batch, 4]
+            stats = torch.stack(stats_per_layer).cpu().save()  # [layers, batch, sets + 1]
             top_ids = torch.stack(top_per_layer).cpu().save()  # [layers, batch, k]
             tracer.stop()
     except Exception as exc:
@@ -125,7 +122,7 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3) 
             f"The NDIF run of {lm.name} failed ({type(exc).__name__}: {first_line}); check network access to "
             "api.ndif.us, the API key, and that NDIF serves this model (nnsight.ndif.status())."
         ) from None
-    return _rows(lm, chunk, stats, top_ids, token_sets, top_k, show_tokens, classify, SHARES)
+    return _rows(lm, chunk, stats, top_ids, token_sets, show_tokens, policy)
 
 
 def _head_path(lm) -> str:
@@ -136,23 +133,14 @@ def _head_path(lm) -> str:
     raise RuntimeError("the LM head is not a submodule of the model")  # pragma: no cover
 
 
-def _rows(lm, chunk, stats, top_ids, token_sets, top_k, show_tokens, classify, shares):
+def _rows(lm, chunk, stats, top_ids, token_sets, show_tokens, policy):
+    from .lens_rows import lens_row
+
     out = []
     for b, item in enumerate(chunk):
-        en_ids, tgt_ids = token_sets.ids(item.answer_en), token_sets.ids(item.answer)
-        track_input = item.input_lang not in ("en", item.target_lang)
-        in_ids = token_sets.ids(item.answer_input) if track_input else frozenset()
         for layer in range(stats.shape[0]):
             ids = top_ids[layer, b].tolist()
-            tokens = lm.tokenizer.convert_ids_to_tokens(ids)
-            classes = [classify(t, i, item.target_lang, en_ids, tgt_ids, in_ids) for t, i in zip(tokens, ids)]
-            p_en, p_tgt, p_in, entropy = stats[layer, b].tolist()
-            out.append({
-                "task": item.task, "input_lang": item.input_lang, "target_lang": item.target_lang,
-                "item_id": item.item_id, "layer": layer, "p_en": p_en, "p_target": p_tgt,
-                "p_input": p_in if track_input else np.nan, "entropy_bits": entropy,
-                **{f"share_{c}": classes.count(c) / top_k for c in shares},
-                "top_tokens": " ".join(tokens[:show_tokens]),
-                "top1_target": ids[0] in tgt_ids,
-            })
+            values = stats[layer, b].tolist()  # the sets' masses, then the entropy
+            out.append(lens_row(token_sets, item, layer, values[:-1], values[-1], ids,
+                                lm.tokenizer.convert_ids_to_tokens(ids), show_tokens, policy))
     return out

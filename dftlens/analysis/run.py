@@ -29,7 +29,7 @@ from ..models import LensModel
 from .layer_choice import RuleParams, apply_overrides, choose_layers, rule_curves
 from .lens import PROB_COLUMNS, measure
 from .stats import summarise
-from .token_sets import TokenSets
+from .token_sets import OVERLAP_KINDS, OVERLAP_POLICIES, TokenSets
 
 DEFAULT_TASKS = ("translation", "repetition")
 OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html", "config.json", "figures"]
@@ -67,6 +67,10 @@ class ProbeConfig:
     seed: int = setting(0, "Seed for demonstrations and probe splits.")
     lc_layer: int | None = setting(None, "Override the LC layer (0-based block index).")
     et_layer: int | None = setting(None, "Override the ET layer (0-based block index).")
+    overlap: str = setting("exclusive", "When two of an item's English, target and input-word token sets share a "
+                                        "token: exclusive (keep the item, the shared tokens count for no language), "
+                                        "drop (drop the item) or keep (Wendler et al.: drop only English-target "
+                                        "overlaps).", choices=OVERLAP_POLICIES)
     causal_pairs: int = setting(0, "Concept pairs for activation-patching evidence in layers.json (0: none; "
                                    "--causal sets 32).")
 
@@ -90,6 +94,8 @@ class ProbeConfig:
         for name in ("batch_size", "top_k"):
             if getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
+        if self.overlap not in OVERLAP_POLICIES:
+            raise DataError(f"--overlap {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}.")
         check_order(self.lc_layer, self.et_layer)
 
     def load_data(self) -> tuple[ParallelData, ParallelData | None]:
@@ -177,17 +183,18 @@ class ProbeResult:
         return Path(out).expanduser()
 
 
-OVERLAP_KINDS = ("en_target", "en_input", "target_input")
-
-
 def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: ParallelData | None,
                        token_sets: TokenSets) -> tuple[list[PromptItem], pd.DataFrame]:
-    """All prompts for the configured tasks, minus those whose English, target and input
-    token sets overlap pairwise (see :meth:`TokenSets.overlap_kinds`).
+    """All prompts for the configured tasks, minus those ``config.overlap`` drops
+    (:meth:`TokenSets.answer_sets`).
 
-    The counts table has, per task and pair: ``built``, ``dropped_<kind>`` for each overlap
-    kind (an item overlapping in two ways counts in both), ``dropped_overlap`` (items dropped,
-    each once) and ``used`` (after ``max_items``)."""
+    The counts table has, per task and pair: ``overlap`` (the policy), ``built``,
+    ``overlap_<kind>`` for each overlap kind (items whose sets share a token that way,
+    whatever the policy; an item can count in several), ``dropped`` (items the policy
+    dropped, each once), ``dropped_empty`` (of those, items left without an English or
+    target token), ``removed_en``/``removed_target``/``removed_input`` (token ids the
+    policy took out of the sets, summed over the items kept; ``exclusive`` only) and
+    ``used`` (after ``max_items``)."""
     jobs = [(t, s, d) for t in config.tasks if t == "translation" for s, d in config.pairs]
     jobs += [(t, lang, lang) for t in config.tasks if t != "translation" for lang in config.monolingual()]
     # One seeded order of concepts for every job: --max-items then takes the same
@@ -196,20 +203,24 @@ def build_prompt_items(config: ProbeConfig, words: ParallelData, sentences: Para
     items, counts = [], []
     for task, src, tgt in jobs:
         built = build_items(task, words, sentences, src, tgt, seed=config.seed)
-        dropped = {kind: 0 for kind in OVERLAP_KINDS}
+        row = {"task": task, "input_lang": src, "target_lang": tgt, "overlap": config.overlap, "built": len(built),
+               **{f"overlap_{k}": 0 for k in OVERLAP_KINDS}, "dropped": 0, "dropped_empty": 0,
+               "removed_en": 0, "removed_target": 0, "removed_input": 0}
         kept = []
         for it in built:
-            input_word = it.answer_input if it.input_lang != it.target_lang else None
-            kinds = token_sets.overlap_kinds(it.answer_en, it.answer, input_word)
-            for kind in kinds:
-                dropped[kind] += 1
-            if not kinds:
+            sets = token_sets.for_item(it, config.overlap)
+            for kind in sets.overlaps:
+                row[f"overlap_{kind}"] += 1
+            if sets.kept:
                 kept.append(it)
+                for side, n in sets.removed.items():
+                    row[f"removed_{side}"] += n
+            else:
+                row["dropped"] += 1
+                row["dropped_empty"] += sets.reason == "empty"
         kept.sort(key=lambda it: rank[it.item_id])
         used = kept[: config.max_items] if config.max_items else kept
-        counts.append({"task": task, "input_lang": src, "target_lang": tgt, "built": len(built),
-                       **{f"dropped_{k}": v for k, v in dropped.items()},
-                       "dropped_overlap": len(built) - len(kept), "used": len(used)})
+        counts.append({**row, "used": len(used)})
         items.extend(used)
     return items, pd.DataFrame(counts)
 
@@ -236,6 +247,18 @@ def alignment_curve(probes: pd.DataFrame) -> pd.Series | None:
         return None
     rows = probes[(probes["probe"] == "retrieval") & (probes["metric"] == "accuracy")]
     return rows.groupby("layer")["value"].mean() if not rows.empty else None
+
+
+def overlap_evidence(policy: str, lens_items: pd.DataFrame, n_layers: int,
+                     alignment: pd.Series | None = None) -> dict:
+    """``layers.json``'s ``evidence["overlap"]``: the run's ``policy``, the sensitivity table
+    (:func:`~.overlap_report.overlap_sensitivity`, as records) and the rule's LC/ET under each
+    policy (:func:`~.overlap_report.policy_choices`)."""
+    from .overlap_report import overlap_sensitivity, policy_choices
+
+    table = overlap_sensitivity(lens_items)
+    return {"policy": policy, "sensitivity": table.to_dict(orient="records"),
+            "choices": policy_choices(lens_items, n_layers, alignment)}
 
 
 def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool = True) -> ProbeResult:
@@ -266,7 +289,8 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
     if not items:
         raise DataError("No prompts are left to measure (every item was dropped); add words or change --pairs.")
 
-    lens_items = measure(lm, items, token_sets, batch_size=config.batch_size, top_k=config.top_k, progress=progress)
+    lens_items = measure(lm, items, token_sets, batch_size=config.batch_size, top_k=config.top_k, progress=progress,
+                         policy=config.overlap)
     lens = summarise_subsets(lens_items)
 
     probes = pd.DataFrame()
@@ -283,6 +307,7 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
     lc, et = apply_overrides(lc, et, evidence, lm.n_layers, config.lc_layer, config.et_layer)
     evidence["rule_subsets"] = subsets
     evidence["prompt_counts"] = counts.to_dict(orient="records")
+    evidence["overlap"] = overlap_evidence(config.overlap, lens_items, lm.n_layers, alignment_curve(probes))
     if config.causal_pairs:
         from .patch_config import PatchConfig
         from .patch_evidence import causal_check

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from .. import __version__
 from ..io import write_text
+from .overlap_section import overlap_section
 from .figures import (
     choice_dict,
     entropy_figure,
@@ -66,7 +67,11 @@ _NOTES = {
     "entropy": "Logit-lens entropy per layer; the paper's rule reads its first and second sharp drop.",
     "share": (
         "MWork view: the share of the top-k logit-lens tokens per layer that are English, "
-        "target-language, or other."
+        "target-language, input-language, or other. One rule for every panel: a token in the item's "
+        "answer sets takes that set's language; any other token is classified by its text (letters only, "
+        "its script, then wordfreq's word frequencies: at least once per million words in the language "
+        "and ten times as frequent as in the item's other languages of that script); markup, "
+        "punctuation, fragments and ambiguous words are 'other'."
     ),
     "probes": (
         "Linear probes on mean-pooled sentence residuals: language identity (with a control task "
@@ -168,10 +173,11 @@ def _counts_section(counts_df: pd.DataFrame | None) -> str:
     if counts_df is None or len(counts_df) == 0:
         return ""
     table = counts_df.to_html(index=False, escape=True, border=0, na_rep="–", classes="summary")
-    return ("<h2>Prompts per task and pair</h2>\n<p class='note'>Items are dropped when two of the "
-            "answer token sets (English, target, input word) share a token: the lens cannot tell those "
-            "languages apart. An item can overlap in more than one way; <code>dropped_overlap</code> "
-            "counts each dropped item once.</p>\n" + table)
+    return ("<h2>Prompts per task and pair</h2>\n<p class='note'><code>overlap_&lt;kind&gt;</code>: items "
+            "whose answer token sets (English, target, input word) share a token that way (an item can "
+            "count twice); <code>dropped</code>: items the overlap policy dropped, each once; "
+            "<code>removed_&lt;set&gt;</code>: shared token ids the policy took out of the kept items' "
+            "sets.</p>\n" + table)
 
 
 def report_figures(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None,
@@ -231,6 +237,7 @@ def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, 
         _choice_section(c),
         _summary_section(summary_df),
         _counts_section(counts_df),
+        overlap_section(c.get("evidence")),
         *parts,
         "</body></html>",
         "",
