@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 # Each module registers its verb on `app`; imported in pipeline order, which is the order `--help` lists.
-from . import models, lens, probe, patch, train, evaluate, compare  # noqa: F401,I001
+from . import models, lens, probe, patch, neurons, train, evaluate, compare  # noqa: F401,I001
 from .common import app, console
 
 
