@@ -32,15 +32,14 @@ def lens(
     """
     from dftlens import load_model
     from dftlens.analysis.lens import lens_table
-    from dftlens.errors import OutputExists
-    from dftlens.io import write_csv
+    from dftlens.io import check_output_file, write_owned_csv
 
-    if csv is not None and csv.exists() and not overwrite:
-        raise OutputExists(f"{csv} already exists; pass --overwrite to replace it or choose another --csv.")
+    if csv is not None:
+        check_output_file(csv, overwrite)  # before the model loads
     lm = load_model(model, backend=backend, **load.load_kwargs())
     table = lens_table(lm, cfg.text(), answers=cfg.answers(), top_k=cfg.top_k)
     shown = table.drop(columns="top_token")
     console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, soft_wrap=True)
     if csv is not None:
-        write_csv(csv, table)
+        write_owned_csv(csv, table)
         console.print(f"Wrote {csv}")

@@ -23,14 +23,16 @@ import ctypes
 import errno
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from . import ownership
 from .errors import DftlensError, OutputBusy, OutputExists
 
 # Refuse to start a write when less than this is free: a full disk mid-write is
@@ -64,7 +66,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=ownership.temp_prefix(path.name), dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -117,28 +119,56 @@ def check_writable(directory: Path, what: str = "--out") -> None:
         raise DftlensError(f"Cannot write to {directory} ({reason}); choose another {what}.") from None
 
 
-def check_output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False) -> Path:
-    """Refuse an unusable ``--out`` before any work; returns it as a Path (nothing is created).
+def check_owned(out: Path, overwrite: bool, known: Callable[[str], bool]) -> list[str]:
+    """The top-level entries of an existing ``--out`` when dftlens may write there; else refuse.
 
-    ``outputs``: the names the command writes. Refused: a file; a directory holding
-    any of ``outputs`` unless ``overwrite``; a directory holding anything else
-    (the whole directory is replaced when the run completes); a folder where this
-    user cannot write; less free space than :data:`MIN_FREE_BYTES`.
+    Allowed: everything under ``out`` is listed in its manifest (:mod:`dftlens.ownership`) or is a
+    leftover of a dead dftlens process. Refused (:class:`OutputExists`, one sentence): an entry
+    no dftlens run recorded (named); results without a manifest (written before dftlens kept one:
+    ``known(name)`` is True for every entry), which are never guessed at: the user removes them
+    by hand. The caller refuses a non-empty result without ``overwrite``.
     """
-    out = Path(out).expanduser()
+    present = [name for name in _entries(out) if name != ownership.MANIFEST and not ownership.dead_temp(name)]
+    if not present:
+        return []
+    owned = ownership.read_manifest(out)
+    if owned is None:
+        foreign = next((name for name in present if not known(name)), None)
+        if foreign is None:
+            raise OutputExists(
+                f"{out} holds results of a dftlens version that did not record the files it wrote "
+                f"({ownership.MANIFEST}), so dftlens will not replace or add to them; check them and remove them "
+                f"by hand (rm -r {shlex.quote(str(out))}) or choose another --out.")
+    else:
+        foreign = ownership.foreign_entry(out, owned)
+    if foreign is not None:
+        raise OutputExists(f"{out} holds {_short(foreign)}, which no dftlens run recorded as its own; choose a new "
+                           "or empty --out (--overwrite replaces only what a dftlens run wrote).")
+    return present
+
+
+def _short(name: str, limit: int = 80) -> str:
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+def check_output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False) -> Path:
+    """Refuse an unusable ``--out`` before any work; returns it resolved (nothing is created).
+
+    ``outputs``: the names the command writes. A symlink is resolved first: the rules apply to
+    its target, where the results will be written. Refused: a file; a directory holding
+    anything a dftlens run did not record as its own (:func:`check_owned`); an earlier run
+    unless ``overwrite``; a folder where this user cannot write; less free space than
+    :data:`MIN_FREE_BYTES`.
+    """
+    out = ownership.resolve_out(out)
     outputs = set(outputs)
     if out.exists() and not out.is_dir():
         raise OutputExists(f"--out {out} is a file, not a directory; choose a directory (new or empty).")
     if out.is_dir():
-        present = _entries(out)
-        ours = [name for name in present if name in outputs]
-        foreign = [name for name in present if name not in outputs]
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise OutputExists(f"{out} holds files this command did not write ({shown}); choose a new or empty "
-                               "directory for --out (the whole directory is replaced when the run completes).")
+        ours = check_owned(out, overwrite, lambda name: name in outputs)
         if ours and not overwrite:
-            raise OutputExists(f"{out} already holds {', '.join(ours)}; pass --overwrite to replace "
+            shown = ", ".join(_short(n) for n in ours[:6]) + (", ..." if len(ours) > 6 else "")
+            raise OutputExists(f"{out} already holds {shown}; pass --overwrite to replace "
                                "them or choose another --out.")
     base = nearest_existing(out.parent)
     if not base.is_dir():
@@ -148,13 +178,48 @@ def check_output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = 
     return out
 
 
+def check_output_file(path: Path | str, overwrite: bool = False, what: str = "--csv") -> Path:
+    """Refuse an unusable single output file before any work; returns it resolved (symlinks followed).
+
+    Refused (:class:`OutputExists`): a directory; an existing file without ``overwrite``; with
+    ``overwrite``, an existing file that no dftlens run recorded in its folder's manifest (see
+    :func:`write_owned_csv`); a parent that is a file or not writable.
+    """
+    path = ownership.resolve_out(path)
+    if path.is_dir():
+        raise OutputExists(f"{what} {path} is a directory; give the name of a file to write.")
+    if path.exists():
+        if not overwrite:
+            raise OutputExists(f"{path} already exists; pass --overwrite to replace it or choose another {what}.")
+        if path.name not in (ownership.read_manifest(path.parent) or set()):
+            raise OutputExists(f"{path} was not written by dftlens (no dftlens run recorded it in "
+                               f"{ownership.MANIFEST} next to it), so --overwrite does not replace it; choose "
+                               f"another {what}.")
+    base = nearest_existing(path.parent)
+    if not base.is_dir():
+        raise OutputExists(f"{what} {path}: {base} is a file, not a directory; choose another {what}.")
+    check_writable(base, what)
+    return path
+
+
+def write_owned_csv(path: Path | str, frame) -> Path:
+    """Write ``frame`` to ``path`` (atomically, symlinks resolved) and record it in its folder's manifest."""
+    path = ownership.resolve_out(path)
+    write_csv(path, frame)
+    ownership.record(path.parent, [path.name])
+    return path
+
+
 # -- locks ---------------------------------------------------------------------------------
 _HELD: dict[str, int] = {}  # lock files this process holds -> depth (the locks are re-entrant per process)
 
 
 def lock_path(out: Path) -> Path:
-    """The lock file of an output directory: ``.<name>.lock`` next to it (absolute path)."""
-    out = Path(os.path.abspath(Path(out).expanduser()))
+    """The lock file of an output directory: ``.<name>.lock`` next to it, symlinks resolved first.
+
+    A link and its target therefore share one lock (one writer, whichever path names it).
+    """
+    out = ownership.resolve_out(out)
     return out.parent / f".{out.name}.lock"
 
 
@@ -221,8 +286,8 @@ def claim_output(out: Path | str, outputs: Iterable[str] = (), overwrite: bool =
     If the block fails, the parents it created are removed again (when empty), so
     a failed run leaves no empty folders behind.
     """
-    out = check_output_dir(out, outputs, overwrite) if check else Path(out).expanduser()
-    created = _make_parents(Path(os.path.abspath(out)).parent)
+    out = check_output_dir(out, outputs, overwrite) if check else ownership.resolve_out(out)
+    created = _make_parents(out.parent)
     try:
         with output_lock(out):
             if check:  # again under the lock: another process may have finished meanwhile
@@ -276,35 +341,43 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _swap_in(new: Path, out: Path) -> None:
+    """Make ``new`` be ``out``; of an earlier ``out`` only what its manifest lists is deleted."""
     if not out.exists():
         os.rename(new, out)
         return
+    owned = ownership.read_manifest(out) or set()
     if _exchange(new, out):  # `new` now holds the earlier run
-        shutil.rmtree(new, ignore_errors=True)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.rename(out, old)
-    os.rename(new, out)
-    shutil.rmtree(old, ignore_errors=True)
+        old = new
+    else:
+        old = out.parent / f"{ownership.temp_prefix(out.name, 'old')}{os.urandom(4).hex()}"
+        os.rename(out, old)
+        os.rename(new, out)
+    kept = ownership.remove_owned(old, owned)
+    try:
+        old.rmdir()
+    except OSError:  # something appeared after the check: never deleted, only reported
+        sys.stderr.write(f"warning: kept {len(kept)} entries dftlens did not write (such as {kept[0]}) in {old}\n")
 
 
 @contextmanager
 def output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty hidden directory next to ``out``; when the block succeeds it becomes ``out``.
 
-    Everything the block writes appears at once. An earlier run in ``out`` (its
-    files among ``outputs``) is replaced only with ``overwrite``, and only then;
-    if the block fails or is interrupted, ``out`` is as it was and the temporary
-    directory is removed.
+    Everything the block writes appears at once, with a manifest (:mod:`dftlens.ownership`)
+    listing every path written. An earlier run in ``out`` is replaced only with ``overwrite``,
+    only when its manifest lists everything there, and only then; if the block fails or is
+    interrupted, ``out`` is as it was and the temporary directory is removed. A symlink ``out``
+    is resolved: the results go to its target and the link stays.
     """
     outputs = list(outputs)
     with claim_output(out, outputs, overwrite) as out:
-        for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a killed process; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        ownership.clean_staging(out.parent, out.name)  # left by killed processes
+        tmp = Path(tempfile.mkdtemp(prefix=ownership.temp_prefix(out.name), dir=out.parent))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; results should read like any folder
+        ownership.write_manifest(tmp, [])  # marks the staging folder as dftlens's
+        swapped = False
         try:
             try:
                 yield tmp
@@ -313,9 +386,12 @@ def output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False)
                     raise
                 raise DftlensError(f"The disk under {out.parent} filled up while saving; {out} was left as it "
                                    "was. Free some space and run again.") from None
-            written = set(_entries(tmp))
+            written = set(_entries(tmp)) - {ownership.MANIFEST}
             if not written <= set(outputs):
                 raise RuntimeError(f"wrote {sorted(written - set(outputs))} not listed in outputs")  # a dftlens bug
+            ownership.write_manifest(tmp, ownership.listing(tmp))
             _swap_in(tmp, out)
+            swapped = True
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if not swapped:
+                shutil.rmtree(tmp, ignore_errors=True)

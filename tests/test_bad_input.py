@@ -278,9 +278,8 @@ def test_out_kinds_refused_before_any_work(files, tmp_path, monkeypatch):
         user_error([*verb, "--out", files["a_file"]], "is a file, not a directory", files["a_file"],
                    snapshot(files["a_file"]))
         user_error([*verb, "--out", files["a_file"] / "sub"], "is a file, not a directory")
-        if name != "train":  # a train run directory may hold anything; it only refuses a non-empty one
-            user_error([*verb, "--out", tmp_path / "mixed", "--overwrite"], "holds files this command did not write",
-                       tmp_path / "mixed", snapshot(tmp_path / "mixed"))
+        user_error([*verb, "--out", tmp_path / "mixed", "--overwrite"], "holds notes.txt, which no dftlens run "
+                   "recorded as its own", tmp_path / "mixed", snapshot(tmp_path / "mixed"))
     real = tempfile.TemporaryFile
 
     def read_only(*args, **kwargs):
@@ -324,7 +323,7 @@ def test_probe_run_ctrl_c_overwrite_and_failed_runs(files, tmp_path, monkeypatch
     assert not (tmp_path / "deep").exists()  # a failed run leaves no (empty) --out, nor its parents
     ok([*verb, "--out", out])
     before = snapshot(out)
-    assert sorted(before) == ["config.json", "layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html",
+    assert sorted(before) == [".dftlens-manifest.json", "config.json", "layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html",
                               "run_config.yaml"]
     user_error([*verb, "--out", out], "pass --overwrite", out, before)
 

@@ -11,6 +11,7 @@ import pytest
 
 from dftlens import io
 from dftlens.errors import DftlensError, OutputBusy, OutputExists
+from dftlens.ownership import MANIFEST
 
 OUTPUTS = ["a.csv", "b.json"]
 
@@ -26,7 +27,7 @@ def write_run(out, text, overwrite=False, fail=False):
 def test_directory_appears_whole_and_replaces_only_with_overwrite(tmp_path):
     out = tmp_path / "deep" / "run"
     write_run(out, "one")
-    assert sorted(os.listdir(out)) == OUTPUTS and (out / "b.json").read_text() == "one"
+    assert sorted(os.listdir(out)) == [MANIFEST, *OUTPUTS] and (out / "b.json").read_text() == "one"
     with pytest.raises(OutputExists, match="already holds a.csv, b.json; pass --overwrite"):
         write_run(out, "two")
     with pytest.raises(KeyboardInterrupt):
@@ -51,7 +52,7 @@ def test_bad_out_refused_before_work(tmp_path, monkeypatch):
         io.check_output_dir(tmp_path / "file" / "run", OUTPUTS)
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExists, match=r"holds files this command did not write \(notes.txt\)"):
+    with pytest.raises(OutputExists, match=r"mixed holds notes.txt, which no dftlens run recorded as its own"):
         io.check_output_dir(tmp_path / "mixed", OUTPUTS, overwrite=True)
 
     def read_only(*args, **kwargs):

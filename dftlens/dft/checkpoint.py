@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -244,7 +246,7 @@ def load_training_state(directory: Path, optimizer, rank: int | None = None) -> 
     if not path.exists():
         raise DftlensError(f"{directory} holds no optimizer state for this process (final/ keeps only the model; "
                            "resume from a checkpoint-NNNNNN directory with as many processes as saved it).")
-    saved = torch.load(path, weights_only=False)
+    saved = load_state_file(path)
     state = saved["optimizer"]
     if rank is not None:  # local pieces back into sharded tensors, placed like their parameters
         from torch.distributed.tensor import DTensor
@@ -258,6 +260,26 @@ def load_training_state(directory: Path, optimizer, rank: int | None = None) -> 
                         entry[key] = DTensor.from_local(value, p.device_mesh, p.placements)
     optimizer.load_state_dict(state)
     set_rng_state(saved["rng"])
+
+
+def load_state_file(path: Path) -> dict:
+    """A ``torch.save``d training state (AdamW, RNG), read with ``weights_only=True``.
+
+    Tensors, numbers, strings and containers only: nothing in the file can run code when loaded
+    (a pickled object would otherwise be executed by ``torch.load``).
+
+    Raises:
+        DftlensError: the file needs more than that (it was tampered with or not written by
+            dftlens), or it is damaged.
+    """
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise DftlensError(f"{path} holds objects other than tensors and numbers, which dftlens never saves; "
+                           "it was not written by dftlens (or was changed), so it is not loaded.") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise DftlensError(f"{path} cannot be read ({str(exc).splitlines()[0][:120]}); resume from another "
+                           "checkpoint.") from None
 
 
 def checkpoint_step(directory: Path) -> int | None:
@@ -287,6 +309,7 @@ def latest_checkpoint(run_dir: Path) -> Path:
 
 def prune(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` intermediate checkpoints (``final`` always stays)."""
-    found = sorted(run_dir.glob("checkpoint-*"), key=lambda d: d.name)
+    found = sorted((d for d in run_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", d.name)
+                    and not d.is_symlink() and checkpoint_step(d) is not None), key=lambda d: d.name)
     for directory in found[:-keep] if keep else found:
         shutil.rmtree(directory, ignore_errors=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import ownership
 from ..data.instructions import EncodedPair, Segmented
 from ..io import atomic_path, prepare_output_dir
 
@@ -50,4 +51,5 @@ def dump_examples(cfg, n: int, overwrite: bool = False) -> Path:
     with atomic_path(out / EXAMPLES) as tmp:
         tmp.write_text("".join(json.dumps(example_record(p, tokenizer), ensure_ascii=False) + "\n" for p in pairs),
                        encoding="utf-8")
+    ownership.record(out, [EXAMPLES])
     return out / EXAMPLES

@@ -8,12 +8,13 @@ Split out of :mod:`dftlens.dft.trainer` (which re-exports these names).
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from pathlib import Path
 
+from .. import ownership
 from ..config_files import RUN_CONFIG
 from ..errors import OutputExists
-from ..io import atomic_path, check_writable, ensure_disk_space, nearest_existing
+from ..io import atomic_path, check_owned, check_writable, ensure_disk_space, nearest_existing
 from . import checkpoint as ckpt
 from .config import TrainConfig
 
@@ -27,8 +28,9 @@ def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bo
     Nothing is deleted or created here (see :func:`start_run_dir`, called once the
     data, the model and the hooks are known to work). ``main`` is kept for callers.
     """
-    out = Path(cfg.out)
+    out = ownership.resolve_out(cfg.out)
     if resume is not None:
+        check_owned(out, True, _run_file)  # resuming deletes old checkpoints: only a folder of ours
         found = ckpt.latest_checkpoint(resume)
         final_step = ckpt.checkpoint_step(out / FINAL)
         if found.resolve() != (out / FINAL).resolve() and final_step is not None and not overwrite:
@@ -44,12 +46,19 @@ def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bo
     return out, None
 
 
+def _run_file(name: str) -> bool:
+    """Whether ``name`` is one a train run writes in its directory (for runs without a manifest)."""
+    return name in (LOG, "run_config.json", RUN_CONFIG, FINAL, "examples.jsonl") or bool(
+        re.fullmatch(r"checkpoint-\d+", name))
+
+
 def check_run_out(out: Path, overwrite: bool) -> None:
-    """A new run's ``--out``: not a file, empty unless ``overwrite``, writable, with free space."""
-    out = Path(out)
+    """A new run's ``--out``: not a file; empty, or (with ``overwrite``) holding only what a dftlens run
+    recorded as its own (:func:`dftlens.io.check_owned`); writable; with free space. Symlinks resolved."""
+    out = ownership.resolve_out(out)
     if out.exists() and not out.is_dir():
         raise OutputExists(f"--out {out} is a file, not a directory; choose a directory (new or empty).")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and check_owned(out, overwrite, _run_file) and not overwrite:
         raise OutputExists(f"{out} already holds a run; pass --overwrite to replace it, --resume {out} to "
                            "continue it, or choose another --out.")
     base = nearest_existing(out)
@@ -59,18 +68,25 @@ def check_run_out(out: Path, overwrite: bool) -> None:
     ensure_disk_space(base)
 
 
-def start_run_dir(out: Path, overwrite: bool) -> None:
-    """Create ``out``; with ``overwrite`` first delete what an earlier run wrote there (main process only).
+def start_run_dir(out: Path, overwrite: bool, world_size: int = 1) -> None:
+    """Create ``out`` and its manifest; with ``overwrite`` first delete what the earlier run recorded there.
 
     Called after every check passed, so a run that fails early leaves the earlier one intact.
+    Only paths in the earlier run's manifest (and leftovers of dead dftlens processes) are deleted
+    (:func:`dftlens.ownership.remove_owned`). The new manifest lists the files the run writes
+    (``log.jsonl``, the run configs, the optimizer shards of ``world_size`` processes); each
+    checkpoint is added when saved (:func:`record_saved`).
     """
     if out.exists() and overwrite:
-        for child in out.iterdir():  # only what a run writes
-            if child.is_dir() and (ckpt.checkpoint_step(child) is not None or child.name.startswith(".")):
-                shutil.rmtree(child)
-            elif child.name in (LOG, "run_config.json", RUN_CONFIG):
-                child.unlink()
+        ownership.remove_owned(out, ownership.read_manifest(out) or set())
     out.mkdir(parents=True, exist_ok=True)
+    ownership.write_manifest(out, [LOG, "run_config.json", RUN_CONFIG,
+                                   *(ckpt.optimizer_shard_path(out, r).name for r in range(world_size))], "train")
+
+
+def record_saved(out: Path, name: str) -> None:
+    """Add the checkpoint (or ``final/``) folder ``name`` just saved in ``out`` to the run's manifest."""
+    ownership.record(out, [name], "train")
 
 
 def resume_config(resume: Path | str) -> TrainConfig:

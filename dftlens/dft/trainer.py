@@ -49,7 +49,7 @@ from .config import TrainConfig, resolve_hooks
 from .distributed import Runtime
 from .losses import DFTLoss, step_norm
 from .run_dir import (FINAL, LOG, append_log, check_run_out, curve_table, prepare_run, read_log,  # noqa: F401
-                      resume_config, start_run_dir, write_log)
+                      record_saved, resume_config, start_run_dir, write_log)
 
 
 
@@ -195,7 +195,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     log = read_log(out, start) if resume_from else []
     if dist.is_main:
         if resume_from is None:
-            start_run_dir(out, overwrite)  # only now is an earlier run replaced
+            start_run_dir(out, overwrite, dist.world_size)  # only now is an earlier run replaced
         write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook,
                                              "inputs": cfg.input_checksums()})
         write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")  # `dftlens train --config` reruns it
@@ -216,6 +216,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
             else:  # resumable: full-precision weights, AdamW and RNG state
                 ckpt.save_checkpoint(lm, cfg, step, optimizer, path, lora_config, base_path, state, shards)
                 ckpt.prune(out, cfg.keep_checkpoints)
+            record_saved(out, name)
         dist.barrier()
         return path
 

@@ -1,0 +1,185 @@
+"""Issue 18, data loss and code execution: --overwrite replaces only what a dftlens run recorded as its
+own (manifests), symlinks are resolved first, saved state loads without running code, one lock per real
+folder, leftovers of dead runs are cleaned up. Each case asserts exit code 2, one ``error:`` line, no
+traceback, and every file around ``--out`` byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dft_data import instruction_rows, write_jsonl
+from typer.testing import CliRunner
+
+from dftlens import io, ownership
+from dftlens_cli.app import app
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TRAIN_FAST = ["--steps", "2", "--batch-size", "2", "--lc", "off", "--et", "off", "--no-progress"]
+PROBE_FAST = ["--no-probes", "--tasks", "translation", "--pairs", "fr:zh", "--max-items", "2", "--batch-size", "2"]
+
+
+def tree(path: Path) -> dict:
+    """Every path under ``path`` (links not followed) with its bytes, or the link target, or None for a folder."""
+    found = {}
+    for rel in ownership.listing(path):
+        p = path / rel
+        found[rel] = ("link", os.readlink(p)) if p.is_symlink() else (p.read_bytes() if p.is_file() else None)
+    return found
+
+
+def run(args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+
+
+def refused(args, phrase: str, around: Path) -> str:
+    """``dftlens *args`` exits 2 with one ``error:`` line holding ``phrase``; nothing under ``around`` changed."""
+    before = tree(around)
+    result = run(args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "it/s]" not in line]  # no bars
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert " ".join(phrase.split()) in " ".join(lines[0].split()), lines[0]
+    assert tree(around) == before
+    return lines[0]
+
+
+def ok(args):
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_dirs):
+    root = tmp_path_factory.mktemp("trust")
+    words = [{"id": f"w{i}", "en": e, "fr": fr, "zh": zh} for i, (e, fr, zh) in
+             enumerate([("water", "eau", "水"), ("fire", "feu", "火"), ("house", "maison", "房子"),
+                        ("book", "livre", "书"), ("cat", "chat", "猫"), ("tree", "arbre", "树")])]
+    (root / "words.jsonl").write_text("".join(json.dumps(w, ensure_ascii=False) + "\n" for w in words),
+                                      encoding="utf-8")
+    model = tiny_dirs["llama"]
+    return {"model": model, "data": write_jsonl(root / "pairs.jsonl", instruction_rows(4)),
+            "train": ["train", "--model", model, "--data", root / "pairs.jsonl", *TRAIN_FAST],
+            "probe": ["probe", "--model", model, "--words", root / "words.jsonl", *PROBE_FAST]}
+
+
+def user_project(root: Path) -> Path:
+    """A project folder as a user has one: .git, .venv, notes and an earlier run's results."""
+    (root / ".git" / "objects").mkdir(parents=True)
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").write_text("#!/bin/sh\n")
+    (root / "notes.txt").write_text("my notes")
+    (root / "results").mkdir()
+    (root / "results" / "run_config.json").write_text(json.dumps({"completed_steps": 3}))
+    return root
+
+
+@pytest.mark.parametrize("verb", ["train", "probe"])
+def test_overwrite_never_deletes_a_users_project(files, tmp_path, verb):
+    project = user_project(tmp_path / "proj")
+    refused([*files[verb], "--out", project, "--overwrite"], "which no dftlens run recorded as its own", tmp_path)
+    refused([*files[verb], "--out", project], "which no dftlens run recorded as its own", tmp_path)
+    # through a symlink to a home-like folder: the rule applies to the target
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("secret")
+    (tmp_path / "link").symlink_to(home)
+    refused([*files[verb], "--out", tmp_path / "link", "--overwrite"], f"{home} holds .ssh, which no dftlens run",
+            tmp_path)
+
+
+def test_train_overwrite_replaces_only_its_own_run(files, tmp_path):
+    out = tmp_path / "run"
+    ok([*files["train"], "--save-every", "1", "--out", out])
+    owned = ownership.read_manifest(out)
+    assert {"log.jsonl", "final", "final/config.json", "checkpoint-000001/trainer_state/optimizer.pt"} <= owned
+    assert set(ownership.listing(out)) <= owned  # every path the run wrote is recorded
+    (out / "final" / "mine.txt").write_text("a file put into final/ by the user")
+    refused([*files["train"], "--out", out, "--overwrite"], "holds final/mine.txt, which no dftlens run", tmp_path)
+    (out / "final" / "mine.txt").unlink()
+    neighbour = tmp_path / "neighbour.txt"
+    neighbour.write_text("next to the run")
+    ok([*files["train"], "--out", out, "--overwrite", "--seed", "3"])
+    assert neighbour.read_text() == "next to the run" and not (out / "checkpoint-000001").exists()
+    assert sorted(os.listdir(tmp_path)) == ["neighbour.txt", "run"]  # no lock, no staging left
+
+
+def test_runs_without_a_manifest_are_refused_with_how_to_remove_them(files, tmp_path):
+    out = tmp_path / "old"
+    ok([*files["train"], "--out", out])
+    (out / ownership.MANIFEST).unlink()  # as an earlier dftlens version left it
+    line = refused([*files["train"], "--out", out, "--overwrite"], "did not record the files it wrote", tmp_path)
+    assert f"rm -r {out}" in line
+    refused(["train", "--resume", out], "remove them by hand", tmp_path)
+    probe_out = tmp_path / "old_probe"
+    ok([*files["probe"], "--out", probe_out])
+    (probe_out / ownership.MANIFEST).unlink()
+    refused([*files["probe"], "--out", probe_out, "--overwrite"], "remove them by hand", tmp_path)
+
+
+def test_symlink_out_writes_into_the_target_and_shares_its_lock(files, tmp_path):
+    target = tmp_path / "target"
+    ok([*files["probe"], "--out", target])
+    (tmp_path / "link").symlink_to(target)
+    ok([*files["probe"], "--out", tmp_path / "link", "--overwrite", "--seed", "1"])
+    assert (tmp_path / "link").is_symlink() and os.readlink(tmp_path / "link") == str(target)
+    assert (target / "layers.json").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["link", "target"]  # no .link.tmp-*, no lock left
+    assert io.lock_path(tmp_path / "link") == io.lock_path(target)
+
+
+def test_leftovers_of_dead_runs_are_removed_and_nothing_else(files, tmp_path):
+    out = tmp_path / "run"
+    ok([*files["train"], "--out", out])
+    pid = dead_pid()
+    stale_ckpt = out / f".checkpoint-000001.tmp-{pid}"
+    (stale_ckpt / "trainer_state").mkdir(parents=True)
+    (out / f".log.jsonl.tmp-{pid}-abcd").write_text("partial")
+    staging = tmp_path / f".probe.tmp-{pid}-x1"
+    staging.mkdir()
+    (staging / ownership.MANIFEST).write_text('{"paths": []}')
+    lookalike = tmp_path / f".probe.tmp-{pid}-user"  # named like one, but no manifest: not dftlens's
+    lookalike.mkdir()
+    alive = tmp_path / f".probe.tmp-{os.getppid()}-y"  # a live process's: kept
+    alive.mkdir()
+    (alive / ownership.MANIFEST).write_text('{"paths": []}')
+    ok([*files["train"], "--out", out, "--overwrite"])
+    assert not stale_ckpt.exists() and not (out / f".log.jsonl.tmp-{pid}-abcd").exists()
+    ok([*files["probe"], "--out", tmp_path / "probe"])
+    assert not staging.exists() and lookalike.is_dir() and alive.is_dir()
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_never_runs_code_from_a_checkpoint(files, tmp_path):
+    out = tmp_path / "run"
+    ok([*files["train"], "--steps", "3", "--save-every", "1", "--out", out])
+    (out / "final").rename(tmp_path / "final")  # an unfinished run
+    state = out / "checkpoint-000002" / "trainer_state" / "optimizer.pt"
+    marker = tmp_path / "pwned"
+    with state.open("wb") as handle:
+        pickle.dump({"optimizer": _Payload(str(marker)), "rng": None}, handle)
+    refused(["train", "--resume", out, "--no-progress"], "holds objects other than tensors and numbers", out)
+    assert not marker.exists()
