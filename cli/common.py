@@ -82,20 +82,27 @@ def error(message: str) -> None:
 
 
 def user_errors(func):
-    """Turn DftlensError into ``error: <message>`` on stderr and its exit code (2); Ctrl-C into 130."""
+    """Turn DftlensError into ``error: <message>`` on stderr and its exit code (2); Ctrl-C into 130.
+
+    SIGTERM and SIGHUP are handled like Ctrl-C (:mod:`dftlens.signals`): the command cleans up
+    (temporary files, its lock) and exits with 128 + the signal number.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from dftlens.io import command_scope
+        from dftlens.signals import exit_code, stop_raises
 
         try:
-            with command_scope():  # output locks are held until the command ends
+            with stop_raises(), command_scope():  # output locks are held until the command ends
                 return func(*args, **kwargs)
         except DftlensError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted; no partial output was kept.")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            name = getattr(exc, "name", None)
+            err_console.print(f"{'stopped by ' + name if name else 'interrupted'}; no partial output was kept.",
+                              highlight=False)
+            raise typer.Exit(exit_code(exc)) from None
 
     return wrapper

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from dftlens.config_files import RUN_CONFIG, field_types, read_run_config, write_run_config
+from dftlens.config_files import RUN_CONFIG, field_types, read_run_config, shown, write_run_config
 from dftlens.errors import DftlensError
 
 _EXPLICIT = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
@@ -165,7 +165,7 @@ class FieldOption:
             return None
         value = self.parse(raw) if self.parse else _coerce(raw, _optional(self.type)[0], where)
         if self.choices and value not in self.choices:
-            raise DftlensError(f"{where} must be one of {', '.join(map(str, self.choices))}, not {value!r}.")
+            raise DftlensError(f"{where} must be one of {', '.join(map(str, self.choices))}, not {shown(value)}.")
         return value
 
 
@@ -183,7 +183,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if typing.get_origin(tp) is list and isinstance(value, str):
         return [value]
     if tp in _SCALARS and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
-        raise DftlensError(f"{where} must be {_NAMES[tp]}, not {value!r}.")
+        raise DftlensError(f"{where} must be {_NAMES[tp]}, not {shown(value)}.")
     return value
 
 

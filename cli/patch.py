@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.patch_config import PatchConfig
+from dftlens.models.loading import LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options
@@ -17,9 +18,10 @@ from .options import BACKEND, MODEL
 
 @app.command()
 @user_errors
-@config_options(PatchConfig)
+@config_options(PatchConfig, LoadSettings)
 def patch(
     cfg: PatchConfig,
+    load: LoadSettings,
     model: str = MODEL,
     backend: str = BACKEND,
     out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/patch-<model>-<time>)."),
@@ -32,13 +34,14 @@ def patch(
     from dftlens.config_files import RUN_CONFIG
     from dftlens.io import prepare_output_dir
 
+    options = load.load_kwargs()
     check_config(cfg, n_layers=10**9)  # pairs now; layers again once the model is known
     out = out or Path("runs") / f"patch-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)  # fail before an expensive run, not after
     from dftlens.data.parallel import load_words
 
     load_words(cfg.words, cfg.languages())  # a bad file or missing language fails before the model loads
-    lm = load_model(model, backend=backend)
+    lm = load_model(model, backend=backend, **options)
     result = run_patching(lm, cfg)
     settings.values["out"] = str(out)
     result.save(out, overwrite=overwrite, extra=settings.save)  # run_config.yaml swaps in with the results

@@ -31,6 +31,7 @@ def train(
     from dftlens.dft.trainer import TrainingInterrupted, curve_table, resume_config
     from dftlens.dft.trainer import train as run_training
     from dftlens.errors import DftlensError
+    from dftlens.signals import exit_code
 
     template = {"template": "chat"} if chat_template else {}
     if dump_examples is not None:
@@ -59,10 +60,10 @@ def train(
         err_console.print(
             f"interrupted after step {stop.step}; checkpoint saved in {stop.checkpoint}. "
             f"Continue with: dftlens train --resume {cfg.out}", highlight=False)
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        raise typer.Exit(exit_code(stop)) from None
+    except KeyboardInterrupt as stop:  # a second Ctrl-C, or one before training started
         err_console.print(f"stopped; checkpoints already in {cfg.out} (if any) are intact.", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(stop)) from None
     if not result.main:
         return
     console.print(curve_table(result.log).to_string(index=False), highlight=False)

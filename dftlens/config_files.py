@@ -24,21 +24,64 @@ from typing import Any, Mapping
 from .errors import DftlensError
 
 RUN_CONFIG = "run_config.yaml"
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few hundred bytes; this bounds what one may hold
+
+
+class _Alias(Exception):
+    pass
+
+
+def _loader():
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """PyYAML's safe loader refusing aliases (``*name``): a few hundred bytes of them expand to gigabytes."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise _Alias(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for messages (never a whole large value)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 4
+    short.maxlevel = 2
+    text = short.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "..."
 
 
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML (or JSON) run config.
 
+    Bounded: at most :data:`MAX_CONFIG_BYTES`, no YAML aliases (``*name``, which expand a short
+    file into gigabytes), safe tags only.
+
     Raises:
-        DftlensError: the file does not exist, is not valid YAML, or is not a mapping.
+        DftlensError: the file does not exist, is larger than the bound, uses an alias, is not
+            valid YAML, or is not a mapping.
     """
     import yaml
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise DftlensError(f"Config file {path} does not exist.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise DftlensError(f"Config file {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; a run config is a short "
+                           "mapping of option names to values.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())  # noqa: S506 (a safe loader)
+    except _Alias as exc:
+        raise DftlensError(f"Config file {path} uses a YAML alias (line {exc.args[0]}); write the value out "
+                           "instead (dftlens does not expand aliases).") from None
+    except RecursionError:
+        raise DftlensError(f"Config file {path} nests values too deeply.") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -199,7 +199,7 @@ def model_n_layers(model: str) -> int | None:
 
         from .models import resolve
 
-        config = AutoConfig.from_pretrained(str(resolve(model).path))
+        config = AutoConfig.from_pretrained(str(resolve(model).path), trust_remote_code=False)
         config = config.get_text_config() if hasattr(config, "get_text_config") else config
         return int(config.num_hidden_layers)
     except Exception:  # the real load reports what is wrong with the model, in its own words

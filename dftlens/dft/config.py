@@ -82,6 +82,10 @@ class TrainConfig:
     device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
     dtype: str = setting("float32", "Weights dtype for training: float32 (master weights; bf16 autocast on a GPU), "
                                     "auto, bfloat16 or float16.")
+    trust_remote_code: bool = setting(
+        False, "Run the Python code a model folder ships (auto_map in its config.json). Without it such a model "
+               "is refused. The code runs with your permissions: only for authors you trust.",
+        flag="--trust-remote-code")
 
     def __post_init__(self) -> None:
         """Check every value that needs no file and no model (the Python API gets the same errors)."""

@@ -46,7 +46,7 @@ def dump_examples(cfg, n: int, overwrite: bool = False) -> Path:
     from .prepare import load_tokenizer, load_training_data, model_source
 
     out = prepare_output_dir(cfg.out, [EXAMPLES], overwrite)
-    tokenizer = load_tokenizer(model_source(cfg, None)[0])
+    tokenizer = load_tokenizer(model_source(cfg, None)[0], cfg.trust_remote_code)
     pairs = load_training_data(cfg, tokenizer)[:n]
     with atomic_path(out / EXAMPLES) as tmp:
         tmp.write_text("".join(json.dumps(example_record(p, tokenizer), ensure_ascii=False) + "\n" for p in pairs),

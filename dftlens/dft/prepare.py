@@ -29,16 +29,19 @@ def model_source(cfg: TrainConfig, resume_from: Path | None) -> tuple[Path, Path
     return (resume_from if full_weights else base), base
 
 
-def load_tokenizer(path: Path):
-    """The tokenizer saved in directory ``path``.
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    """The tokenizer saved in directory ``path`` (``trust_remote_code``: as :func:`~dftlens.models.load_model`).
 
     Raises:
         DftlensError: transformers cannot load one from there (the message includes its reason).
     """
     from transformers import AutoTokenizer
 
+    from ..models.loading import check_remote_code
+
+    check_remote_code(path, trust_remote_code)  # before transformers could ask on a terminal
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise DftlensError(f"Could not load a tokenizer from {path}: {exc}") from None
 
@@ -63,7 +66,8 @@ def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
     source, base = model_source(cfg, resume_from)
     # The one route to a model (load_model), without an engine yet: LoRA and the other
     # changes below come first, then the engine is built over the model as it will train.
-    loaded = load_model(cfg.model if source == base else str(source), backend=None, dtype=cfg.dtype, device=device)
+    loaded = load_model(cfg.model if source == base else str(source), backend=None, dtype=cfg.dtype, device=device,
+                        trust_remote_code=cfg.trust_remote_code)
     hf_model, tokenizer = loaded.hf_model, loaded.tokenizer
     config = None
     if cfg.lora:

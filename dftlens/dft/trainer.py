@@ -13,8 +13,9 @@ Reproducibility: the data order is a function of (seed, step) alone (one seeded
 permutation per epoch), the learning rate a function of the step, and a
 checkpoint holds the weights (exact float32), the AdamW state and the RNG states,
 so ``resume`` continues with the same loss curve as an uninterrupted run on CPU.
-Ctrl-C (SIGINT) finishes the current step, saves a checkpoint and raises
-:class:`TrainingInterrupted`; a second Ctrl-C stops at once.
+Ctrl-C (SIGINT), SIGTERM (what SLURM and Kubernetes send before a kill) and SIGHUP
+finish the current step, save a checkpoint and raise :class:`TrainingInterrupted`; a
+second one stops at once (:mod:`dftlens.signals`).
 
 The engine is accelerate (:class:`~dftlens.dft.distributed.Runtime`): one CPU or
 GPU, or data parallelism under ``accelerate launch`` / ``torchrun`` (each process
@@ -30,9 +31,8 @@ from __future__ import annotations
 import math
 import os
 import signal
-import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -43,6 +43,7 @@ from ..config_files import RUN_CONFIG, write_run_config
 from ..data.languages import split_list
 from ..errors import DftlensError
 from ..io import claim_output, write_json
+from ..signals import stop_flag
 from . import checkpoint as ckpt
 from .batches import collate
 from .config import TrainConfig, resolve_hooks
@@ -54,12 +55,15 @@ from .run_dir import (FINAL, LOG, append_log, check_run_out, curve_table, prepar
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; ``checkpoint`` is where the state was saved."""
+    """Ctrl-C, SIGTERM or SIGHUP during training; ``checkpoint`` is where the state was saved.
 
-    def __init__(self, step: int, checkpoint: Path):
-        """Interrupted after optimizer step ``step``; the state was saved at ``checkpoint``."""
+    ``signum``: the signal (the CLI exits with 128 + it, see :func:`dftlens.signals.exit_code`).
+    """
+
+    def __init__(self, step: int, checkpoint: Path, signum: int = signal.SIGINT):
+        """Interrupted by ``signum`` after optimizer step ``step``; the state was saved at ``checkpoint``."""
         super().__init__(f"interrupted after step {step}")
-        self.step, self.checkpoint = step, checkpoint
+        self.step, self.checkpoint, self.signum = step, checkpoint, int(signum)
 
 
 @dataclass
@@ -116,27 +120,6 @@ def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-@contextmanager
-def _sigint_flag():
-    """Turn the first Ctrl-C into a flag checked between steps; the second one stops at once."""
-    flag = {"set": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag["set"]:
-            raise KeyboardInterrupt
-        flag["set"] = True
-        print("\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to stop now).", flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = False,
           on_step: Callable[[dict], None] | None = None, progress: bool = True) -> TrainResult:
     """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from.
@@ -170,7 +153,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     start = ckpt.checkpoint_step(resume_from) if resume_from else 0
     if start >= cfg.steps:
         raise DftlensError(f"{resume_from} is already at step {start} of {cfg.steps}; nothing to do.")
-    examples = load_training_data(cfg, load_tokenizer(model_source(cfg, resume_from)[0]))
+    examples = load_training_data(cfg, load_tokenizer(model_source(cfg, resume_from)[0], cfg.trust_remote_code))
     torch.manual_seed(cfg.seed)
     lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device())
     lc_hook, et_hook = resolve_hooks(cfg, lm)
@@ -222,7 +205,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
 
     bar = _progress(cfg.steps, start, progress and dist.is_main)
     lm.hf_model.train()
-    with _sigint_flag() as stop:
+    with stop_flag("finishing this step and saving a checkpoint (send it again to stop now).") as stop:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             lr = lr_at(cfg, step)
@@ -264,7 +247,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
             done = step + 1
             if dist.any(stop["set"]) and done < cfg.steps:
                 bar.close()
-                raise TrainingInterrupted(done, save(f"checkpoint-{done:06d}", done))
+                raise TrainingInterrupted(done, save(f"checkpoint-{done:06d}", done), stop["signum"] or signal.SIGINT)
             if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
                 save(f"checkpoint-{done:06d}", done)
     bar.close()

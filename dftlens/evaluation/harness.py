@@ -85,6 +85,7 @@ class DftlensHFLM(HFLM):
                 pretrained=hf_model,
                 tokenizer=tokenizer,
                 backend="causal",
+                trust_remote_code=bool(getattr(hf_model, "dftlens_trust_remote_code", False)),
                 batch_size=int(batch_size),
                 device=str(next(hf_model.parameters()).device),
                 **({"max_gen_toks": max_gen_toks} if max_gen_toks else {}),

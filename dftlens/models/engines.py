@@ -65,6 +65,7 @@ class TransformerLensEngine:
             warnings.simplefilter("ignore")
             self.bridge = TransformerBridge.boot_transformers(
                 path or model_name,
+                trust_remote_code=bool(getattr(hf_model, "dftlens_trust_remote_code", False)),
                 hf_model=hf_model,
                 tokenizer=tokenizer,
                 device=str(next(hf_model.parameters()).device),

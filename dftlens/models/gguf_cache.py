@@ -117,9 +117,10 @@ def _convert(gguf_path: Path, target: Path, progress: bool) -> Path:
     if progress:
         print(f"Converting {gguf_path.name} to a cached Hugging Face model (once; about a minute)...")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                  trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
-            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32, trust_remote_code=False
         ).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelNotAvailable(f"transformers cannot read {gguf_path} ({type(exc).__name__}: "

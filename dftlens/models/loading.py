@@ -186,11 +186,16 @@ class LoadSettings:
     device_map: str | None = setting(
         None, "auto: spread the layers over the GPUs, then the CPU (accelerate big-model inference), for models "
               "larger than one GPU. Excludes --device.")
+    trust_remote_code: bool = setting(
+        False, "Run the Python code a model folder ships (auto_map in its config.json). Without it such a model "
+               "is refused. The code runs with your permissions: only for authors you trust.",
+        flag="--trust-remote-code")
 
     def load_kwargs(self) -> dict:
-        """``device``, ``dtype`` and ``device_map`` for :func:`load_model` (the dtype checked now)."""
+        """``device``, ``dtype``, ``device_map`` and ``trust_remote_code`` for :func:`load_model` (dtype checked now)."""
         resolve_dtype(self.dtype, self.device or "cpu")
-        return {"device": self.device, "dtype": self.dtype, "device_map": self.device_map}
+        return {"device": self.device, "dtype": self.dtype, "device_map": self.device_map,
+                "trust_remote_code": bool(self.trust_remote_code)}
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -247,36 +252,73 @@ def check_weights(path: Path) -> None:
                                     "again.") from None
 
 
+def check_remote_code(path: Path | str, trust: bool = False) -> bool:
+    """Refuse a model folder that ships Python code (``auto_map``) unless ``trust``; True when it ships some.
+
+    Read from ``config.json`` and ``tokenizer_config.json`` before transformers sees the folder,
+    so transformers never asks on a terminal whether to run it. With ``trust`` a warning is
+    printed on stderr instead.
+
+    Raises:
+        DftlensError: the folder has ``auto_map`` and ``trust`` is False.
+    """
+    import json
+    import sys
+
+    shipped = []
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            shipped.append(name)
+    if shipped and not trust:
+        raise DftlensError(f"{path} ships its own Python code (auto_map in {shipped[0]}), which dftlens does not "
+                           "run; pass --trust-remote-code only if you trust its author (it runs with your "
+                           "permissions).")
+    if shipped:
+        sys.stderr.write(f"warning: --trust-remote-code: running the Python code shipped with {path}.\n")
+    return bool(shipped)
+
+
 def load_hf(
     path: Path,
     device: str | None = None,
     dtype: str | torch.dtype | None = "auto",
     device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
 ):
     """Load the causal LM (eval mode) and tokenizer from a local HF directory.
 
     ``dtype``: "auto" (checkpoint dtype on GPU, float32 on CPU), "float32",
     "bfloat16", "float16" or a torch dtype. ``device_map`` ("auto" or an
     accelerate map) spreads the layers over the GPUs, then the CPU (accelerate's
-    big-model inference); it replaces ``device``.
+    big-model inference); it replaces ``device``. ``trust_remote_code``: run the Python code the
+    folder ships (:func:`check_remote_code` refuses such a folder otherwise); passed explicitly to
+    every transformers call, and remembered on the model for the engines.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if device_map is not None and device is not None:
         raise DftlensError("Give --device or --device-map, not both: a device map places every layer itself.")
     device = device or default_device()
+    check_remote_code(path, trust_remote_code)
     check_weights(Path(path))
+    trust = {"trust_remote_code": bool(trust_remote_code)}
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **trust)
         check_supported(config)  # an unsupported family fails before its weights load
         torch_dtype = resolve_dtype(dtype, "cuda" if device_map is not None and torch.cuda.is_available() else device,
                                     config)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **trust)
         if device_map is not None:
             _require_accelerate()
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map=device_map).eval()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map=device_map,
+                                                         **trust).eval()
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **trust).to(device).eval()
+        model.dftlens_trust_remote_code = bool(trust_remote_code)  # the engines boot with the same decision
     except (OSError, ValueError) as exc:
         raise DftlensError(f"Could not load a causal language model from {path}: {exc}") from None
     except RuntimeError as exc:
@@ -303,6 +345,7 @@ def load_model(
     device_map: str | dict | None = None,
     remote: bool = False,
     lens_chunk: int | None = None,
+    trust_remote_code: bool = False,
 ):
     """Load ``name`` (alias, Hugging Face id, local directory or .gguf file) once: the one route to a model.
 
@@ -318,6 +361,8 @@ def load_model(
     - ``remote=True`` (nnsight only): run on NDIF; see :mod:`dftlens.models.remote`.
     - ``lens_chunk``: rows (layer x prompt) decoded by the logit lens at once
       (None: sized from a memory budget, see :meth:`LensModel.lens_rows`).
+    - ``trust_remote_code``: run the Python code a model folder ships (``auto_map``); without
+      it such a folder is refused (:func:`check_remote_code`).
 
     Raises ModelNotAvailable (unknown or missing model), DftlensError (bad
     backend/dtype, unsupported architecture, no network for remote).
@@ -338,7 +383,7 @@ def load_model(
     if lens_chunk is not None and lens_chunk < 1:
         raise DftlensError(f"--lens-chunk must be at least 1, not {lens_chunk}.")
     resolved = resolve(name)
-    hf_model, tokenizer = load_hf(resolved.path, device, dtype, device_map)
+    hf_model, tokenizer = load_hf(resolved.path, device, dtype, device_map, trust_remote_code)
     if resolved.adapter is not None:
         hf_model = merge_adapter(hf_model, resolved.adapter).eval()
     engine = None if backend is None else make_engine(backend, hf_model, tokenizer, name, str(resolved.path))
