@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -62,3 +63,16 @@ def test_entropy_bits_is_the_one_entropy_and_handles_zero_probabilities():
     assert bits.tolist() == pytest.approx([1.5, 0.0])
     uniform = torch.full((3, 8), 1 / 8).log()
     assert entropy_bits(uniform).tolist() == pytest.approx([3.0, 3.0, 3.0])
+
+
+def test_lens_word_takes_its_answers_from_the_bundled_words(tiny_dirs):
+    from dftlens.analysis.lens import LensTableConfig
+
+    assert LensTableConfig(word="eau").answers() == {"en": "water", "target": "水"}
+    assert LensTableConfig(word="eau", answer="氵").answers() == {"en": "water", "target": "氵"}
+    assert LensTableConfig(word="zzz-not-a-word").answers() == {}  # not in the bundled words: no columns
+    assert LensTableConfig(prompt="x", word="eau").answers() == {}  # an own prompt names its own answers
+    result = CliRunner().invoke(app, ["lens", "--model", str(tiny_dirs["llama"]), "--word", "eau"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"layer\s+p_en\s+p_target\s+entropy_bits", result.output), result.output

@@ -118,7 +118,8 @@ class LensTableConfig:
                                        "(end it where the answer starts).")
     answer: str | None = setting(None, "The expected answer word in the target language (column p_target).")
     answer_en: str | None = setting(None, "Its English version (column p_en).")
-    word: str = setting("eau", "Without --prompt: the French word of the built-in fr->zh prompt.")
+    word: str = setting("eau", "Without --prompt: the French word of the built-in fr->zh prompt (p_en and "
+                               "p_target from its row of the bundled words unless --answer-en/--answer).")
     top_k: int = setting(3, "Top tokens shown per layer.")
 
     def __post_init__(self) -> None:
@@ -132,8 +133,21 @@ class LensTableConfig:
         return self.prompt if self.prompt is not None else translation_prompt(self.word)
 
     def answers(self) -> dict[str, str]:
-        """Column name -> answer word, for :func:`lens_table`."""
-        return {k: v for k, v in (("en", self.answer_en), ("target", self.answer)) if v}
+        """Column name -> answer word, for :func:`lens_table`.
+
+        With the built-in prompt (no ``prompt``), a ``word`` found in the bundled words'
+        French column supplies the defaults: its English and Chinese words (``eau``:
+        ``water``, ``水``); ``answer_en``/``answer`` override them.
+        """
+        en, target = self.answer_en, self.answer
+        if self.prompt is None:
+            from ..data.parallel import load_words
+
+            words = load_words(languages=["fr", "en", "zh"])
+            row = next((r for r in words.rows if r["fr"] == self.word), None)
+            if row is not None:
+                en, target = en or row["en"], target or row["zh"]
+        return {k: v for k, v in (("en", en), ("target", target)) if v}
 
 
 def translation_prompt(word: str) -> str:
