@@ -54,7 +54,7 @@ class ProbeConfig:
         help="Translation pairs input:target, comma-separated.")
     tasks: list[str] = setting(
         default_factory=lambda: list(DEFAULT_TASKS),
-        help="Which of Wendler's tasks to run: translation, repetition, cloze (cloze is off by default; see README).")
+        help="Which of Wendler's tasks to run: translation, repetition, cloze (cloze is off by default; see docs/verbs/probe.md).")
     mono_langs: list[str] | None = setting(None, "Languages for repetition/cloze (default: the targets).")
     words: str | None = setting(None, "Parallel word file (JSONL/CSV); default: bundled.")
     sentences: str | None = setting(None, "Parallel sentence file or FLORES dir; default: bundled.")
