@@ -155,19 +155,13 @@ class Runtime:
         compute in bf16 and reduce gradients in float32 (``MixedPrecisionPolicy``).
         """
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        from ..models.engines import unwrap
+        from torch.distributed.fsdp import MixedPrecisionPolicy
 
         device_type = self.accelerator.device.type
         mesh = init_device_mesh(device_type, (self.world_size,))
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
             if self.mixed_precision == "bf16" else MixedPrecisionPolicy()
-        layers = getattr(getattr(lm.hf_model, "model", None), "layers", None)
-        if layers is None:
-            raise DftlensError(f"Cannot find the decoder layers of {lm.name} to shard (model.layers).")
-        for layer in layers:
-            fully_shard(unwrap(layer), mesh=mesh, mp_policy=policy)
+        shard_decoder_layers(lm, mesh, policy)
 
     def full_state(self, module) -> dict[str, torch.Tensor]:
         """The state dict with every sharded tensor gathered (a collective: call on every process)."""
@@ -244,6 +238,34 @@ class Runtime:
         """Close the trackers (no-op without trackers)."""
         if self.trackers:
             self.accelerator.end_training()
+
+
+def shard_decoder_layers(lm, mesh, policy=None) -> int:
+    """``fully_shard`` (FSDP2) every decoder layer of ``lm`` over ``mesh``, in place; returns how many.
+
+    The layers are found by the family table (:mod:`dftlens.models.architecture`,
+    ``lm.arch.layers_path``: ``model.layers`` for Llama-likes, ``gpt_neox.layers``,
+    ``transformer.h`` for BLOOM and GPT-2), unwrapped from the engine's wrappers.
+    Raises DftlensError when the path holds no layers.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from ..models.engines import unwrap
+
+    try:
+        layers = lm.hf_model.get_submodule(lm.arch.layers_path)
+    except AttributeError:
+        layers = None
+    if layers is None or len(layers) == 0:
+        raise DftlensError(f"Cannot find the decoder layers of {lm.name} ({lm.arch.family}) at "
+                           f"{lm.arch.layers_path} to shard.")
+    for layer in layers:
+        layer = unwrap(layer)
+        for param in layer.parameters():  # FSDP2 shards contiguous tensors only (a loaded BLOOM has transposed ones)
+            if not param.is_contiguous():
+                param.data = param.data.contiguous()
+        fully_shard(layer, mesh=mesh, mp_policy=policy or MixedPrecisionPolicy())
+    return len(layers)
 
 
 def _is_dtensor(t) -> bool:
