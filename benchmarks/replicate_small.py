@@ -1,27 +1,26 @@
-"""A small-scale replication of the DFT comparison on the embedded model (CPU).
+"""A small-scale replication of the DFT comparison on the embedded model (CPU), over seeds.
 
-Probe Gemma-3-270M once, then train TFT, DFT-logits, DFT-feature (one run per
-``--feature-norms`` variant) and the LC-only (feature) / ET-only (logits)
-ablations with the same seed, steps, data and LoRA settings on the shipped
-English-Chinese instruction data; evaluate the base model and every run on the
-held-out instructions (NLL of the Chinese and English responses) and on the
-shipped offline tasks (multiple choice and extractive QA, zh and en); write one
-results table, paired differences against TFT with standard errors, and the
-compare figure (base vs TFT vs DFT-logits latent-language curves).
+Per seed (``--seeds 0,1,2``; each seed sets the data order, the LoRA initialisation and
+the probe's demonstrations, hence that seed's LC/ET layers), train TFT, DFT-logits,
+DFT-feature (one run per ``--feature-norms`` variant), the LC-only (feature) and
+ET-only (logits) ablations and any ``--sweep-et`` layers, with the ``--recipe``
+(``lora``: LoRA r 16, lr 2e-4, batch 4, ``--steps``; ``paper``: full fine-tuning,
+lr 2e-5, batch 128 by accumulation, 3 epochs). Every run is scored right after it
+trains (held-out NLL per example, zh and English side; the shipped tasks) into its
+``scores.json``: rerunning the command resumes, and ``--shard k/n`` splits the jobs
+over processes (see ``replicate_runs.py``). The tables: per variant the paired
+difference to TFT, per-example differences averaged over seeds, with the SE over
+examples, the SE over seeds and their combination (``dftlens.analysis.stats.paired_over_seeds``).
 
-``--sweep-et 6,9,12,15``: the ET-layer sweep (the paper swept 5..30 on LLaMA-2-7B).
-At each layer j one ET-only (logits) run, LC off, so that only j changes; same
-seed, data and steps as every other run. Each is scored on the held-out NLL (zh
-and English side) with paired standard errors against TFT; ``sweep.csv`` and
-``sweep.html`` (plotly: NLL difference to TFT +- 2 paired SE per layer).
-
-Usage: python benchmarks/replicate_small.py [--out runs/replicate] [--steps 60] [--eval-limit 0]
-       [--feature-norms none,standardize] [--feature-weight 1] [--sweep-et 6,9,12,15] [--quick]
+Usage: python benchmarks/replicate_small.py [--out runs/replicate] [--seeds 0,1,2] [--recipe lora|paper]
+       [--steps 60] [--feature-norms none,standardize] [--feature-weight 1] [--sweep-et 6,9,12,15]
+       [--runs NAME,...] [--shard k/n] [--probe-only] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -76,16 +75,19 @@ def sweep_figure(sweep: pd.DataFrame, path: Path) -> None:
     fig.write_html(path, include_plotlyjs=True)  # self-contained: opens offline
 
 
-def write_sweep(per_example: dict[str, dict[str, list[float]]], layers: list[int], out: Path) -> None:
-    """The ET-layer sweep: held-out NLL per ET layer and side, paired against TFT (sweep.csv, sweep.html)."""
+def write_sweep(tables: dict[str, pd.DataFrame], layers: list[int], out: Path) -> None:
+    """The ET-layer sweep from the paired tables per side (model, nll, diff_vs_TFT, se): sweep.csv, sweep.html."""
     rows = []
-    for side, values in per_example.items():
-        diffs = paired(values, "TFT").set_index("model")
+    for side, table in tables.items():
+        diffs = table.set_index("model")
         for j in layers:
             name = f"ET-only j={j}"
-            rows.append({"et_layer": j, "language": side, "nll": float(np.mean(values[name])),
-                         "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
-                         "beyond_2se": diffs.loc[name, "beyond_2se"]})
+            if name in diffs.index:
+                rows.append({"et_layer": j, "language": side, "nll": diffs.loc[name, "nll"],
+                             "diff_vs_TFT": diffs.loc[name, "diff_vs_TFT"], "se": diffs.loc[name, "se"],
+                             "beyond_2se": diffs.loc[name, "beyond_2se"]})
+    if not rows:
+        return
     sweep = pd.DataFrame(rows)
     sweep.to_csv(out / "sweep.csv", index=False)
     sweep_figure(sweep, out / "sweep.html")
@@ -117,13 +119,27 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
         print(table.round(4).to_string(index=False))
     layers = sorted(int(n.split("=")[1]) for n in per_example[lang] if n.startswith("ET-only j="))
     if layers:
-        write_sweep(per_example, layers, out)
+        tables = {side: pd.read_csv(out / f"heldout_paired_{side}.csv").rename(columns={"nll_mean_of_examples": "nll"})
+                  for side in per_example}
+        write_sweep(tables, layers, out)
 
 
-def main() -> None:
+def signal_fields(lc: str, et: str, norm: str, weight: float) -> dict:
+    """The TrainConfig fields of one variant: its LC/ET signals, feature norm and feature weights."""
+    return {"lc": lc, "et": et, "feature_norm": norm, "w_lc": weight if lc == "feature" else 1.0,
+            "w_et": weight if et == "feature" else 1.0}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="runs/replicate")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps of the lora recipe")
+    parser.add_argument("--seeds", default="0", help="comma list: every variant is trained once per seed")
+    parser.add_argument("--recipe", default="lora", choices=("lora", "paper"),
+                        help="lora: LoRA r 16, lr 2e-4, batch 4, --steps; paper: full fine-tuning, lr 2e-5, "
+                             "batch 128 by accumulation, 3 epochs (Huo et al.)")
+    parser.add_argument("--batch-size", type=int, default=4, help="micro-batch (the paper recipe accumulates to 128)")
     parser.add_argument("--lang", default="zh")
     parser.add_argument("--eval-limit", type=int, default=40, help="documents per shipped task (0 = all)")
     parser.add_argument("--feature-norms", default="none", help="comma list: one DFT-feature run per --feature-norm")
@@ -136,135 +152,198 @@ def main() -> None:
     parser.add_argument("--no-shipped", action="store_true", help="held-out NLL only (no shipped tasks)")
     parser.add_argument("--runs", default="", help="comma list: train and score only these runs (by name)")
     parser.add_argument("--no-base", action="store_true", help="do not score the base model")
-    parser.add_argument("--combine", default="", help="comma list of output dirs of earlier (partial) runs: "
+    parser.add_argument("--shard", default="", help="k/n: this process runs jobs k, k+n, ... (run --probe-only "
+                        "first, or give --lc-layer/--et-layer); any process's last step writes the tables")
+    parser.add_argument("--probe-only", action="store_true", help="run the probe of every seed, then stop")
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--data", default=None, help="training instructions (default: the bundled set)")
+    parser.add_argument("--limit", type=int, default=None, help="training examples used")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--combine", default="", help="comma list of output dirs of earlier single-seed runs: "
                         "merge their held-out scores into --out's paired tables and sweep; trains nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and items: checks the pipeline only")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def probe_layers(args: argparse.Namespace, seed: int, out: Path) -> tuple[int, int]:
+    """The seed's (LC, ET) layers: given, or its probe's (run once, seeded, then read back from layers.json).
+
+    The first seed's probe is written to ``out/probe`` (what the notebook reads), the others' to ``out/seed<s>/probe``.
+    """
+    if args.lc_layer is not None and args.et_layer is not None:
+        return args.lc_layer, args.et_layer
+    from dftlens.layers import LayerChoice
+
+    directory = out / "probe" if seed == parse_seeds(args.seeds)[0] else out / f"seed{seed}" / "probe"
+    if not (directory / "layers.json").exists():
+        if args.shard:
+            raise SystemExit(f"error: {directory}/layers.json is missing; run --probe-only first (or give layers).")
+        from dftlens import load_model
+        from dftlens.analysis.run import run_probe
+
+        run_probe(load_model(args.model), probe_config(args, seed)).save(directory, overwrite=True)
+    choice = LayerChoice.load(directory / "layers.json")
+    return choice.lc_layer, choice.et_layer
+
+
+def probe_config(args: argparse.Namespace, seed: int):
+    """The probe's settings (fr->zh and de->ja translation; seeded demonstrations and splits)."""
+    from dftlens.analysis.run import ProbeConfig
+
+    return ProbeConfig(pairs=[("fr", "zh"), ("de", "ja")], tasks=["translation"], seed=seed,
+                       max_items=8 if args.quick else 24, max_sentences=12 if args.quick else 40)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (SystemExit with one sentence when malformed or repeated)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --seeds must be a comma list of integers such as 0,1,2, not {text!r}.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"error: --seeds must list distinct integers such as 0,1,2, not {text!r}.")
+    return seeds
+
+
+def make_scorer(args: argparse.Namespace, eval_limit: int | None):
+    """``score(path)``: held-out NLL per example (target and English side) and, unless --no-shipped, the shipped tasks."""
+    from dftlens import load_model
+    from dftlens.evaluation.heldout import heldout_nll
+    from dftlens.evaluation.runner import evaluate_models
+
+    def score(path: str) -> dict:
+        lm = load_model(path)
+        heldout = {side: heldout_nll(lm, None, args.lang, english=side == "en")["per_example"]
+                   for side in (args.lang, "en")}
+        shipped = []
+        if not args.no_shipped:
+            frame = evaluate_models([lm], tasks=("shipped",), langs=[args.lang, "en"], limit=eval_limit).frame
+            shipped = frame[["task", "language", "metric", "value", "stderr"]].to_dict(orient="records")
+        return {"heldout": heldout, "shipped": shipped}
+
+    return score
+
+
+def plan_runs(args: argparse.Namespace, norms: list[str], sweep_layers: list[int]) -> tuple[dict, dict]:
+    """``({name: TrainConfig fields}, {sweep name: ET layer})`` in the order runs are trained."""
+    table = variants(norms, lc_only=not args.no_lc_only, feature_weight=args.feature_weight)
+    # Most informative first: TFT, the normalised feature variants, ET-only at the probe's layer, the sweep, the rest.
+    order = ["TFT"] + [n for n in table if n.startswith("DFT-feature") and "none" not in n] + ["ET-only (logits)"]
+    names = [n for n in order if n in table] + [f"ET-only j={j}" for j in sweep_layers]
+    names += [n for n in table if n not in names]
+    sweep = {f"ET-only j={j}": j for j in sweep_layers}
+    runs = {n: signal_fields("off", "logits", "none", 1.0) if n in sweep else
+            signal_fields(*table[n], args.feature_weight) for n in names}
+    chosen = [n.strip() for n in args.runs.split(",") if n.strip()]
+    return ({n: f for n, f in runs.items() if not chosen or n in chosen}, sweep)
+
+
+def report(args: argparse.Namespace, out: Path, jobs: list, sweep: dict[str, int], layers: dict[int, tuple]) -> dict:
+    """Every table from the finished jobs under ``out`` (whoever ran them): paired NLL, shipped tasks, logs.
+
+    ``heldout_paired_<side>.csv``: per variant the NLL (mean over seeds and examples), the paired
+    difference to TFT and its SEs (``se_examples``, ``se_seeds``, ``se``; see
+    :func:`dftlens.analysis.stats.paired_over_seeds`); ``shipped_paired.csv``; ``results.csv``
+    (mean over seeds); ``train_logs.csv`` (every run's step log, with its seed). Returns the scores found.
+    """
+    from replicate_runs import collect, paired_table, shipped_table
+
+    found = collect(out, jobs)
+    for seed, (lc, et) in layers.items():  # an ET sweep run at the seed's own ET layer is ET-only (logits)
+        for name, j in sweep.items():
+            if j == et and seed in found.get("ET-only (logits)", {}):
+                found.setdefault(name, {}).setdefault(seed, found["ET-only (logits)"][seed])
+    base = out / "base" / "scores.json"
+    pd.set_option("display.width", 250)
+    tables = {side: paired_table(found, side) for side in (args.lang, "en")} if "TFT" in found else {}
+    rows = []
+    for side, table in tables.items():
+        table.to_csv(out / f"heldout_paired_{side}.csv", index=False)
+        print(f"\nheld-out NLL ({side}), mean over seeds and examples; paired difference to TFT, SE over "
+              "examples (seed-averaged), over seeds, and combined:")
+        print(table.round(4).to_string(index=False))
+        rows += [{"model": r.model, "task": "heldout_instructions", "language": side, "metric": "nll",
+                  "value": r.nll, "stderr": np.nan} for r in table.itertuples()]
+    shipped = shipped_table(found)
+    if len(shipped):
+        shipped.to_csv(out / "shipped_paired.csv", index=False)
+        print("\nshipped tasks, mean over seeds; difference to TFT (same seed) and its SE across seeds:")
+        print(shipped.round(4).to_string(index=False))
+        rows += shipped[["model", "task", "language", "metric", "value", "stderr"]].to_dict(orient="records")
+    if base.exists():
+        scores = json.loads(base.read_text(encoding="utf-8"))
+        rows = [{"model": "base", "task": "heldout_instructions", "language": side, "metric": "nll",
+                 "value": float(np.mean(v)), "stderr": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
+                for side, v in scores["heldout"].items()] + \
+               [{"model": "base", **r} for r in scores["shipped"]] + rows
+    if rows:
+        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    logs = [pd.read_json(job.run_dir(out) / "log.jsonl", lines=True).assign(model=job.name, seed=job.seed)
+            for job in jobs if (job.run_dir(out) / "log.jsonl").exists()]
+    if logs:
+        pd.concat(logs).to_csv(out / "train_logs.csv", index=False)
+    if sweep and tables:
+        write_sweep(tables, sorted(sweep.values()), out)
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Plan the seeds x variants jobs, run this process's share (resuming), then write the tables."""
+    args = parse_args(argv)
     started = time.perf_counter()
     out = Path(args.out)
     if args.combine:
         combine([Path(d) for d in args.combine.split(",")], out, args.lang)
         return
-    steps = 3 if args.quick else args.steps
-    limit = 8 if args.quick else None
-    eval_limit = 8 if args.quick else (args.eval_limit or None)
+    from replicate_runs import Job, make_recipe, plan, run_job, shard
+
+    from dftlens.data.instruction_files import load_instructions
+
+    seeds = parse_seeds(args.seeds)
+    n_train = len(load_instructions(args.data, args.lang, limit=8 if args.quick else args.limit))
+    try:
+        recipe = make_recipe(args.recipe, 3 if args.quick else args.steps, n_train, args.batch_size)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}.") from None
     norms = [n.strip() for n in args.feature_norms.split(",") if n.strip()]
-    sweep_layers = [int(j) for j in args.sweep_et.split(",") if j.strip()]
-
-    from dftlens import load_model
-    from dftlens.analysis.compare import compare_models
-    from dftlens.analysis.run import ProbeConfig, run_probe
-    from dftlens.dft.config import TrainConfig
-    from dftlens.dft.trainer import train
-    from dftlens.evaluation.heldout import heldout_nll
-    from dftlens.evaluation.runner import evaluate_models
-
-    probe_cfg = ProbeConfig(pairs=[("fr", "zh"), ("de", "ja")], tasks=["translation"],
-                            max_items=8 if args.quick else 24, max_sentences=12 if args.quick else 40)
-    if args.lc_layer is not None and args.et_layer is not None:
-        layers, lc_layer, et_layer = None, args.lc_layer, args.et_layer
-        print(f"given layers (no probe): LC {lc_layer}, ET {et_layer}")
-    else:
-        probe = run_probe(load_model("gemma3-270m"), probe_cfg)
-        probe.save(out / "probe", overwrite=True)
-        layers = out / "probe" / "layers.json"
-        lc_layer, et_layer = probe.choice.lc_layer, probe.choice.et_layer
-        print(f"probe: LC {lc_layer}, ET {et_layer}  ({time.perf_counter() - started:.0f} s)")
-    print(f"settings: LoRA r 16, lr 2e-4, batch 4, max length 256, seed 0, {steps} steps, "
-          f"feature norms {norms}, ET sweep {sweep_layers}, eval limit {eval_limit}", flush=True)
-
-    table = variants(norms, lc_only=not args.no_lc_only, feature_weight=args.feature_weight)
-    # Most informative first (every run is scored as soon as it is trained): TFT, the normalised
-    # feature variants, ET-only at the probe's layer, the sweep, then the rest.
-    order = ["TFT"] + [n for n in table if n.startswith("DFT-feature") and "none" not in n] + ["ET-only (logits)"]
-    runs = {name: (*table[name], None) for name in order if name in table}
-    for j in sorted(sweep_layers, key=lambda j: (j != et_layer, -abs(j - et_layer))):
-        runs[f"ET-only j={j}"] = ("off", "logits", "none", j)
-    runs.update({name: (*spec, None) for name, spec in table.items() if name not in runs})
-    checkpoints = {"base": "gemma3-270m"}
-    logs, rows, per_example = [], [], {lang: {} for lang in (args.lang, "en")}
-
-    def score(name: str, path: str) -> None:
-        """Held-out NLL (zh and English side) right after training: partial results survive a cut."""
-        lm = load_model(path)
-        for lang in (args.lang, "en"):
-            res = heldout_nll(lm, None, args.lang, english=lang == "en")
-            per_example[lang][name] = res["per_example"]
-            se = float(np.std(res["per_example"], ddof=1) / np.sqrt(res["examples"]))
-            rows.append({"model": name, "task": "heldout_instructions", "language": lang, "metric": "nll",
-                         "value": res["nll"], "stderr": se})
-            pd.DataFrame(per_example[lang]).to_csv(out / f"heldout_per_example_{lang}.csv", index=False)
-        pd.DataFrame(rows).to_csv(out / "heldout.csv", index=False)
-        line = "; ".join(f"{r['language']} {r['value']:.4f}" for r in rows[-2:])
-        if "TFT" in per_example[args.lang] and name != "TFT":
-            diffs = {lang: paired({"TFT": v["TFT"], name: v[name]}, "TFT").iloc[1] for lang, v in per_example.items()}
-            line += " | vs TFT " + "; ".join(f"{lang} {d['diff_vs_TFT']:+.4f} +- {d['se']:.4f}"
-                                              for lang, d in diffs.items())
-        print(f"held-out NLL {name}: {line} ({time.perf_counter() - started:.0f} s)", flush=True)
-        del lm
-
+    runs, sweep = plan_runs(args, norms, [int(j) for j in args.sweep_et.split(",") if j.strip()])
+    jobs = plan(runs, seeds, sweep)
+    mine = shard(jobs, args.shard) if args.shard else jobs
     out.mkdir(parents=True, exist_ok=True)
-    if not args.no_base:
-        score("base", "gemma3-270m")
-    chosen = [n.strip() for n in args.runs.split(",") if n.strip()]
-    for name, (lc, et, norm, sweep_j) in runs.items():
-        if chosen and name not in chosen:
-            continue
-        if sweep_j is not None and sweep_j == et_layer and "ET-only (logits)" in checkpoints:
-            checkpoints[name] = checkpoints["ET-only (logits)"]  # the same run: same seed, data, steps, layer
-            for lang in per_example:
-                per_example[lang][name] = per_example[lang]["ET-only (logits)"]
-            continue
-        slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "")
-        cfg = TrainConfig(out=str(out / slug), model="gemma3-270m", lang=args.lang, lc_layer=lc_layer,
-                          et_layer=sweep_j if sweep_j is not None else et_layer, lc=lc, et=et, feature_norm=norm,
-                          w_lc=args.feature_weight if lc == "feature" else 1.0,
-                          w_et=args.feature_weight if et == "feature" else 1.0,
-                          lora=True, steps=steps, batch_size=4, max_length=256, seed=0, limit=limit)
-        result = train(cfg, overwrite=True, progress=False)
-        checkpoints[name] = str(result.final)
-        logs.append(result.to_dataframe().assign(model=name))
-        pd.concat(logs).to_csv(out / "train_logs.csv", index=False)
-        print(f"trained {name} ({time.perf_counter() - started:.0f} s)", flush=True)
-        score(name, str(result.final))
-    print(f"held-out NLL done ({time.perf_counter() - started:.0f} s)", flush=True)
-    if chosen or args.no_base:
-        print(f"partial run: merge with --combine ({time.perf_counter() - started:.0f} s)")
+    layers = {seed: probe_layers(args, seed, out) for seed in seeds}
+    print(f"recipe {recipe}; {n_train} training examples; seeds {seeds}; layers (LC, ET) per seed {layers}; "
+          f"{len(mine)} of {len(jobs)} jobs here ({time.perf_counter() - started:.0f} s)", flush=True)
+    if args.probe_only:
         return
-    checkpoints = {"base": checkpoints["base"], **{n: checkpoints[n] for n in
-                   ["TFT", *[m for m in table if m != "TFT"], *[m for m in runs if m.startswith("ET-only j=")]]}}
-    for lang in per_example:
-        per_example[lang] = {n: per_example[lang][n] for n in checkpoints}
-    main_models = [m for m in checkpoints if not m.startswith("ET-only j=")]
-    results = pd.DataFrame(rows)
-    if not args.no_shipped:
-        evaluation = evaluate_models([checkpoints[m] for m in main_models], tasks=("shipped",),
-                                     langs=[args.lang, "en"], limit=eval_limit)
-        frame = evaluation.frame.copy()
-        frame["model"] = frame["model"].map({checkpoints[m]: m for m in main_models}).fillna(frame["model"])
-        results = pd.concat([results, frame[["model", "task", "language", "metric", "value", "stderr"]]])
-    results.to_csv(out / "results.csv", index=False)
-    table = results.pivot_table(index=["task", "language", "metric"], columns="model", values="value",
-                                sort=False)[[m for m in checkpoints if m in set(results["model"])]]
-    pd.set_option("display.width", 250)
-    print(table.round(3).to_string())
-    for lang, values in per_example.items():
-        diffs = paired(values, "TFT")
-        diffs.to_csv(out / f"heldout_paired_{lang}.csv", index=False)
-        print(f"\nheld-out NLL ({lang}), paired difference to TFT over the same examples:")
-        print(diffs.round(4).to_string(index=False))
+    eval_limit = 8 if args.quick else (args.eval_limit or None)
+    score = make_scorer(args, eval_limit)
+    base = out / "base" / "scores.json"
+    if not args.no_base and not base.exists() and (not args.shard or args.shard.startswith("0/")):
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.write_text(json.dumps(score(args.model)), encoding="utf-8")
+    shared = {**recipe.train_fields(), "model": args.model, "data": args.data, "lang": args.lang,
+              "max_length": args.max_length, "limit": 8 if args.quick else args.limit}
+    for job in mine:
+        if job.et_layer is not None and job.et_layer == layers[job.seed][1] and "ET-only (logits)" in runs:
+            continue  # the same run as ET-only (logits) of this seed
+        run_job(job, out, shared, layers[job.seed], score)
+        print(f"scored {job.name} seed {job.seed} ({time.perf_counter() - started:.0f} s)", flush=True)
+    found = report(args, out, jobs, sweep, layers)
+    complete = all(s in found.get(n, {}) for n in ("TFT", "DFT-logits") for s in seeds[:1])
+    if args.lc_layer is None and complete and not args.shard and not args.runs:
+        compare_figure(args, out, Job("TFT", seeds[0]), Job("DFT-logits", seeds[0]))
+    print(f"\nruntime {time.perf_counter() - started:.0f} s; outputs in {out}")
 
-    if sweep_layers:
-        write_sweep(per_example, sweep_layers, out)
 
-    if layers is None:
-        print(f"\nruntime {time.perf_counter() - started:.0f} s; outputs in {out} (no probe, no compare figure)")
-        return
-    compare = compare_models([checkpoints["base"], checkpoints["TFT"], checkpoints["DFT-logits"]],
-                             probe_cfg, labels=["base", "TFT", "DFT-logits"], layers=layers)
+def compare_figure(args: argparse.Namespace, out: Path, tft, dft) -> None:
+    """Latent-language curves of base vs TFT vs DFT-logits (first seed) at the first seed's probe layers."""
+    from dftlens.analysis.compare import compare_models
+
+    paths = [args.model, str(tft.run_dir(out) / "final"), str(dft.run_dir(out) / "final")]
+    compare = compare_models(paths, probe_config(args, tft.seed), labels=["base", "TFT", "DFT-logits"],
+                             layers=out / "probe" / "layers.json")
     compare.save(out / "compare", overwrite=True)
     print(compare.at_layers().to_string(index=False))
-    print(f"\nruntime {time.perf_counter() - started:.0f} s; outputs in {out}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Means with 95% confidence intervals: Student-t over items, percentile bootstrap over clusters."""
+"""Means with 95% confidence intervals (Student-t, cluster bootstrap) and paired differences over seeds."""
 
 from __future__ import annotations
 
@@ -60,3 +60,35 @@ def bootstrap_ci(
     stats = counts @ sums / (counts @ sizes)[:, None]  # [n_boot, k]
     alpha = (1 - level) / 2
     return np.quantile(stats, [alpha, 1 - alpha], axis=0).T
+
+
+def paired_over_seeds(variant: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Paired difference ``variant - reference`` over examples and seeds, with its standard errors.
+
+    ``variant`` and ``reference`` are ``[n_seeds, n_examples]`` per-example scores
+    (e.g. held-out NLL in nats/token) of two models trained with the same seeds and
+    scored on the same examples; seed ``s`` of both shares data order, initialisation
+    and demonstrations. ``d[s, i]`` is the per-example difference. Returns:
+
+    - ``diff``: the grand mean of ``d``;
+    - ``se_examples``: the SE over examples of the seed-averaged differences
+      ``mean_s d[s, i]`` (``sd / sqrt(n_examples)``): the example-sampling error;
+    - ``se_seeds``: the SE over seeds of the per-seed means ``mean_i d[s, i]``
+      (``sd / sqrt(n_seeds)``; 0 with one seed): the training-run error;
+    - ``se``: ``sqrt(se_examples**2 + se_seeds**2)``, the SE of the grand mean in a
+      crossed examples x seeds design (conservative: the interaction term is counted
+      in both parts); with one seed it is the ordinary paired SE over examples.
+    - ``n_seeds``, ``n_examples``.
+
+    Raises ValueError when the shapes differ or there are fewer than 2 examples.
+    """
+    v, r = np.atleast_2d(np.asarray(variant, dtype=float)), np.atleast_2d(np.asarray(reference, dtype=float))
+    if v.shape != r.shape or v.shape[1] < 2:
+        raise ValueError(f"paired scores need equal [seeds, examples] shapes with >= 2 examples, not "
+                         f"{v.shape} and {r.shape}")
+    d = v - r
+    n_seeds, n_examples = d.shape
+    se_examples = float(d.mean(axis=0).std(ddof=1) / np.sqrt(n_examples))
+    se_seeds = float(d.mean(axis=1).std(ddof=1) / np.sqrt(n_seeds)) if n_seeds > 1 else 0.0
+    return {"diff": float(d.mean()), "se_examples": se_examples, "se_seeds": se_seeds,
+            "se": float(np.hypot(se_examples, se_seeds)), "n_seeds": n_seeds, "n_examples": n_examples}
