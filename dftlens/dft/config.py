@@ -55,6 +55,10 @@ class TrainConfig:
     lora_dropout: float = setting(0.0, "LoRA dropout.")
     lora_targets: str = setting(LORA_TARGETS, "Modules LoRA adapts (comma list).")
     save_adapter: bool = setting(False, "Checkpoints hold the LoRA adapter, not merged weights.", flag="--save-adapter")
+    train_neurons: str | None = setting(None, "neurons.csv from `dftlens neurons`: train only those MLP neurons' "
+                                              "rows/columns (full fine-tuning; every other weight stays as loaded).")
+    neuron_langs: str | None = setting(None, "Languages whose neurons --train-neurons trains (comma list; default: "
+                                             "--lang; 'all': every row of the file).")
     freeze_embeddings: bool = setting(False, "Freeze the input embeddings (and a tied LM head).",
                                       flag="--freeze-embeddings")
     # optimisation
@@ -139,9 +143,23 @@ class TrainConfig:
         resolve_dtype(self.dtype, "cpu")  # a bad --dtype fails before anything loads
         if self.save_adapter and not self.lora:
             raise DftlensError("--save-adapter needs --lora.")
+        if self.train_neurons:
+            for clash, why in ((self.lora, "--lora (LoRA's update B @ A spans every row and column)"),
+                               (self.fsdp, "--fsdp (sharded parameters drop the gradient masks)"),
+                               (self.weight_decay > 0, "--weight-decay > 0 (AdamW would shrink the frozen "
+                                                       "weights too)")):
+                if clash:
+                    raise DftlensError(f"--train-neurons masks full fine-tuning's MLP gradients and cannot be "
+                                       f"combined with {why}.")
         if self.fsdp and self.lora:
             raise DftlensError("--fsdp shards full fine-tuning; LoRA trains few weights, run it data parallel "
                                "(drop --fsdp).")
+
+    def neuron_languages(self) -> list[str] | None:
+        """The languages ``--train-neurons`` selects: ``neuron_langs`` (None for 'all'), else ``[lang]``."""
+        if not self.neuron_langs:
+            return [self.lang]
+        return None if self.neuron_langs.strip() == "all" else split_list(self.neuron_langs)
 
     def layer_choice(self) -> LayerChoice | None:
         """The probe's layers.json (validated), if a signal that is on takes its layer from it."""
@@ -156,6 +174,10 @@ class TrainConfig:
         self.__post_init__()
         check_order(self.lc_layer if self.lc != "off" else None, self.et_layer if self.et != "off" else None,
                     n_layers)
+        if self.train_neurons:
+            from .neuron_mask import read_neuron_file
+
+            read_neuron_file(self.train_neurons, self.neuron_languages())  # a bad file fails before the model loads
         choice = self.layer_choice()
         if choice is not None:
             if n_layers is not None:
@@ -176,13 +198,16 @@ class TrainConfig:
                 return value
             return str(Path(value).expanduser().resolve())
 
-        return replace(self, data=absolute(self.data), layers=absolute(self.layers), model=absolute(self.model))
+        return replace(self, data=absolute(self.data), layers=absolute(self.layers), model=absolute(self.model),
+                       train_neurons=absolute(self.train_neurons))
 
     def input_files(self) -> dict[str, Path]:
         """The files whose content decides the run (``--data``, ``--layers``), by option name."""
         from ..data.instructions import BUNDLED_TRAIN
 
         files = {"--data": Path(self.data).expanduser() if self.data else BUNDLED_TRAIN}
+        if self.train_neurons:
+            files["--train-neurons"] = Path(self.train_neurons).expanduser()
         if self.layers:
             path = Path(self.layers).expanduser()
             files["--layers"] = path / "layers.json" if path.is_dir() else path

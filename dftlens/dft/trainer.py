@@ -49,6 +49,7 @@ from .batches import collate
 from .config import TrainConfig, resolve_hooks
 from .distributed import Runtime
 from .losses import DFTLoss, step_norm
+from .neuron_mask import read_neuron_file, restrict_to_neurons
 from .run_dir import (FINAL, LOG, append_log, check_run_out, curve_table, prepare_run, read_log,  # noqa: F401
                       record_saved, resume_config, start_run_dir, write_log)
 
@@ -157,6 +158,8 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     torch.manual_seed(cfg.seed)
     lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device())
     lc_hook, et_hook = resolve_hooks(cfg, lm)
+    if cfg.train_neurons:  # only the chosen neurons' MLP rows/columns train (see dft/neuron_mask.py)
+        restrict_to_neurons(lm.hf_model, read_neuron_file(cfg.train_neurons, cfg.neuron_languages()))
     if dist.fsdp:
         dist.shard(lm)  # FSDP2 on the decoder layers; the parameters below are then DTensors
     params = [p for p in lm.hf_model.parameters() if p.requires_grad]
