@@ -37,7 +37,7 @@ def lens(
     if csv is not None:
         check_output_file(csv, overwrite)  # before the model loads
     lm = load_model(model, backend=backend, **load.load_kwargs())
-    table = lens_table(lm, cfg.text(), answers=cfg.answers(), top_k=cfg.top_k)
+    table = lens_table(lm, cfg.text(), answers=cfg.answers(), top_k=cfg.top_k, overlap=cfg.overlap)
     shown = table.drop(columns="top_token")
     console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, soft_wrap=True)
     if csv is not None:

@@ -76,3 +76,27 @@ def test_lens_word_takes_its_answers_from_the_bundled_words(tiny_dirs):
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert re.search(r"layer\s+p_en\s+p_target\s+entropy_bits", result.output), result.output
+
+
+def test_lens_table_overlap_policies(tiny_models):
+    from dftlens.analysis.lens import answer_ids
+
+    lm = tiny_models["llama"]
+    answers = {"en": "seven", "fr": "sept"}  # in this small vocabulary both start with "s" only
+    keep = dftlens.lens_table(lm, PROMPT, answers=answers, overlap="keep")
+    assert (keep["p_en"] == keep["p_fr"]).all()  # the same token set: the lens cannot tell them apart
+    with pytest.raises(DataError, match="share a token"):
+        dftlens.lens_table(lm, PROMPT, answers=answers, overlap="drop")
+    with pytest.raises(DataError, match="also starts another answer"):
+        dftlens.lens_table(lm, PROMPT, answers=answers)  # exclusive (the default) leaves nothing
+    # exclusive on a SentencePiece vocabulary: the shared "▁s", "▁se" leave both sets.
+    vocab = {t: i for i, t in enumerate(["▁s", "▁se", "▁seven", "▁sept", "七", "<0xE4>"])}
+
+    class Vocab:
+        def get_vocab(self):
+            return vocab
+
+    ids = answer_ids(TokenSets(Vocab()), {"en": "seven", "fr": "sept", "zh": "七"})
+    assert ids == {"en": {vocab["▁seven"]}, "fr": {vocab["▁sept"]}, "zh": {vocab["七"]}}
+    kept = answer_ids(TokenSets(Vocab()), {"en": "seven", "fr": "sept"}, "keep")
+    assert kept["en"] == {vocab["▁s"], vocab["▁se"], vocab["▁seven"]}

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from dftlens.analysis.patching import (
     PatchConfig, causal_evidence, last_token_latents, patch_sweep, run_patching, set_masses, top1_in,
 )
-from dftlens.analysis.patch_config import parse_experiments
+from dftlens.analysis.patch_config import check_config, parse_experiments
+from dftlens.errors import DataError
 from dftlens.config_files import read_run_config
 from dftlens.layers import parse_layers
 from dftlens_cli.app import app
@@ -184,3 +185,29 @@ def test_probe_causal_adds_patching_evidence(tiny_dirs, tmp_path):
     lo, hi = causal["concept_transfer_layers"]
     assert 0 <= lo <= hi < layers["n_layers"]
     assert causal["lc_before_concept_transfer"] == (layers["lc_layer"] <= hi)
+
+
+def test_first_token_sets_follow_the_tokenizer_and_give_smaller_sets(tiny_models):
+    """--token-sets first (Dumas et al.): each answer set is the tokenizer's first token of the
+    word and of " word", never larger than the prefix set's ordinary tokens plus those."""
+    from dftlens.analysis.patching import concept_pairs
+    from dftlens.analysis.token_sets import TokenSets
+    from dftlens.data.parallel import load_words
+
+    lm = tiny_models["gemma3"]
+    words = load_words(languages=["en", "de", "ru", "fr", "zh"])
+    first = TokenSets(lm.tokenizer, kind="first")
+    pairs = concept_pairs(words, ("de", "ru"), ("fr", "zh"), first, n_pairs=5, seed=0)
+    assert len(pairs) == 5
+    row = dict(zip(words.ids, words.rows))
+    for pair in pairs:
+        word = row[pair["a"]]["zh"]
+        tokens = lm.tokenizer.convert_ids_to_tokens(sorted(pair["sets"][0]))
+        # One or two tokens (with and without the space marker), each a start of the word.
+        assert 1 <= len(tokens) <= 2 and all(word.startswith(t.lstrip("▁")) and t.lstrip("▁") for t in tokens)
+        assert pair["sets"][0] == first.first_ids(word)
+        assert not (set().union(*pair["sets"][:2]) & set().union(*pair["sets"][2:]))
+    result = run_patching(lm, PatchConfig(n_pairs=3, layers=[1], mean_target=None, token_sets="first"), progress=False)
+    assert result.config.token_sets == "first" and (result.table["n_pairs"] == 3).all()
+    with pytest.raises(DataError, match="--token-sets"):
+        check_config(PatchConfig(token_sets="last"), lm.n_layers)

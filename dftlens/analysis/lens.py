@@ -30,7 +30,7 @@ from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
 from .lens_rows import SHARES, item_token_sets, lens_row
-from .token_sets import TokenSets
+from .token_sets import OVERLAP_POLICIES, TokenSets
 
 PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
 ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
@@ -121,12 +121,17 @@ class LensTableConfig:
     word: str = setting("eau", "Without --prompt: the French word of the built-in fr->zh prompt (p_en and "
                                "p_target from its row of the bundled words unless --answer-en/--answer).")
     top_k: int = setting(3, "Top tokens shown per layer.")
+    overlap: str = setting("exclusive", "When two answers' token sets share a token: exclusive (remove it from both), "
+                                        "drop (refuse the prompt) or keep (keep the sets whole).",
+                           choices=OVERLAP_POLICIES)
 
     def __post_init__(self) -> None:
         if self.prompt is not None and not self.prompt.strip():
             raise DataError("--prompt is empty; give the text the model should continue.")
         if self.top_k < 1:
             raise DataError(f"--top-k must be at least 1, not {self.top_k}.")
+        if self.overlap not in OVERLAP_POLICIES:
+            raise DataError(f"--overlap {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}.")
 
     def text(self) -> str:
         """The prompt the lens runs on."""
@@ -157,8 +162,41 @@ def translation_prompt(word: str) -> str:
 
 
 @torch.no_grad()
+def answer_ids(token_sets: TokenSets, answers: Mapping[str, str], overlap: str = "exclusive") -> dict[str, frozenset[int]]:
+    """Each answer's token set for a one-prompt table under an overlap policy: ``exclusive``
+    removes every ordinary token two answers share from both (byte-fallback tokens never
+    count, :mod:`.token_sets`), ``drop`` refuses answers that share one, ``keep`` keeps the
+    sets whole.
+
+    Raises:
+        DataError: an answer without any token (its probability would be a meaningless 0), one
+            left without a token of its own under ``exclusive``, or shared tokens under ``drop``.
+    """
+    ids = {}
+    for name, word in answers.items():
+        ids[name] = token_sets.ids(word)
+        if not ids[name]:
+            raise DataError(f"No token of the vocabulary starts the answer {word!r} ({name}); check the word.")
+    names = list(answers)
+    shared = set()
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = token_sets.ordinary_ids(answers[a]) & token_sets.ordinary_ids(answers[b])
+            if common and overlap == "drop":
+                raise DataError(f"The answers {answers[a]!r} ({a}) and {answers[b]!r} ({b}) share a token; the lens "
+                                "cannot tell them apart (use --overlap exclusive or keep).")
+            shared |= common
+    if overlap == "exclusive":
+        for name in names:
+            ids[name] = ids[name] - shared
+            if not ids[name]:
+                raise DataError(f"Every token that starts {answers[name]!r} ({name}) also starts another answer; "
+                                "use --overlap keep to count them for both.")
+    return ids
+
+
 def lens_table(lm: LensModel, prompt: str, answers: Mapping[str, str] | None = None,
-               top_k: int = 3) -> pd.DataFrame:
+               top_k: int = 3, overlap: str = "exclusive") -> pd.DataFrame:
     """The logit lens at the last position of one prompt, one row per layer.
 
     Args:
@@ -169,6 +207,8 @@ def lens_table(lm: LensModel, prompt: str, answers: Mapping[str, str] | None = N
             a column ``p_<name>`` with the lens probability of the word's token set
             (Wendler's prefix sets, :class:`~dftlens.analysis.token_sets.TokenSets`).
         top_k: how many top tokens to show per layer.
+        overlap: what to do with a token two answers' sets share (:func:`answer_ids`):
+            ``exclusive`` (default) removes it from both, ``drop`` refuses, ``keep`` keeps it.
 
     Returns:
         DataFrame with ``n_layers`` rows (0-based block index ``layer``) and columns
@@ -178,15 +218,9 @@ def lens_table(lm: LensModel, prompt: str, answers: Mapping[str, str] | None = N
 
     Raises:
         DataError: an answer word has no token in the vocabulary (its probability would
-            be a meaningless 0).
+            be a meaningless 0), or the answers' sets collide (see :func:`answer_ids`).
     """
-    answers = dict(answers or {})
-    sets = TokenSets(lm.tokenizer)
-    ids = {}
-    for name, word in answers.items():
-        ids[name] = sets.ids(word)
-        if not ids[name]:
-            raise DataError(f"No token of the vocabulary starts the answer {word!r} ({name}); check the word.")
+    ids = answer_ids(TokenSets(lm.tokenizer), dict(answers or {}), overlap)
     batch = lm.tokenize([prompt])
     names = lm.hook_names()
     cap = lm.capture(batch, names, positions="last")

@@ -14,6 +14,7 @@ from ..config_files import setting
 from ..data.languages import parse_pair, split_list
 from ..errors import DataError, LayerError
 from ..layers import parse_layers
+from .token_sets import TOKEN_SET_KINDS
 
 Experiment = tuple[tuple[str, str], tuple[str, str]]  # (source X:Y, target X':Y')
 
@@ -56,9 +57,14 @@ class PatchConfig:
     mean_target: tuple[str, str] | None = setting(
         ("fr", "zh"), "Mean-latent patching target X':Y' ('none' to skip).", cli_type=str, none_as="none",
         parse=parse_pair, show=":".join)
-    words: str | None = setting(None, "Parallel word file (JSONL/CSV); default: bundled.")
+    words: str | None = setting(None, "Parallel words: a JSONL/CSV file, or Wendler et al.'s (data/langs) or Dumas "
+                                       "et al.'s (data/<lang>/word_translation.csv) word files; default: bundled.")
     layers: list[int] | None = setting(None, "Layers to patch, e.g. 0,4-8 (default: all).", cli_type=str,
                                        parse=parse_layers, show=lambda v: ",".join(map(str, v)))
+    token_sets: str = setting("prefix", "Answer token sets: prefix (Wendler et al.: every single-token prefix, with "
+                                        "and without the space marker) or first (Dumas et al.: the tokenizer's first "
+                                        "token of the word and of ' word', to reproduce their numbers).",
+                              choices=TOKEN_SET_KINDS)
     n_pairs: int = setting(32, "Concept pairs (A, B) per experiment.")
     rows_per_pass: int = setting(72, "Prompt rows (pairs x layers) per forward pass.", flag="--batch-size")
     seed: int = setting(0, "Seed for demonstrations and pair sampling.")
@@ -88,5 +94,7 @@ def check_config(config: PatchConfig, n_layers: int) -> None:
     for layer in config.layers or []:
         if not 0 <= layer < n_layers:
             raise LayerError(f"Layer {layer} is out of range: the model has blocks 0..{n_layers - 1}.")
+    if config.token_sets not in TOKEN_SET_KINDS:
+        raise DataError(f"--token-sets {config.token_sets!r} is not one of {', '.join(TOKEN_SET_KINDS)}.")
     if config.n_pairs < 1 or config.rows_per_pass < 1:
         raise DataError("--n-pairs and the rows per pass must be at least 1.")

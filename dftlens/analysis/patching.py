@@ -20,7 +20,10 @@ does, ``token_sets.TokenSets``):
 - ``p_src_concept`` = P(A in Y'), ``p_src_concept_src_lang`` = P(A in Y),
 - ``p_tgt_concept`` = P(B in Y'), ``p_tgt_concept_src_lang`` = P(B in Y).
 
-Pairs whose four token sets overlap are dropped (their ``has_no_collisions``).
+Pairs whose four token sets overlap are dropped (their ``has_no_collisions``; with prefix sets
+a shared byte-fallback token is no collision). ``PatchConfig.token_sets`` (``--token-sets``)
+chooses the sets: ``prefix`` (Wendler et al.'s, the default) or ``first`` (Dumas et al.'s
+first tokens of the word and of " word", their code's default, to reproduce their numbers).
 
 **Mean-latent patching** (their ``object_lens`` with ``num_patches=-1``, the
 "ObjPatch" plot). Source prompts translate concept A from several input
@@ -198,19 +201,29 @@ def _items(words, pair: tuple[str, str], seed: int) -> dict[str, PromptItem]:
     return {it.item_id: it for it in translation_items(words, pair[0], pair[1], n_demos=N_DEMOS, seed=seed)}
 
 
+def _collision_ids(token_sets: TokenSets):
+    """The ids that decide whether two words collide: prefix sets leave byte-fallback tokens out
+    (see :mod:`.token_sets`); first-token sets keep every id, as Dumas et al.'s
+    ``has_no_collisions`` does."""
+    return token_sets.ids if token_sets.kind == "first" else token_sets.ordinary_ids
+
+
 def concept_pairs(words, source: tuple[str, str], target: tuple[str, str], token_sets: TokenSets,
                   n_pairs: int, seed: int) -> list[dict]:
-    """Up to ``n_pairs`` (A, B) pairs, A != B, whose four answer-token sets are disjoint."""
+    """Up to ``n_pairs`` (A, B) pairs, A != B, whose four answer-token sets are disjoint
+    (byte-fallback tokens aside for prefix sets)."""
     src, tgt = _items(words, source, seed), _items(words, target, seed)
     ids = list(words.ids)
     combos = [(a, b) for a in ids for b in ids if a != b]
     random.Random(f"{seed}-concept-{source}-{target}").shuffle(combos)
     rows = {i: r for i, r in zip(words.ids, words.rows)}
+    key = _collision_ids(token_sets)
     pairs = []
     for a, b in combos:
-        sets = [token_sets.ids(rows[a][target[1]]), token_sets.ids(rows[a][source[1]]),
-                token_sets.ids(rows[b][target[1]]), token_sets.ids(rows[b][source[1]])]
-        if any(not s for s in sets) or sum(len(s) for s in sets) != len(frozenset().union(*sets)):
+        words = [rows[a][target[1]], rows[a][source[1]], rows[b][target[1]], rows[b][source[1]]]
+        sets = [token_sets.ids(w) for w in words]
+        plain = [key(w) for w in words]
+        if any(not s for s in sets) or sum(len(s) for s in plain) != len(frozenset().union(*plain)):
             continue
         pairs.append({"a": a, "b": b, "source": src[a].prompt, "target": tgt[b].prompt, "sets": sets})
         if len(pairs) >= n_pairs:
@@ -228,10 +241,11 @@ def mean_pairs(lm: LensModel, words, sources: list[tuple[str, str]], target: tup
     random.Random(f"{seed}-mean-{sources}-{target}").shuffle(combos)
     rows = {i: r for i, r in zip(words.ids, words.rows)}
     position: dict[str, int | None] = {}
+    key = _collision_ids(token_sets)
     pairs = []
     for a, b in combos:
         sa, sb = token_sets.ids(rows[a][target[1]]), token_sets.ids(rows[b][target[1]])
-        if not sa or not sb or sa & sb:
+        if not sa or not sb or key(rows[a][target[1]]) & key(rows[b][target[1]]):
             continue
         if b not in position:
             position[b] = word_position(lm, tgt[b])
@@ -370,7 +384,7 @@ def run_patching(lm: LensModel, config: PatchConfig | None = None, progress: boo
     check_config(config, lm.n_layers)
     layers = sorted(set(config.layers)) if config.layers else list(range(lm.n_layers))
     words = load_words(config.words, config.languages())
-    token_sets = TokenSets(lm.tokenizer)
+    token_sets = TokenSets(lm.tokenizer, kind=config.token_sets)
     frames = [run_concept(lm, words, src, tgt, layers, token_sets, config, progress) for src, tgt in config.concept]
     if config.mean_target:
         frames.append(run_mean_latent(lm, words, config.mean_sources, config.mean_target, layers, token_sets,

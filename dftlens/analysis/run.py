@@ -56,7 +56,8 @@ class ProbeConfig:
         default_factory=lambda: list(DEFAULT_TASKS),
         help="Which of Wendler's tasks to run: translation, repetition, cloze (cloze is off by default; see docs/verbs/probe.md).")
     mono_langs: list[str] | None = setting(None, "Languages for repetition/cloze (default: the targets).")
-    words: str | None = setting(None, "Parallel word file (JSONL/CSV); default: bundled.")
+    words: str | None = setting(None, "Parallel words: a JSONL/CSV file, or Wendler et al.'s (data/langs) or Dumas "
+                                       "et al.'s (data/<lang>/word_translation.csv) word files; default: bundled.")
     sentences: str | None = setting(None, "Parallel sentence file or FLORES dir; default: bundled.")
     probe_langs: list[str] = setting(default_factory=lambda: list(PROBE_LANGUAGES), help="Languages for the probes.")
     max_items: int | None = setting(32, "Prompts per task and pair (0 = all).", none_as=0)

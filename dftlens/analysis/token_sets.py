@@ -170,16 +170,22 @@ class TokenSets:
 
     def first_ids(self, word: str) -> frozenset[int]:
         """Dumas et al.'s set: the first token of ``word`` and of ``" " + word`` as the tokenizer
-        encodes them (no special tokens); the second is left out when it is a bare space."""
+        encodes them (no special tokens). They load tokenizers with ``add_prefix_space=False``;
+        here a bare space-marker token that a tokenizer puts before ``word`` itself (Llama-2's
+        legacy "▁") is skipped, and ``" " + word`` adds nothing when its first token is a bare
+        space (as their code checks against the tokenizer's own " ")."""
         out = set()
         for text in (word, " " + word):
-            encoded = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if not encoded:
+            encoded = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            tokens = self.tokenizer.convert_ids_to_tokens(encoded)
+            bare = [t.strip("".join(SPACE_MARKERS) + " ") == "" for t in tokens]
+            if text.startswith(" "):
+                if encoded and not bare[0]:
+                    out.add(int(encoded[0]))
                 continue
-            token = self.tokenizer.convert_ids_to_tokens([encoded[0]])[0]
-            if text.startswith(" ") and token.strip("".join(SPACE_MARKERS) + " ") == "":
-                continue  # a bare space token starts every spaced word
-            out.add(int(encoded[0]))
+            first = next((int(i) for i, b in zip(encoded, bare) if not b), None)
+            if first is not None:
+                out.add(first)
         return frozenset(out)
 
     def ordinary_ids(self, word: str) -> frozenset[int]:

@@ -50,11 +50,27 @@ def bundled_path(name: str) -> Path:
 def load_words(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
     """Parallel words (one concept per row) from ``path``, default the bundled ``words.jsonl``.
 
+    ``path`` may be dftlens's JSONL/CSV, or the word files of Wendler et al. (a
+    ``data/langs/<lang>/clean.csv`` file or directory) or Dumas et al. (a
+    ``data/<lang>/word_translation.csv`` file or directory), told apart by
+    :func:`~dftlens.data.field_formats.word_file_format`.
+
     Raises:
         DataError: as :func:`load_parallel` (missing file, no rows, a missing or empty field for
-            one of ``languages``, a repeated id).
+            one of ``languages``, a repeated id), or a file or directory of unknown format.
     """
-    return load_parallel(path or bundled_path("words.jsonl"), languages)
+    from .field_formats import read_dumas, read_wendler, word_file_format
+
+    path = Path(path) if path else bundled_path("words.jsonl")
+    if not path.exists():
+        raise DataError(f"Data file {path} does not exist.")
+    fmt = word_file_format(path)
+    if fmt == "dftlens":
+        return load_parallel(path, languages)
+    ids, rows = (read_wendler if fmt == "wendler" else read_dumas)(path, languages)
+    label = "Wendler et al." if fmt == "wendler" else "Dumas et al."
+    raw = [(f"{path} ({label}, concept {concept!r})", {"id": concept, **row}) for concept, row in zip(ids, rows)]
+    return _parallel_rows(raw, languages, str(path))
 
 
 def load_sentences(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
@@ -77,9 +93,13 @@ def load_parallel(path: str | Path, languages: list[str] | None = None) -> Paral
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist.")
-    raw = list(_read_rows(path))
+    return _parallel_rows(list(_read_rows(path)), languages, str(path))
+
+
+def _parallel_rows(raw: list[tuple[str, dict]], languages: list[str] | None, source: str) -> ParallelData:
+    """Check ``("where", row)`` pairs for every language in ``languages`` and build the data."""
     if not raw:
-        raise DataError(f"{path} holds no rows.")
+        raise DataError(f"{source} holds no rows.")
     needed = languages or sorted(k for k in raw[0][1] if k != "id")
     ids, rows = [], []
     for where, row in raw:
@@ -94,7 +114,7 @@ def load_parallel(path: str | Path, languages: list[str] | None = None) -> Paral
             raise DataError(f"{where}: id {row_id!r} appears twice.")
         ids.append(row_id)
         rows.append({lang: row[lang].strip() for lang in needed})
-    return ParallelData(ids, rows, str(path))
+    return ParallelData(ids, rows, source)
 
 
 def _read_rows(path: Path):
