@@ -183,3 +183,102 @@ def test_resume_never_runs_code_from_a_checkpoint(files, tmp_path):
         pickle.dump({"optimizer": _Payload(str(marker)), "rng": None}, handle)
     refused(["train", "--resume", out, "--no-progress"], "holds objects other than tensors and numbers", out)
     assert not marker.exists()
+
+
+# -- remote code (item 3) --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def remote_model(files, tmp_path_factory):
+    """The tiny model with ``auto_map`` pointing at a module that would leave a marker file if imported."""
+    root = tmp_path_factory.mktemp("remote")
+    model = root / "model"
+    model.mkdir()
+    for p in Path(files["model"]).iterdir():
+        (model / p.name).write_bytes(p.read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
+    (model / "config.json").write_text(json.dumps(config))
+    marker = root / "ran"
+    (model / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    return model, marker
+
+
+def test_model_code_is_never_run_without_trust_remote_code(files, remote_model, tmp_path):
+    model, marker = remote_model
+    verbs = {
+        "probe": [*files["probe"], "--out", tmp_path / "p"],
+        "train": [*files["train"], "--out", tmp_path / "t"],
+        "lens": ["lens", "--model", model, "--prompt", "a b", "--answer", "b", "--csv", tmp_path / "l.csv"],
+        "patch": ["patch", "--n-pairs", "2", "--out", tmp_path / "pa"],
+        "eval": ["eval", "--tasks", "dftlens_mcqa", "--langs", "en", "--limit", "1", "--out", tmp_path / "e"],
+    }
+    for name, args in verbs.items():
+        if "--model" not in args:
+            args = [args[0], "--model", model, *args[1:]]
+        args = [model if a == files["model"] else a for a in args]
+        refused(args, f"{model} ships its own Python code (auto_map in config.json), which dftlens does not run; "
+                      "pass --trust-remote-code", tmp_path)
+        assert not marker.exists() and os.listdir(tmp_path) == []
+        assert "--trust-remote-code" in run([name, "--help"]).output
+
+
+# -- signals (item 7) --------------------------------------------------------------------------------
+def test_sigterm_while_saving_cleans_up_like_ctrl_c(files, tmp_path, monkeypatch):
+    import signal
+
+    import dftlens.viz.report as report
+
+    out = tmp_path / "probe"
+    ok([*files["probe"], "--out", out])
+    before = tree(tmp_path)
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends
+
+    monkeypatch.setattr(report, "write_report", terminated)
+    result = run([*files["probe"], "--out", out, "--overwrite", "--seed", "2"])
+    assert result.exit_code == 143 and "stopped by SIGTERM; no partial output was kept" in result.stderr
+    assert tree(tmp_path) == before  # the earlier run whole, no staging folder, no lock
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_train_checkpoints_on_sigterm_and_sighup_and_resumes(files, tmp_path, monkeypatch, signame):
+    import signal
+
+    import dftlens.dft.trainer as trainer
+
+    out = tmp_path / "run"
+    real = trainer.append_log
+
+    def stop_after_first(path, record):
+        real(path, record)
+        if record["step"] == 1:
+            os.kill(os.getpid(), getattr(signal, signame))
+
+    monkeypatch.setattr(trainer, "append_log", stop_after_first)
+    result = run([*files["train"], "--steps", "3", "--out", out])
+    assert result.exit_code == 128 + getattr(signal, signame), result.output
+    assert "interrupted after step 1; checkpoint saved in" in result.stderr
+    assert (out / "checkpoint-000001" / "trainer_state" / "optimizer.pt").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # the lock is gone
+    monkeypatch.setattr(trainer, "append_log", real)
+    ok(["train", "--resume", out, "--no-progress"])
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+# -- --config (item 9) ------------------------------------------------------------------------------
+def test_config_aliases_are_refused_and_values_never_shown_whole(files, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]"
+        for i in range(8)]
+    bomb.write_text("\n".join(lines) + "\n")  # 10^9 strings once expanded
+    for verb in ("probe", "train"):
+        refused([verb, "--config", bomb, "--out", tmp_path / "o"], "uses a YAML alias (line 2)", tmp_path)
+    big = tmp_path / "big.yaml"
+    big.write_text("steps: [" + ", ".join(["123456789"] * 5000) + "]\n")
+    line = refused(["train", "--config", big, "--out", tmp_path / "o"], "steps must be an integer", tmp_path)
+    assert len(line) < 300
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (1 << 20) + "\n")
+    refused(["probe", "--config", huge], "is larger than 1 MiB", tmp_path)

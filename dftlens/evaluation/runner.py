@@ -180,11 +180,13 @@ def evaluate_models(
         from dftlens import load_model
         from dftlens.models import resolve
 
-        for m in models:  # an unavailable model fails now, not after the others ran
-            if isinstance(m, str):
-                resolve(m)
+        from dftlens.models.loading import check_remote_code
 
         options = dict(load_options or {})
+        for m in models:  # an unavailable model (or one shipping code) fails now, not after the others ran
+            if isinstance(m, str):
+                check_remote_code(resolve(m).path, bool(options.get("trust_remote_code")))
+
         model_loader = lambda name: load_model(name, backend=None, **options)  # noqa: E731
 
     start = time.perf_counter()

@@ -252,6 +252,9 @@ def check_weights(path: Path) -> None:
                                     "again.") from None
 
 
+_WARNED: set[str] = set()  # model folders whose remote-code warning was printed in this process
+
+
 def check_remote_code(path: Path | str, trust: bool = False) -> bool:
     """Refuse a model folder that ships Python code (``auto_map``) unless ``trust``; True when it ships some.
 
@@ -277,7 +280,8 @@ def check_remote_code(path: Path | str, trust: bool = False) -> bool:
         raise DftlensError(f"{path} ships its own Python code (auto_map in {shipped[0]}), which dftlens does not "
                            "run; pass --trust-remote-code only if you trust its author (it runs with your "
                            "permissions).")
-    if shipped:
+    if shipped and str(path) not in _WARNED:
+        _WARNED.add(str(path))
         sys.stderr.write(f"warning: --trust-remote-code: running the Python code shipped with {path}.\n")
     return bool(shipped)
 
