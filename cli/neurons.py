@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.neuron_config import NeuronsConfig, SteerConfig
+from dftlens.models.loading import LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options
@@ -24,9 +25,10 @@ def _check_languages(path, langs: list[str], kind: str) -> None:
 
 @app.command()
 @user_errors
-@config_options(NeuronsConfig)
+@config_options(NeuronsConfig, LoadSettings)
 def neurons(
     cfg: NeuronsConfig,
+    load: LoadSettings,
     model: str = MODEL,
     backend: str = BACKEND,
     out: Optional[Path] = typer.Option(None, help="Output directory (default: runs/neurons-<model>-<time>)."),
@@ -39,10 +41,11 @@ def neurons(
     from dftlens.config_files import RUN_CONFIG
     from dftlens.io import prepare_output_dir
 
+    options = load.load_kwargs()
     load_split(cfg)  # bad settings or a language the sentences lack fail before the model loads
     out = out or Path("runs") / f"neurons-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)
-    lm = load_model(model, backend=backend)
+    lm = load_model(model, backend=backend, **options)
     result = run_neurons(lm, cfg)
     settings.values["out"] = str(out)
     result.save(out, overwrite=overwrite, extra=settings.save)
@@ -61,9 +64,10 @@ def neurons(
 
 @app.command()
 @user_errors
-@config_options(SteerConfig)
+@config_options(SteerConfig, LoadSettings)
 def steer(
     cfg: SteerConfig,
+    load: LoadSettings,
     model: str = MODEL,
     backend: str = BACKEND,
     neurons_dir: Optional[Path] = typer.Option(None, "--neurons", help="--method neurons: a `dftlens neurons` "
@@ -79,6 +83,7 @@ def steer(
     from dftlens.io import prepare_output_dir
     from dftlens.layers import model_n_layers
 
+    options = load.load_kwargs()
     cfg.check(model_n_layers(model))  # from config.json, without the weights
     _check_languages(cfg.words, cfg.languages(), "words")
     _check_languages(cfg.sentences, [cfg.source[1], cfg.target], "sentences")
@@ -88,7 +93,7 @@ def steer(
         read_neuron_sets(neurons_dir)
     out = out or Path("runs") / f"steer-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)
-    lm = load_model(model, backend=backend)
+    lm = load_model(model, backend=backend, **options)
     result = run_steering(lm, cfg, neurons_dir=neurons_dir)
     settings.values["out"] = str(out)
     result.save(out, overwrite=overwrite, extra=settings.save)

@@ -6,14 +6,16 @@ temporary sibling and renamed into place. Whole output directories (``probe``,
 written into a hidden sibling directory, which is then swapped in with one rename
 (an atomic exchange where the OS has one), so Ctrl-C, a full disk or a crash
 leaves either the earlier run or the new one, never a mix. An earlier run is
-replaced only with ``overwrite`` and only after the new one is complete.
+replaced only with ``overwrite``, only after the new one is complete, and only what its
+manifest lists (:mod:`dftlens.ownership`): anything else in ``--out`` is refused before
+any work, and a symlink ``--out`` is resolved first (results go into its target).
 
 :func:`prepare_output_dir` checks ``--out`` before any work (not a file, writable,
 no earlier results unless ``overwrite``, no files dftlens did not write, free
 space) and, inside a CLI command (:func:`command_scope`), locks it until the
 command ends: a second process writing the same ``--out`` is refused at once
 (:class:`~dftlens.errors.OutputBusy`). Locks use the ``filelock`` package
-(``.<name>.lock`` next to ``--out``, removed on release). A command that fails
+(``.<name>.lock`` next to the real ``--out``, symlinks resolved, removed on release). A command that fails
 leaves no ``--out`` behind and removes the parent folders it created.
 """
 

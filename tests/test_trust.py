@@ -210,6 +210,8 @@ def test_model_code_is_never_run_without_trust_remote_code(files, remote_model, 
         "lens": ["lens", "--model", model, "--prompt", "a b", "--answer", "b", "--csv", tmp_path / "l.csv"],
         "patch": ["patch", "--n-pairs", "2", "--out", tmp_path / "pa"],
         "eval": ["eval", "--tasks", "dftlens_mcqa", "--langs", "en", "--limit", "1", "--out", tmp_path / "e"],
+        "neurons": ["neurons", "--out", tmp_path / "n"],
+        "steer": ["steer", "--out", tmp_path / "s"],
     }
     for name, args in verbs.items():
         if "--model" not in args:

@@ -237,13 +237,18 @@ def read_neuron_sets(directory: str | Path) -> tuple[dict[str, NeuronSet], Activ
     """The neuron sets and statistics a ``dftlens neurons`` run wrote (``neurons.csv``, ``neuron_stats.npz``).
 
     Raises:
-        DataError: the directory lacks those files.
+        DataError: the directory lacks those files, or the statistics file holds anything but plain
+            arrays (it is read with ``allow_pickle=False``: loading it never runs code).
     """
     directory = Path(directory)
     if not (directory / "neurons.csv").is_file() or not (directory / "neuron_stats.npz").is_file():
         raise DataError(f"{directory} has no neurons.csv and neuron_stats.npz; run `dftlens neurons --out {directory}`.")
-    data = np.load(directory / "neuron_stats.npz")
-    stats = ActivationStats(data["active"], data["tokens"], data["post_sum"], [str(x) for x in data["langs"]])
+    try:  # plain arrays only: a pickled object in the file would run code when loaded
+        data = np.load(directory / "neuron_stats.npz", allow_pickle=False)
+        stats = ActivationStats(data["active"], data["tokens"], data["post_sum"], [str(x) for x in data["langs"]])
+    except (ValueError, KeyError, OSError) as exc:
+        raise DataError(f"{directory / 'neuron_stats.npz'} is not a neuron_stats.npz dftlens wrote (plain arrays "
+                        f"active, tokens, post_sum, langs): {str(exc).splitlines()[0][:100]}.") from None
     table = pd.read_csv(directory / "neurons.csv", keep_default_na=False)
     sets: dict[str, NeuronSet] = {lang: {} for lang in stats.langs}
     for layer, neuron, langs in table[["layer", "neuron", "languages"]].itertuples(index=False):
