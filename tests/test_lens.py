@@ -71,6 +71,7 @@ def test_scripts():
     ("▁Zeitung", "fr", "zh", "other"),  # German: no language of a fr->zh item
     ("▁six", "fr", "zh", "other"),  # an English and a French word alike
     ("ung", "de", "ja", "other"),  # a fragment, no word
+    ("▁L", "fr", "zh", "other"),  # one letter
     ("<0xE7>", "fr", "zh", "other"),  # a byte token
 ])
 def test_token_language_classes(token, input_lang, target_lang, expected):

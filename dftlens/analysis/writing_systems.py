@@ -8,7 +8,8 @@ classifies every decoded token with ONE rule, the same for every panel and pair
    :class:`~dftlens.analysis.token_sets.AnswerSets`) is ``target``, ``en`` or ``input``.
 2. Otherwise its language is read from its text (:func:`token_language`): the text
    without the space marker must be letters only (Unicode categories L and M), so markup
-   (``</b>``), punctuation, digits, byte tokens and pieces of a character are ``other``.
+   (``</b>``), punctuation, digits, byte tokens, pieces of a character and single
+   letters of an alphabet (``▁L``) are ``other``.
    The languages in play are the item's English, input and target languages whose
    writing system matches the token's script (:func:`token_script`; Japanese takes Han
    and Kana). Among them, the token belongs to language L when its word frequency in L
@@ -35,6 +36,7 @@ from ..data.languages import SCRIPTS
 SHARES = ("en", "target", "input", "other")  # the classes classify() returns, in report order
 MIN_ZIPF = 3.0  # a word at least once per million words of the language
 MARGIN = 1.0  # and ten times as frequent there as in any other language in play
+_LOGOGRAPHIC = ("Han", "Kana", "Hangul")  # scripts whose single characters are words (or syllables)
 _FLOOR = MIN_ZIPF - MARGIN  # words rarer than this everywhere cannot change a decision
 
 _RANGES = {
@@ -100,6 +102,8 @@ def token_language(text: str | None, languages: tuple[str, ...]) -> str | None:
     if not word or not all(unicodedata.category(ch)[0] in "LM" for ch in word):
         return None
     script = token_script(word)
+    if len(word) == 1 and script not in _LOGOGRAPHIC:
+        return None  # one letter of an alphabet is a fragment, not a word
     in_play = [lang for lang in dict.fromkeys(languages) if matches_language(script, lang)]
     if not in_play:
         return None
