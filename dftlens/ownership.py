@@ -145,9 +145,7 @@ def remove_owned(directory: Path, owned: Iterable[str]) -> list[str]:
     once empty. Returns what stayed (anything not listed), relative.
     """
     directory = Path(directory)
-    for name in os.listdir(directory):
-        if dead_temp(name):
-            _remove_tree(directory / name)
+    remove_leftovers(directory)
     for path in sorted(set(owned) | {MANIFEST}, key=lambda p: p.count("/"), reverse=True):
         target = directory / path
         try:
@@ -158,6 +156,13 @@ def remove_owned(directory: Path, owned: Iterable[str]) -> list[str]:
         except OSError:
             pass
     return listing(directory)
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Delete the entries of ``directory`` that are temporaries of dead dftlens processes (:func:`dead_temp`)."""
+    for name in os.listdir(directory):
+        if dead_temp(name):
+            _remove_tree(Path(directory) / name)
 
 
 def _remove_tree(path: Path) -> None:

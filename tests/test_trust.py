@@ -163,6 +163,13 @@ def test_leftovers_of_dead_runs_are_removed_and_nothing_else(files, tmp_path):
     assert not stale_ckpt.exists() and not (out / f".log.jsonl.tmp-{pid}-abcd").exists()
     ok([*files["probe"], "--out", tmp_path / "probe"])
     assert not staging.exists() and lookalike.is_dir() and alive.is_dir()
+    # a run killed while writing checkpoint 2: resume removes the half-written folder
+    ok([*files["train"], "--steps", "3", "--save-every", "1", "--out", tmp_path / "killed"])
+    killed = tmp_path / "killed"
+    (killed / "final").rename(tmp_path / "final_aside")
+    (killed / "checkpoint-000002").rename(killed / f".checkpoint-000002.tmp-{pid}")
+    ok(["train", "--resume", killed, "--no-progress"])
+    assert not (killed / f".checkpoint-000002.tmp-{pid}").exists() and (killed / "final").is_dir()
 
 
 class _Payload:
@@ -284,3 +291,46 @@ def test_config_aliases_are_refused_and_values_never_shown_whole(files, tmp_path
     huge = tmp_path / "huge.yaml"
     huge.write_text("# " + "x" * (1 << 20) + "\n")
     refused(["probe", "--config", huge], "is larger than 1 MiB", tmp_path)
+
+
+def test_sigterm_from_outside_checkpoints_a_real_train_process(files, tmp_path):
+    """What a scheduler does: SIGTERM to the `dftlens train` process from another process."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [str(a) for a in files["train"][1:]]
+    args[args.index("--steps") + 1] = "100000"
+    proc = subprocess.Popen([sys.executable, "-m", "dftlens_cli", "train", *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        for _ in range(3000):  # until the first step is logged (or the process ended)
+            if proc.poll() is not None or ((out / "log.jsonl").is_file() and (out / "log.jsonl").read_text().strip()):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    saved = json.loads((out / f"checkpoint-{steps[-1]:06d}" / "trainer_state" / "state.json").read_text())
+    assert saved["step"] == steps[-1] and "Continue with: dftlens train --resume" in stderr
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # the lock is gone
+
+
+def test_lens_csv_overwrite_replaces_only_a_table_dftlens_wrote(files, tmp_path):
+    lens = ["lens", "--model", files["model"], "--prompt", "water is", "--answer", "eau"]
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my,own\n1,2\n")
+    refused([*lens, "--csv", mine], "already exists; pass --overwrite", tmp_path)
+    refused([*lens, "--csv", mine, "--overwrite"], "was not written by dftlens", tmp_path)
+    (tmp_path / "link.csv").symlink_to(mine)
+    refused([*lens, "--csv", tmp_path / "link.csv", "--overwrite"], f"{mine} was not written by dftlens", tmp_path)
+    ok([*lens, "--csv", tmp_path / "table.csv"])
+    first = (tmp_path / "table.csv").read_text()
+    ok([*lens, "--csv", tmp_path / "table.csv", "--overwrite", "--answer", "water"])
+    assert (tmp_path / "table.csv").read_text() != first and mine.read_text() == "my,own\n1,2\n"
+    assert ownership.read_manifest(tmp_path) == {"table.csv", ownership.MANIFEST}

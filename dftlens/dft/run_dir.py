@@ -84,6 +84,12 @@ def start_run_dir(out: Path, overwrite: bool, world_size: int = 1) -> None:
                                    *(ckpt.optimizer_shard_path(out, r).name for r in range(world_size))], "train")
 
 
+def remove_leftovers(out: Path) -> None:
+    """Delete what killed dftlens processes left in the run directory ``out`` (``.checkpoint-N.tmp-<pid>``,
+    ``.<file>.tmp-<pid>-*``: :func:`dftlens.ownership.dead_temp`); nothing else is touched."""
+    ownership.remove_leftovers(out)
+
+
 def record_saved(out: Path, name: str) -> None:
     """Add the checkpoint (or ``final/``) folder ``name`` just saved in ``out`` to the run's manifest."""
     ownership.record(out, [name], "train")

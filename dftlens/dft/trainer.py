@@ -51,7 +51,7 @@ from .distributed import Runtime
 from .losses import DFTLoss, step_norm
 from .neuron_mask import read_neuron_file, restrict_to_neurons
 from .run_dir import (FINAL, LOG, append_log, check_run_out, curve_table, prepare_run, read_log,  # noqa: F401
-                      record_saved, resume_config, start_run_dir, write_log)
+                      record_saved, remove_leftovers, resume_config, start_run_dir, write_log)
 
 
 
@@ -182,6 +182,8 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     if dist.is_main:
         if resume_from is None:
             start_run_dir(out, overwrite, dist.world_size)  # only now is an earlier run replaced
+        else:
+            remove_leftovers(out)  # a checkpoint half-written when a killed run stopped
         write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook,
                                              "inputs": cfg.input_checksums()})
         write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")  # `dftlens train --config` reruns it
