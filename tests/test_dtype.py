@@ -37,17 +37,23 @@ def test_bf16_model_decodes_in_float32_and_chunks_agree(tiny_dirs):
     items, ts = _items(5), TokenSets(lm.tokenizer)
     whole = measure(lm, items, ts, batch_size=5, progress=False)
     lm.lens_chunk = 1  # one layer of one prompt at a time
-    assert lm.lens_layers_per_chunk(5) == 1
+    assert lm.lens_rows() == 1
     one = measure(lm, items, ts, batch_size=5, progress=False)
     key = ["item_id", "layer"]
     whole, one = (f.sort_values(key).reset_index(drop=True) for f in (whole, one))
     pd.testing.assert_frame_equal(whole[key + COLS], one[key + COLS], atol=1e-6, rtol=1e-6)
 
 
-def test_lens_budget_bounds_the_rows(tiny_models):
+def test_lens_budget_bounds_the_rows_and_the_slices(tiny_models):
+    from dftlens.models.decoding import MAX_SLICE, MIN_SLICE, TEMPORARIES
+
     lm = tiny_models["llama"]
-    assert lm.lens_rows(budget_bytes=16 * lm.vocab_size * 10) == 10
+    width = min(MIN_SLICE, lm.vocab_size)
+    assert lm.lens_rows(budget_bytes=TEMPORARIES * 4 * width * 10) == 10
     assert lm.lens_rows(budget_bytes=1) == 1
+    assert lm.lens_slice(rows=10, budget_bytes=1) == min(MIN_SLICE, lm.vocab_size)
+    assert lm.lens_slice(rows=1, budget_bytes=2**40) == min(MAX_SLICE, lm.vocab_size)
+    assert lm.lens_memory() > 0
 
 
 @pytest.mark.embedded

@@ -17,7 +17,6 @@ head never runs) and the lens decodes one position per layer.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -29,25 +28,22 @@ from ..config_files import setting
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
-from .lens_rows import SHARES, item_token_sets, lens_row
+from ..models.lens_kernel import reduce_logits
+from .lens_rows import SHARES, batch_rows, item_set_tensors, lens_row, pad_sets  # noqa: F401 (lens_row: docs)
 from .token_sets import OVERLAP_POLICIES, TokenSets
 
 PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
 ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
+
+
 def entropy_bits(logp: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in bits of distributions given as log-probabilities (natural log) over
     the last dimension: ``[..., vocab] -> [...]``. Zero-probability entries count 0 (no NaN
-    from ``0 * -inf``). The one entropy function of dftlens: the probe, ``lens_table`` and the
-    figures' ``entropy_bits`` columns all come from it."""
-    logp = logp.float()
-    return -(logp.exp() * logp).nan_to_num(nan=0.0, neginf=0.0).sum(-1) / math.log(2)
-
-
-def _mass(probs: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
-    """Probability on a token set, per layer: probs [layers, vocab] -> [layers]."""
-    if not ids:
-        return torch.zeros(probs.shape[0])
-    return probs[:, sorted(ids)].sum(-1)
+    from ``0 * -inf``). The lens kernel's entropy
+    (:class:`~dftlens.models.lens_kernel.RunningLens`, the one of dftlens: the probe,
+    ``lens_table`` and the in-trace lens all compute it there), for log-probabilities at hand."""
+    flat = logp.float().reshape(-1, logp.shape[-1]).clamp(min=-1e30)  # exp -> 0 and 0 * -1e30 = 0, not NaN
+    return reduce_logits(flat).entropy_bits.reshape(logp.shape[:-1])
 
 
 @torch.no_grad()
@@ -60,22 +56,32 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
 
     ``policy``: the overlap policy of the item's token sets
     (:data:`~dftlens.analysis.token_sets.OVERLAP_POLICIES`); the ``p_en_<policy>`` columns
-    give P(en) under each policy from the same forward pass."""
+    give P(en) under each policy from the same forward pass.
+
+    Per batch, one forward pass (stopped after the last block) captures every layer's
+    residual at the last real token, and :meth:`~dftlens.models.LensModel.lens_reduce`
+    decodes all ``layers x batch`` rows in one pass over the vocabulary (the head read once
+    per batch; no full log-probability rows are kept). An nnsight engine with
+    ``lens_in_trace`` runs the same kernel inside the trace (:mod:`.lens_in_trace`)."""
     names = lm.hook_names()
     rows = []
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="prompt", leave=False)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         if getattr(lm.engine, "lens_in_trace", False):  # nnsight/NDIF: the whole measurement inside the trace
-            from .lens_in_trace import rows_in_trace
+            from .lens_in_trace import stats_in_trace
 
-            rows.extend(rows_in_trace(lm, chunk, token_sets, top_k, show_tokens, policy=policy))
-            bar.update(len(chunk))
-            continue
-        batch = lm.tokenize([it.prompt for it in chunk])
-        resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
-        for first, logp in lm.iter_log_probs(resid):  # float32 [k, batch, vocab], k from the lens budget
-            rows.extend(_rows_for_layers(lm, chunk, logp.cpu(), first, token_sets, top_k, show_tokens, policy))
+            stats, top_ids = stats_in_trace(lm, chunk, token_sets, top_k, policy=policy)
+        else:
+            batch = lm.tokenize([it.prompt for it in chunk])
+            resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
+            n_layers, n_items = resid.shape[:2]
+            ids, weights = item_set_tensors(token_sets, chunk, policy)  # [batch, sets, K], the same every layer
+            red = lm.lens_reduce(resid.reshape(n_layers * n_items, -1), ids.repeat(n_layers, 1, 1),
+                                 weights.repeat(n_layers, 1, 1), top_k)
+            stats = torch.cat([red.masses, red.entropy_bits[:, None]], dim=1).reshape(n_layers, n_items, -1)
+            top_ids = red.top_ids.reshape(n_layers, n_items, -1)
+        rows.extend(batch_rows(lm.tokenizer, chunk, stats.cpu(), top_ids.cpu(), token_sets, show_tokens, policy))
         bar.update(len(chunk))
     bar.close()
     frame = pd.DataFrame(rows)
@@ -85,21 +91,6 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
     last = frame[frame["layer"] == frame["layer"].max()].set_index(keys)["top1_target"]
     frame["correct"] = [bool(last.get(k, False)) for k in frame[keys].itertuples(index=False, name=None)]
     return frame.drop(columns="top1_target")
-
-
-def _rows_for_layers(lm, chunk, logp, first_layer, token_sets, top_k, show_tokens, policy):
-    probs = logp.exp()
-    entropy = entropy_bits(logp)  # [layers, batch]
-    top_ids = logp.topk(top_k, dim=-1).indices  # [layers, batch, k]
-    rows = []
-    for b, item in enumerate(chunk):
-        masses = torch.stack([_mass(probs[:, b], s) for s in item_token_sets(token_sets, item, policy)], dim=1)
-        for k in range(probs.shape[0]):
-            ids = top_ids[k, b].tolist()
-            tokens = lm.tokenizer.convert_ids_to_tokens(ids)
-            rows.append(lens_row(token_sets, item, first_layer + k, masses[k].tolist(), float(entropy[k, b]),
-                                 ids, tokens, show_tokens, policy))
-    return rows
 
 
 # Wendler et al.'s translation format with four demonstrations.
@@ -224,19 +215,19 @@ def lens_table(lm: LensModel, prompt: str, answers: Mapping[str, str] | None = N
     batch = lm.tokenize([prompt])
     names = lm.hook_names()
     cap = lm.capture(batch, names, positions="last")
-    logp = lm.log_probs(cap.stack(names)[:, 0]).float().cpu()  # [layers, vocab]
-    probs = logp.exp()
-    entropy = entropy_bits(logp)  # [layers]
-    top = logp.topk(top_k, dim=-1)
+    columns = list(ids)
+    set_ids, set_weights = pad_sets([[ids[c] for c in columns]] * lm.n_layers)
+    red = lm.lens_reduce(cap.stack(names)[:, 0], set_ids, set_weights, top_k)  # rows: layers
+    masses, entropy = red.masses.cpu().tolist(), red.entropy_bits.cpu().tolist()
+    top_ids, top_probs = red.top_ids.cpu().tolist(), red.top_log_probs.exp().cpu().tolist()
     rows = []
     for layer in range(lm.n_layers):
-        tokens = lm.tokenizer.convert_ids_to_tokens(top.indices[layer].tolist())
-        values = top.values[layer].exp().tolist()
+        tokens = lm.tokenizer.convert_ids_to_tokens(top_ids[layer])
         row = {"layer": layer}
-        for name, id_set in ids.items():
-            row[f"p_{name}"] = float(probs[layer, sorted(id_set)].sum())
+        for j, name in enumerate(columns):
+            row[f"p_{name}"] = float(masses[layer][j])
         row["entropy_bits"] = float(entropy[layer])
-        row["top_tokens"] = "  ".join(f"{t!r} {p:.2f}" for t, p in zip(tokens, values))
+        row["top_tokens"] = "  ".join(f"{t!r} {p:.2f}" for t, p in zip(tokens, top_probs[layer]))
         row["top_token"] = tokens[0]
         rows.append(row)
     return pd.DataFrame(rows)

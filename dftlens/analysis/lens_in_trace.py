@@ -3,30 +3,29 @@ computed where the model runs (on NDIF with ``remote=True``), so only a few numb
 layer and prompt come back.
 
 Inside the trace, for every block: the residual at each prompt's last real token,
-the model's final norm and LM head (called ad hoc on that state), the logit
-soft-cap, a float32 log-softmax, then the probability masses of the English,
-target and input-language token sets (and the English set under each overlap policy), the entropy in bits and the top-k token
-ids. What leaves the trace per batch is ``[layers, batch, sets + 1]`` floats and
-``[layers, batch, k]`` ids; the vocabulary-sized tensors never do. The forward
-pass stops after the last block (the model's own head never runs).
+the model's final norm and LM head modules (called ad hoc on that state), then the
+lens kernel (:mod:`dftlens.models.lens_kernel`, the one of the local lens): the logit
+soft-cap and one pass over the float32 logits giving the probability masses of the
+English, target and input-language token sets (and the English set under each overlap
+policy), the entropy in bits and the top-k token ids. What leaves the trace per batch is
+``[layers, batch, sets + 1]`` floats and ``[layers, batch, k]`` ids; the vocabulary-sized
+tensors never do. The forward pass stops after the last block (the model's own head never runs).
 
 The same code runs locally (``remote=False``, weights loaded) and is tested there
-against the TransformerLens engine's :func:`.lens.measure`, which dispatches here. On NDIF the norm and
-head run in the model's dtype (as the model computes its own logits) and only
-the softmax and everything after it in float32; locally, on a float32 model, the
-two paths agree to 1e-4.
+against the TransformerLens engine's :func:`.lens.measure`, which dispatches here. The
+dtype policy is the kernel's: the norm and head run as the model runs them (here its own
+modules, in its dtype), everything from the logits on in float32; locally, on a float32
+model, the two paths agree to 1e-4.
 
-This module imports only torch at the top so that ``nnsight.register`` can ship
-it to NDIF by value.
+This module imports only torch and the kernel (itself torch-only) at the top, so that
+``nnsight.register`` can ship both to NDIF by value.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
+from ..models.lens_kernel import cap_logits, reduce_logits
 
 
 def _submodule(envoy, path: str):
@@ -40,52 +39,35 @@ def lens_stats(hidden, norm, head, softcap, last, set_ids, set_weights, top_k: i
 
     ``hidden`` [batch, seq, d] (a block's output), ``last`` [batch] each row's last
     real position, ``set_ids``/``set_weights`` [batch, sets, K] token ids padded
-    with weight 0. Runs inside the trace: torch only.
+    with weight 0. Runs inside the trace: the model's own norm and head modules, then
+    the lens kernel (:func:`~dftlens.models.lens_kernel.cap_logits`,
+    :func:`~dftlens.models.lens_kernel.reduce_logits`), as the local lens.
     """
     if isinstance(hidden, tuple):
         hidden = hidden[0]
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     h = hidden[rows, last.to(hidden.device)]  # [batch, d]
-    logits = head(norm(h)).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    logp = torch.log_softmax(logits, dim=-1)
-    probs = logp.exp()
-    entropy = -(probs * logp).nan_to_num(nan=0.0, neginf=0.0).sum(-1) / math.log(2)  # as lens.entropy_bits
-    ids, weights = set_ids.to(probs.device), set_weights.to(probs.device)
-    b, s, k = ids.shape
-    masses = (probs.gather(1, ids.reshape(b, s * k)).reshape(b, s, k) * weights).sum(-1)  # [batch, sets]
-    top = logp.topk(top_k, dim=-1).indices
-    return torch.cat([masses, entropy[:, None]], dim=1), top
-
-
-def _token_set_tensors(items, token_sets, policy: str = "exclusive"):
-    """[batch, sets, K] ids and weights of each item's token sets (``lens.item_token_sets``:
-    English, target, input word, then English under each overlap policy)."""
-    from .lens_rows import item_token_sets
-
-    sets = [[sorted(s) for s in item_token_sets(token_sets, item, policy)] for item in items]
-    width = max(1, max(len(s) for row in sets for s in row))
-    ids = torch.zeros(len(items), len(sets[0]), width, dtype=torch.long)
-    weights = torch.zeros(len(items), len(sets[0]), width)
-    for b, row in enumerate(sets):
-        for j, s in enumerate(row):
-            ids[b, j, :len(s)] = torch.tensor(s, dtype=torch.long)
-            weights[b, j, :len(s)] = 1.0
-    return ids, weights
+    red = reduce_logits(cap_logits(head(norm(h)).float(), softcap), set_ids, set_weights, top_k)
+    return torch.cat([red.masses, red.entropy_bits[:, None]], dim=1), red.top_ids
 
 
 @torch.no_grad()
-def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3,
-                  policy: str = "exclusive") -> list[dict]:
-    """The rows :func:`.lens.measure` builds for one batch of items, measured inside one nnsight trace.
+def stats_in_trace(lm, chunk, token_sets, top_k: int = 10,
+                   policy: str = "exclusive") -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`.lens.measure` needs of one batch of items, measured inside one nnsight trace.
 
-    :func:`.lens.measure` calls this for a model whose engine has ``lens_in_trace``
-    (nnsight with ``remote=True``, or set by hand to run the same code locally).
-    Raises DftlensError if the engine is not nnsight, or if the NDIF run fails.
+    Returns ``stats`` [layers, batch, sets + 1] (the masses of
+    :func:`~.lens_rows.item_token_sets`'s sets, then the entropy in bits; CPU float32) and
+    ``top_ids`` [layers, batch, k], for :func:`~.lens_rows.batch_rows`. :func:`.lens.measure`
+    calls this for a model whose engine has ``lens_in_trace`` (nnsight with ``remote=True``,
+    or set by hand to run the same code locally). Raises DftlensError if the engine is not
+    nnsight, or if the NDIF run fails.
     """
     from ..errors import DftlensError
+    from ..models import lens_kernel
     from ..models.interface import last_token_index
+    from .lens_rows import item_set_tensors
+
     engine = lm.engine
     if getattr(engine, "name", None) != "nnsight":
         raise DftlensError("The in-trace lens needs the nnsight engine: load_model(..., backend='nnsight').")
@@ -95,14 +77,15 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3,
 
         from . import lens_in_trace
 
-        nnsight.register(lens_in_trace)  # NDIF rebuilds lens_stats from its source
+        nnsight.register(lens_kernel)  # NDIF rebuilds the kernel and lens_stats from their source
+        nnsight.register(lens_in_trace)
     # Plain values only inside the trace: on NDIF its code and the values it uses are shipped over.
     layers_path, norm_path, head_path, softcap = lm.arch.layers_path, lm.arch.norm_path, _head_path(lm), lm.arch.softcap
     n_layers = lm.n_layers
     batch = lm.tokenize([it.prompt for it in chunk])
     inputs = lm.model_inputs(batch)
     last = last_token_index(batch["attention_mask"])
-    set_ids, set_weights = _token_set_tensors(chunk, token_sets, policy)
+    set_ids, set_weights = item_set_tensors(token_sets, chunk, policy)
     try:
         with model.trace(inputs, remote=remote) as tracer:
             blocks, norm, head = _submodule(model, layers_path), _submodule(model, norm_path), _submodule(model, head_path)
@@ -122,7 +105,7 @@ def rows_in_trace(lm, chunk, token_sets, top_k: int = 10, show_tokens: int = 3,
             f"The NDIF run of {lm.name} failed ({type(exc).__name__}: {first_line}); check network access to "
             "api.ndif.us, the API key, and that NDIF serves this model (nnsight.ndif.status())."
         ) from None
-    return _rows(lm, chunk, stats, top_ids, token_sets, show_tokens, policy)
+    return stats, top_ids
 
 
 def _head_path(lm) -> str:
@@ -131,16 +114,3 @@ def _head_path(lm) -> str:
         if module is head:
             return name
     raise RuntimeError("the LM head is not a submodule of the model")  # pragma: no cover
-
-
-def _rows(lm, chunk, stats, top_ids, token_sets, show_tokens, policy):
-    from .lens_rows import lens_row
-
-    out = []
-    for b, item in enumerate(chunk):
-        for layer in range(stats.shape[0]):
-            ids = top_ids[layer, b].tolist()
-            values = stats[layer, b].tolist()  # the sets' masses, then the entropy
-            out.append(lens_row(token_sets, item, layer, values[:-1], values[-1], ids,
-                                lm.tokenizer.convert_ids_to_tokens(ids), show_tokens, policy))
-    return out

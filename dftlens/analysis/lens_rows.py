@@ -4,6 +4,7 @@ lens (:func:`.lens.measure`) and the in-trace one (:mod:`.lens_in_trace`)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..data.prompts import PromptItem
 from .token_sets import OVERLAP_POLICIES, TokenSets
@@ -51,3 +52,40 @@ def lens_row(token_sets: TokenSets, item: PromptItem, layer: int, masses: list[f
         "top_tokens": " ".join(top_tokens[:show_tokens]),
         "top1_target": bool(top_ids) and top_ids[0] in sets.target,
     }
+
+
+def pad_sets(sets_per_row: list[list[frozenset[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and weights ``[rows, S, K]`` (long / float32) of ``S`` id sets per row, each
+    sorted and padded to the longest set ``K`` (at least 1) with id 0 and weight 0 (an empty set
+    has mass 0): the input of the lens kernel's set masses
+    (:class:`~dftlens.models.lens_kernel.RunningLens`)."""
+    sets = [[sorted(s) for s in row] for row in sets_per_row]
+    n_sets = max((len(row) for row in sets), default=0)
+    width = max([1] + [len(s) for row in sets for s in row])
+    ids = torch.zeros(len(sets), n_sets, width, dtype=torch.long)
+    weights = torch.zeros(len(sets), n_sets, width)
+    for r, row in enumerate(sets):
+        for j, s in enumerate(row):
+            ids[r, j, :len(s)] = torch.tensor(s, dtype=torch.long)
+            weights[r, j, :len(s)] = 1.0
+    return ids, weights
+
+
+def item_set_tensors(token_sets: TokenSets, items: list[PromptItem], policy: str = "exclusive"):
+    """:func:`pad_sets` of each item's :func:`item_token_sets`: ``[items, S, K]`` ids and weights."""
+    return pad_sets([item_token_sets(token_sets, item, policy) for item in items])
+
+
+def batch_rows(tokenizer, items: list[PromptItem], stats: torch.Tensor, top_ids: torch.Tensor,
+               token_sets: TokenSets, show_tokens: int = 3, policy: str = "exclusive") -> list[dict]:
+    """:func:`lens_row` for every item and layer of one batch, from ``stats`` [layers, batch, S + 1]
+    (the masses of :func:`item_token_sets`'s ``S`` sets, then the entropy in bits) and ``top_ids``
+    [layers, batch, k]; ``tokenizer`` turns ids into vocabulary strings."""
+    stats_list, top_list = stats.tolist(), top_ids.tolist()
+    out = []
+    for b, item in enumerate(items):
+        for layer in range(len(stats_list)):
+            ids, values = top_list[layer][b], stats_list[layer][b]
+            out.append(lens_row(token_sets, item, layer, values[:-1], values[-1], ids,
+                                tokenizer.convert_ids_to_tokens(ids), show_tokens, policy))
+    return out

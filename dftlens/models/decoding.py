@@ -1,18 +1,22 @@
 """The logit lens of a :class:`~dftlens.models.interface.LensModel`: final norm, LM head, soft-cap.
 
 :class:`LogitLens` is a mixin of :class:`~dftlens.models.interface.LensModel` (its
-``decode``/``unembed``/``logit_lens``, ``log_probs``, ``head_params``,
-``final_norm`` and the chunk sizing of the lens); it reads ``hf_model``, ``arch``,
-``lens_chunk``, ``dtype``, ``device`` and ``vocab_size`` of the model it is part of.
+``decode``/``unembed``/``logit_lens``, ``log_probs``, ``lens_reduce``, ``head_params``,
+``final_norm`` and the sizing of the lens's chunks); it reads ``hf_model``, ``arch``,
+``lens_chunk``, ``device`` and ``vocab_size`` of the model it is part of. The
+arithmetic and the dtype policy are :mod:`.lens_kernel`'s.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
-_HEAD_SLICE = 32768  # vocabulary rows of the LM head upcast to float32 at a time
+from .lens_kernel import LensReduction, RunningLens, project, reduce_logits
+
+MIN_SLICE = 1024  # vocabulary columns decoded at once, at least (fewer rows are taken instead)
+MAX_SLICE = 8192  # ... and at most: a [rows, slice] float32 block stays near the CPU's caches
+TEMPORARIES = 4  # float32 [rows, slice] tensors alive at once in a slice (logits, shifted, exp, top-k)
 
 
 class LogitLens:
@@ -21,29 +25,22 @@ class LogitLens:
     def decode(self, resid: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """The logit lens, the one decode of a residual: float32 logits [..., vocab] from [..., d_model].
 
-        The model's own final norm, LM head and logit soft-cap, computed in float32
-        whatever the model's dtype (the residual and the norm/head parameters are
-        upcast; the head one slice of the vocabulary at a time, so no float32 copy
-        of the whole matrix is kept). ``frozen=True`` runs them with detached
-        parameters, so a loss on these logits trains what produced ``resid`` but
-        neither the norm nor the head; with tied embeddings the shared matrix
-        keeps its gradient through the input lookup of the main loss.
-        Used by the lens (analysis), the losses (``dft.losses``) and the held-out NLL.
+        The model's own final norm, LM head and logit soft-cap, under the dtype policy of
+        :mod:`.lens_kernel` (norm in float32, head product in the head's dtype as the
+        model computes its logits, float32 from the logits on). ``frozen=True`` runs them
+        with detached parameters, so a loss on these logits trains what produced
+        ``resid`` but neither the norm nor the head; with tied embeddings the shared
+        matrix keeps its gradient through the input lookup of the main loss.
+        Used by ``capture(lens=True)``, ``log_probs`` and the held-out NLL; the probe's
+        lens uses :meth:`lens_reduce`, the losses :mod:`dftlens.dft.chunked_ce` (same kernel).
         """
         normed = self.final_norm(resid, frozen)
         weight, bias = self.head_params(frozen)
         if weight.device.type == "meta":  # offloaded by a device map: let accelerate's hooks fetch it
             head = self.hf_model.get_output_embeddings()
-            logits = head(normed.to(self.dtype)).float()
-        else:
-            normed = normed.to(weight.device)
-            step = weight.shape[0] if weight.dtype == torch.float32 else _HEAD_SLICE
-            parts = [F.linear(normed, weight[v:v + step].float(), None if bias is None else bias[v:v + step].float())
-                     for v in range(0, weight.shape[0], step)]
-            logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-        if self.arch.softcap:
-            logits = torch.tanh(logits / self.arch.softcap) * self.arch.softcap
-        return logits
+            logits, cap = head(normed.to(self.dtype)).float(), self.arch.softcap
+            return torch.tanh(logits / cap) * cap if cap else logits
+        return project(normed.to(weight.device), weight, bias, self.arch.softcap)
 
     unembed = decode
     logit_lens = decode
@@ -67,31 +64,74 @@ class LogitLens:
 
     def log_probs(self, resid: torch.Tensor) -> torch.Tensor:
         """float32 log-softmax of the logit lens, [..., vocab]."""
-        return F.log_softmax(self.decode(resid), dim=-1)
+        return torch.log_softmax(self.decode(resid), dim=-1)
+
+    @torch.no_grad()
+    def lens_reduce(self, resid: torch.Tensor, set_ids: torch.Tensor | None = None,
+                    set_weights: torch.Tensor | None = None, top_k: int = 0) -> LensReduction:
+        """The logit lens of ``resid`` [n, d] reduced in one pass, without full log-prob rows.
+
+        Rows are decoded :meth:`lens_rows` at a time (all of them by default: the head is
+        read once per call); for each group the head is read in vocabulary slices
+        (:meth:`lens_slice` columns), each slice's logits folded into a
+        :class:`~dftlens.models.lens_kernel.RunningLens` and dropped. ``set_ids`` /
+        ``set_weights`` [n, S, K]: token sets whose probability mass to return (ids padded
+        with weight 0); ``top_k``: how many top tokens. Returns a
+        :class:`~dftlens.models.lens_kernel.LensReduction` (on the head's device). Equal to
+        ``log_softmax(decode(resid))`` reduced directly, to float32 rounding
+        (tests/test_lens_kernel.py).
+        """
+        weight, bias = self.head_params(frozen=True)
+        parts = []
+        step = self.lens_rows()
+        for start in range(0, resid.shape[0], step):
+            rows = slice(start, start + step)
+            ids = set_ids[rows] if set_ids is not None else None
+            weights = set_weights[rows] if set_weights is not None else None
+            if weight.device.type == "meta":
+                parts.append(reduce_logits(self.decode(resid[rows]), ids, weights, top_k))
+                continue
+            normed = self.final_norm(resid[rows]).to(weight.device)
+            run = RunningLens(normed.shape[0], weight.device, ids, weights, top_k)
+            width = self.lens_slice(normed.shape[0])
+            for v in range(0, weight.shape[0], width):
+                run.update(project(normed, weight[v:v + width], None if bias is None else bias[v:v + width],
+                                   self.arch.softcap), v)
+            parts.append(run.finish())
+        if len(parts) == 1:
+            return parts[0]
+        return LensReduction(*(torch.cat([getattr(p, f) for p in parts]) for f in LensReduction.__dataclass_fields__))
+
+    def lens_memory(self) -> int:
+        """Bytes the lens may use for its temporaries: an eighth of the memory free now.
+
+        The GPU's free memory (``torch.cuda.mem_get_info``) on CUDA, otherwise the
+        machine's available memory (``psutil.virtual_memory().available``).
+        """
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+        else:
+            import psutil
+
+            free = psutil.virtual_memory().available
+        return int(free) // 8
 
     def lens_rows(self, budget_bytes: int | None = None) -> int:
         """Residual rows (layer x prompt) the lens decodes at once.
 
-        ``lens_chunk`` when set; otherwise sized so that about four float32
-        [rows, vocab] tensors (logits, log-probs, probs and a temporary) fit in
-        ``budget_bytes`` (default: a quarter of the free GPU memory, at most
-        2 GiB; 512 MiB on the CPU).
+        ``lens_chunk`` when set; otherwise as many rows as fit ``budget_bytes``
+        (default :meth:`lens_memory`) with :data:`TEMPORARIES` float32 ``[rows, MIN_SLICE]``
+        blocks, at least 1 (each group of rows reads the head once).
         """
         if self.lens_chunk:
             return int(self.lens_chunk)
-        if budget_bytes is None:
-            budget_bytes = 512 * 2**20
-            if self.device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(self.device)
-                budget_bytes = min(2 * 2**30, free // 4)
-        return max(1, int(budget_bytes // (4 * 4 * self.vocab_size)))
+        budget = self.lens_memory() if budget_bytes is None else budget_bytes
+        return max(1, int(budget // (TEMPORARIES * 4 * min(MIN_SLICE, self.vocab_size))))
 
-    def lens_layers_per_chunk(self, batch_rows: int) -> int:
-        """Layers decoded together for a batch of ``batch_rows`` prompts (at least 1)."""
-        return max(1, self.lens_rows() // max(1, batch_rows))
-
-    def iter_log_probs(self, resid: torch.Tensor):
-        """Yield ``(first_layer, log_probs [k, batch, vocab])`` over ``resid`` [layers, batch, d] in chunks."""
-        step = self.lens_layers_per_chunk(resid.shape[1])
-        for first in range(0, resid.shape[0], step):
-            yield first, self.log_probs(resid[first:first + step])
+    def lens_slice(self, rows: int, budget_bytes: int | None = None) -> int:
+        """Vocabulary columns decoded at once for ``rows`` rows: :data:`TEMPORARIES` float32
+        ``[rows, columns]`` blocks within ``budget_bytes`` (default :meth:`lens_memory`),
+        between :data:`MIN_SLICE` and :data:`MAX_SLICE` (and at most the vocabulary)."""
+        budget = self.lens_memory() if budget_bytes is None else budget_bytes
+        width = max(MIN_SLICE, min(MAX_SLICE, int(budget // (TEMPORARIES * 4 * max(1, rows)))))
+        return min(width, self.vocab_size)
