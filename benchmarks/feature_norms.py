@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    lm = load_for_training(TrainConfig(lora=True, lc="off", et="off"), None, "cpu")[0]
+    lm = load_for_training(TrainConfig(lora=True, lc_signal="off", et_signal="off"), None, "cpu")[0]
     lm.hf_model.train()
     tok = lm.tokenizer
     pairs = encode_pairs(load_instructions(None, "zh"), PromptFormat(tok), max_length=256, drop_long=True)

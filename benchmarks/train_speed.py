@@ -54,6 +54,7 @@ from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructi
 from dftlens.dft.batches import IGNORE, collate
 from dftlens.dft.chunked_ce import linear_cross_entropy
 from dftlens.dft.losses import DFTLoss
+from dftlens.layers import LayerChoice
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.prepare import densify_grads, load_for_training
 from dftlens.dft.trainer import make_optimizer
@@ -90,7 +91,7 @@ def measure(args) -> dict:
     """One round (``args.phase`` time or memory) in this process; medians per mode."""
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    setup = TrainConfig(model="gemma3-270m", lora=args.lora, lc="off", et="off")
+    setup = TrainConfig(model="gemma3-270m", lora=args.lora, lc_signal="off", et_signal="off")
     lm = load_for_training(setup, None, device)[0]  # exactly as the trainer loads it
     lm.hf_model.train()
     tok = lm.tokenizer
@@ -100,8 +101,8 @@ def measure(args) -> dict:
                for mode, (lc, et) in MODES.items()}
     params = [p for p in lm.hf_model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, lr=0.0)  # lr 0: every step sees the same weights
-    lc_hook, et_hook = lm.hook_name(args.lc_layer), lm.hook_name(args.et_layer)
-    losses = {mode: DFTLoss(lm, lc, et, lc_hook, et_hook) for mode, (lc, et) in MODES.items()}
+    choice = LayerChoice(lm.name, lm.n_layers, args.lc_layer, args.et_layer)
+    losses = {mode: DFTLoss(lm, choice, lc_signal=lc, et_signal=et) for mode, (lc, et) in MODES.items()}
     cuda = lm.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from dftlens.config_files import RUN_CONFIG, field_types, read_run_config, shown, write_run_config
+from dftlens.config_files import RUN_CONFIG, field_types, read_run_config, renamed_settings, shown, write_run_config
 from dftlens.errors import DftlensError
 
 _EXPLICIT = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
@@ -260,6 +260,8 @@ def config_options(*config_classes: type, exclude: tuple[str, ...] = (), default
             ctx: typer.Context = kwargs.pop("ctx")
             path = kwargs.pop("config")
             given = read_run_config(path) if path is not None else {}
+            for config_cls in config_classes:  # old option names in saved configs (``formerly``)
+                given = renamed_settings(config_cls, given)
             where_file = f"Config file {path}"
             unknown = sorted(set(given) - set(fields) - {p.name for p in own})
             if unknown:
@@ -272,7 +274,7 @@ def config_options(*config_classes: type, exclude: tuple[str, ...] = (), default
 
             values: dict[str, Any] = {}
             for name, option in options.items():
-                flag = "--" + name.replace("_", "-")
+                flag = option.decls[0].split("/")[0]
                 if explicit(name):
                     values[name] = option.value(kwargs[name], flag)
                 elif name in given:

@@ -50,6 +50,7 @@ def patch(
                                                              "p_tgt_concept", "acc_patched", "acc_unpatched")]
     console.print(table[cols].round(3).to_string(index=False))
     causal = result.causal
-    console.print(f"\nconcept transfers at layers {causal.get('concept_transfer_layers')}, "
-                  f"output language fixed at layer {causal.get('output_language_layer')}")
+    from dftlens.analysis.evidence_kinds import causal_line
+
+    console.print("\n" + causal_line(causal), highlight=False)
     console.print(f"Wrote {out}/patching.csv, patching_items.csv, report.html, {RUN_CONFIG}")

@@ -11,7 +11,7 @@ import typer
 from dftlens.analysis.run import ProbeConfig
 from dftlens.models.loading import LoadSettings
 
-from .common import app, console, user_errors
+from .common import app, console, err_console, user_errors
 from .config_options import RunSettings, config_options
 from .options import BACKEND, FIGURE_FORMAT, LENS_CHUNK, MODEL, REMOTE
 
@@ -56,19 +56,22 @@ def probe(
     out = out or Path("runs") / f"probe-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)  # fail before an expensive run, not after
     cfg.load_data()  # a missing language or a bad file fails now, before the model loads
-    from dftlens.layers import check_order, model_n_layers
+    from dftlens.analysis.layer_choice import check_choosable
+    from dftlens.layers import model_n_layers
 
-    check_order(cfg.lc_layer, cfg.et_layer, model_n_layers(model))  # from config.json, without the weights
+    check_choosable(model_n_layers(model), cfg.lc_layer, cfg.et_layer)  # from config.json, without the weights
     lm = load_model(model, backend=backend, **options)
     result = run_probe(lm, cfg)
     settings.values["out"] = str(out)
     result.save(out, overwrite=True, figure_formats=formats, extra=settings.save)  # run_config.yaml swaps in too
     console.print(result.summary().to_string(index=False))
-    ev = result.choice.evidence
-    console.print(
-        f"\nLC layer {result.choice.lc_layer} ({ev.get('lc_decided_by')}), "
-        f"ET layer {result.choice.et_layer} ({ev.get('et_decided_by')}) of {result.n_layers}; "
-        f"hooks {result.choice.hooks['lc']}, {result.choice.hooks['et']}"
-    )
+    from dftlens.analysis.evidence_kinds import causal_line, choice_line, evidence_line
+
+    console.print("\n" + choice_line(result.choice), highlight=False)
+    console.print(evidence_line(result.choice), highlight=False)
+    if causal_line(result.choice.evidence.causal):
+        console.print(causal_line(result.choice.evidence.causal), highlight=False)
+    if result.choice.warning():
+        err_console.print(f"warning: {result.choice.warning()}", highlight=False)
     console.print(f"Wrote {out}/layers.json, lens.csv, lens_items.csv, probes.csv, report.html, {RUN_CONFIG}"
                   + (f", figures/*.{{{','.join(formats)}}}" if formats else ""))

@@ -40,7 +40,7 @@ def train(
         if dump_examples < 1:
             raise DftlensError("--dump-examples must be at least 1.")
         # Only the data settings matter here: every sequence is written, whatever the signals.
-        cfg = build(**template, lc="off", et="off")
+        cfg = build(**template, lc_signal="off", et_signal="off")
         path = dump(cfg, dump_examples, overwrite=overwrite)
         console.print(f"wrote {path}", highlight=False)
         return
@@ -55,7 +55,8 @@ def train(
     else:
         cfg = build(**template)
     try:
-        result = run_training(cfg, resume=resume, overwrite=overwrite, progress=progress)
+        result = run_training(cfg, resume=resume, overwrite=overwrite, progress=progress,
+                              on_warning=lambda text: err_console.print(f"warning: {text}", highlight=False))
     except TrainingInterrupted as stop:
         err_console.print(
             f"interrupted after step {stop.step}; checkpoint saved in {stop.checkpoint}. "

@@ -136,7 +136,8 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_facto
     ``help`` is the option's help text. Further keywords describe the command line
     (read by ``dftlens_cli.config_options``): ``choices`` (allowed values, checked
     there and shown in the help), ``flag`` (option names instead of ``--field-name``),
-    ``none_as`` (the value that stands for ``None`` on the command line, such as 0 for
+    ``formerly`` (the field's old name, still read from config files and saved runs; see
+    :func:`renamed_settings`), ``none_as`` (the value that stands for ``None`` on the command line, such as 0 for
     "all"), ``parse``/``show`` (from a command-line string or YAML value to the field's
     value, and back to text), ``repeat=True`` (a list option given several times,
     ``--model a --model b``; commas work too), ``short`` (extra names such as
@@ -146,3 +147,16 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_facto
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def renamed_settings(config_cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with each field's old name (its ``formerly`` metadata) replaced by the field's name.
+
+    A value under the new name wins over one under the old name."""
+    out = dict(values)
+    for f in dataclasses.fields(config_cls):
+        old = f.metadata.get("formerly")
+        if old and old in out:
+            value = out.pop(old)
+            out.setdefault(f.name, value)
+    return out

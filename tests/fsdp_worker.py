@@ -21,6 +21,7 @@ from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructi
 from dftlens.dft.batches import collate  # noqa: E402
 from dftlens.dft.losses import DFTLoss, step_norm  # noqa: E402
 from dftlens.dft.distributed import shard_decoder_layers  # noqa: E402
+from dftlens.layers import LayerChoice  # noqa: E402
 
 torch.set_num_threads(1)
 mesh = init_device_mesh("cpu", (dist.get_world_size(),))
@@ -35,7 +36,8 @@ for lc, et in (("feature", "logits"), ("logits", "feature")):
     values = {}
     for name, lm in (("sharded", sharded), ("reference", ref)):
         lm.hf_model.zero_grad(set_to_none=True)
-        values[name] = DFTLoss(lm, lc, et, lm.hook_name(lc_layer), lm.hook_name(et_layer)).backward(batch, norm=norm)
+        loss = DFTLoss(lm, LayerChoice("tiny", lm.n_layers, lc_layer, et_layer), lc_signal=lc, et_signal=et)
+        values[name] = loss.backward(batch, norm=norm)
     ref_grads = dict(ref.hf_model.named_parameters())
     diff, n_sharded = 0.0, 0
     for name, p in sharded.hf_model.named_parameters():

@@ -204,11 +204,11 @@ def test_layers_file_kinds(files, tmp_path):
     for verb in (t, c):
         user_error([*verb, "--layers", files["layers_hooks_string"]], "'hooks' must be an object", out)
         user_error([*verb, "--layers", tmp_path / "none.json"], "does not exist; run `dftlens probe` first", out)
-        user_error([*verb, "--layers", files["layers_order"]], "must come before the ET hook", out)
+        user_error([*verb, "--layers", files["layers_order"]], "must come before the ET layer", out)
         user_error([*verb, "--layers", files["a_file"]], "is not valid JSON", out)
     user_error([*t, "--layers", files["layers_18"]], "was written for a model with 18 layers", out)
-    user_error([*t, "--layers", files["layers"], "--lc-layer", "3"], "The LC layer (3) must come before the ET layer (2)",
-               out)
+    user_error([*t, "--layers", files["layers"], "--lc-layer", "3"],
+               "the LC layer (blocks.3.hook_resid_post) must come before the ET layer (blocks.2.hook_resid_post)", out)
 
 
 # -- options checked before the model loads -------------------------------------------------------
@@ -218,14 +218,14 @@ def test_layers_file_kinds(files, tmp_path):
     (["train", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["train", "--steps", "0"], "--steps must be at least 1"),
     (["train", "--lora", "--lora-r", "0"], "--lora-r must be at least 1"),
-    (["train", "--lc-layer", "3", "--et-layer", "1"], "The LC layer (3) must come before the ET layer (1)"),
-    (["train", "--lc-layer", "1", "--et-layer", "9"], "--et-layer 9 is out of range"),
+    (["train", "--lc-layer", "3", "--et-layer", "1"], "The LC layer (blocks.3.hook_resid_post) must come before"),
+    (["train", "--lc-layer", "1", "--et-layer", "9"], "The ET layer 9 is out of range"),
     (["train", "--lc", "bogus"], "--lc must be one of logits, feature, off"),
     (["train", "--save-adapter", "--lc", "off", "--et", "off"], "--save-adapter needs --lora"),
     (["probe", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["probe", "--max-items", "-1"], "--max-items must be at least 1"),
-    (["probe", "--lc-layer", "3", "--et-layer", "1"], "The LC layer (3) must come before the ET layer (1)"),
-    (["probe", "--et-layer", "9"], "--et-layer 9 is out of range"),
+    (["probe", "--lc-layer", "3", "--et-layer", "1"], "The LC layer (blocks.3.hook_resid_post) must come before"),
+    (["probe", "--et-layer", "9"], "The ET layer 9 is out of range"),
     (["probe", "--pairs", "fr:en"], "involves English"),
     (["probe", "--pairs", "fr:xx"], "no 'xx' field"),
     (["probe", "--pairs", "fr"], "two different languages"),

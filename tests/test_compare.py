@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dftlens.analysis.layer_choice import LayerChoice
+from dftlens.layers import LayerChoice
 from dftlens_cli.app import app
 
 runner = CliRunner()

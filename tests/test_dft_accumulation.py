@@ -16,6 +16,7 @@ from dftlens import load_model
 from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
 from dftlens.dft.batches import collate
 from dftlens.dft.losses import DFTLoss, step_norm
+from dftlens.layers import LayerChoice
 from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
 from dftlens.dft.trainer import micro_batch_indices
 
@@ -56,7 +57,7 @@ def test_accumulation_and_processes_equal_the_big_batch(family, lc, et, tiny_dir
     examples = encode_pairs(data, PromptFormat(lm.tokenizer), max_length=256)
     # The examples differ in length, so a per-micro-batch mean would weigh tokens unequally.
     assert len({len(e.main.continuation) for e in examples}) > 1
-    loss_fn = DFTLoss(lm, lc, et, lm.hook_name(1), lm.hook_name(2))
+    loss_fn = DFTLoss(lm, LayerChoice("tiny", lm.n_layers, 1, 2), lc_signal=lc, et_signal=et)
     big_values, big_grads = step(lm, loss_fn, examples, lc, et, batch_size=4, accum=1, world=1)
     # batch 4 is one micro-batch: its components are the plain means of DFTLoss.components
     ref = loss_fn.components(collate([examples[i] for i in micro_batch_indices(4, 0, 0, 4)], lc, et,
@@ -89,7 +90,7 @@ def test_trainer_logs_the_same_step_for_every_split(tiny_dirs, tmp_path):
     logs = []
     for batch, accum in ((4, 1), (2, 2), (1, 4)):
         out = tmp_path / f"b{batch}a{accum}"
-        train(TrainConfig(out=str(out), model=str(tiny_dirs["llama"]), data=data, lc="feature", et="feature",
+        train(TrainConfig(out=str(out), model=str(tiny_dirs["llama"]), data=data, lc_signal="feature", et_signal="feature",
                           lc_layer=1, et_layer=2, steps=1, batch_size=batch, grad_accum=accum, lr=1e-3),
               progress=False)
         logs.append(json.loads((out / "log.jsonl").read_text().splitlines()[0]))

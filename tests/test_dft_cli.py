@@ -76,7 +76,7 @@ def test_layers_json_hooks_overwrite_and_resume_rules(tmp_path, tiny_dirs, data_
     assert_user_error(run("--resume", tmp_path / "empty"), "no dftlens checkpoint")
     # run_config.yaml reruns the run: the same TrainConfig, --out and --overwrite given on top
     rerun_config = read_run_config(out / "run_config.yaml")
-    assert rerun_config["lc"] == "logits" and rerun_config["steps"] == 2 and rerun_config["layers"] == str(layers)
+    assert rerun_config["lc_signal"] == "logits" and rerun_config["steps"] == 2 and rerun_config["layers"] == str(layers)
     again = run("--config", out / "run_config.yaml", "--out", tmp_path / "again", "--no-progress")
     assert again.exit_code == 0, again.output
     first, second = (json.loads((d / "run_config.json").read_text()) for d in (out, tmp_path / "again"))

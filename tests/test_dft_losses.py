@@ -12,9 +12,15 @@ from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructi
 from dftlens.dft.batches import collate
 from dftlens.dft.chunked_ce import linear_cross_entropy
 from dftlens.dft.losses import DFTLoss
+from dftlens.layers import LayerChoice
 
 FAMILIES = ("llama", "gemma2", "gemma3")
 LC, ET = 1, 2  # tiny models have 4 blocks
+
+
+def layers(lm) -> LayerChoice:
+    """The LC/ET layers the loss tests supervise, as the one object the loss reads."""
+    return LayerChoice("tiny", lm.n_layers, LC, ET)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,7 +139,7 @@ def test_tft_equals_masked_causal_lm_loss(family, tiny_models, tiny_dirs, data_f
 def test_logits_losses_match_direct_computation(family, tiny_models, tiny_dirs, data_file):
     lm = tiny_models[family]
     pairs = encoded(lm, data_file)
-    loss = DFTLoss(lm, lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+    loss = DFTLoss(lm, layers(lm), lc_signal="logits", et_signal="logits",
                    w_lc=0.5, w_et=2.0)
     parts = loss.components(batch_for(lm, pairs, "logits", "logits"))
     model = reference_model(tiny_dirs[family])
@@ -154,7 +160,7 @@ def test_logits_losses_match_direct_computation(family, tiny_models, tiny_dirs, 
 def test_feature_losses_match_direct_computation(family, tiny_models, tiny_dirs, data_file):
     lm = tiny_models[family]
     pairs = encoded(lm, data_file)
-    loss = DFTLoss(lm, lc="feature", et="feature", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET))
+    loss = DFTLoss(lm, layers(lm), lc_signal="feature", et_signal="feature")
     parts = loss.components(batch_for(lm, pairs, "feature", "feature"))
     model = reference_model(tiny_dirs[family])
     pad, bos = lm.tokenizer.pad_token_id, lm.tokenizer.bos_token_id
@@ -173,7 +179,7 @@ def test_english_side_detached_by_default(tiny_models, data_file):
     lm = tiny_models["gemma3"]
     batch = batch_for(lm, encoded(lm, data_file), "feature", "feature")
     for detach in (True, False):
-        loss = DFTLoss(lm, lc="feature", et="feature", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+        loss = DFTLoss(lm, layers(lm), lc_signal="feature", et_signal="feature",
                        detach_english=detach)
         states = loss.english_states(batch.english)
         assert all(s.requires_grad is (not detach) for s in states.values())
@@ -188,7 +194,7 @@ def _grads(model) -> dict[str, torch.Tensor | None]:
 def test_lc_logits_gradient_stops_at_layer_i_and_skips_the_head(family, tiny_dirs, data_file):
     lm = load_model(str(tiny_dirs[family]))
     pairs = encoded(lm, data_file)
-    loss = DFTLoss(lm, lc="logits", lc_hook=lm.hook_name(LC))
+    loss = DFTLoss(lm, layers(lm), lc_signal="logits")
     batch = batch_for(lm, pairs, "logits", "off")
     loss.logits_pass(batch.lc_logits, loss.lc_hook).backward()
     grads = _grads(lm.hf_model)
@@ -228,7 +234,7 @@ def test_lc_logits_gradient_stops_at_layer_i_and_skips_the_head(family, tiny_dir
 def test_staged_backward_equals_one_backward(tiny_dirs, data_file):
     lm = load_model(str(tiny_dirs["gemma2"]))
     batch = batch_for(lm, encoded(lm, data_file), "feature", "logits")
-    loss = DFTLoss(lm, lc="feature", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET), w_et=0.7)
+    loss = DFTLoss(lm, layers(lm), lc_signal="feature", et_signal="logits", w_et=0.7)
     parts = loss.components(batch)
     parts["loss"].backward()
     ref = {n: p.grad.clone() for n, p in lm.hf_model.named_parameters() if p.grad is not None}
@@ -247,7 +253,7 @@ def test_sparse_embedding_gradient_equals_dense(family, tiny_dirs, data_file):
 
     lm = load_model(str(tiny_dirs[family]))
     batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
-    loss = DFTLoss(lm, lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET))
+    loss = DFTLoss(lm, layers(lm), lc_signal="logits", et_signal="logits")
     params = list(lm.hf_model.parameters())
     loss.backward(batch)
     dense = [p.grad.clone() for p in params]
@@ -295,8 +301,8 @@ def test_prefix_reuse_equals_full_logits_passes(family, backend, tiny_dirs, data
     lm = load_model(str(path), backend=backend)
     window = getattr(lm.hf_model.config, "sliding_window", None)
     batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
-    kw = dict(lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET), w_lc=0.5, w_et=2.0)
-    full_loss, reuse_loss = DFTLoss(lm, **kw, reuse_prefix=False), DFTLoss(lm, **kw)
+    kw = dict(lc_signal="logits", et_signal="logits", w_lc=0.5, w_et=2.0)
+    full_loss, reuse_loss = DFTLoss(lm, layers(lm), **kw, reuse_prefix=False), DFTLoss(lm, layers(lm), **kw)
     seen, split = [], []
     original = reuse_loss.logits_pass
     reuse_loss.logits_pass = lambda packed, hook, prefix=None, lengths=None, *rest, frozen=True: (
@@ -401,7 +407,7 @@ def _query_tokens(states, seqs, bos):
 def test_feature_norms_match_direct_computation(family, norm, tiny_models, tiny_dirs, data_file):
     lm = tiny_models[family]
     pairs = encoded(lm, data_file)
-    loss = DFTLoss(lm, lc="feature", et="feature", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+    loss = DFTLoss(lm, layers(lm), lc_signal="feature", et_signal="feature",
                    w_lc=1.0, w_et=3.0, feature_norm=norm)
     batch = batch_for(lm, pairs, "feature", "feature")
     model = reference_model(tiny_dirs[family])
@@ -454,9 +460,9 @@ def test_prefix_reuse_under_gradient_checkpointing(backend, tiny_dirs, data_file
                else "gradient_checkpointing_kwargs"): {"use_reentrant": False}})
     model.train()
     batch = batch_for(lm, encoded(lm, data_file), "logits", "logits")
-    kw = dict(lc="logits", et="logits", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET))
-    ref_values, ref_grads = _step_grads(lm, DFTLoss(lm, **kw, reuse_prefix=False), batch, staged=True)
-    values, grads = _step_grads(lm, DFTLoss(lm, **kw), batch, staged=True)
+    kw = dict(lc_signal="logits", et_signal="logits")
+    ref_values, ref_grads = _step_grads(lm, DFTLoss(lm, layers(lm), **kw, reuse_prefix=False), batch, staged=True)
+    values, grads = _step_grads(lm, DFTLoss(lm, layers(lm), **kw), batch, staged=True)
     for k in ("tft", "lc", "et", "loss"):
         assert values[k] == pytest.approx(ref_values[k], rel=1e-5, abs=1e-5), k
     for name in ref_grads:

@@ -64,7 +64,7 @@ def assert_resume_matches(tmp_path, cfg_kwargs, stop_at):
 
 def test_full_finetuning_resume_after_ctrl_c_reproduces_the_curve(tmp_path, tiny_dirs, data_file):
     full, resumed = assert_resume_matches(
-        tmp_path, dict(model_dir=tiny_dirs["gemma3"], data_file=data_file, lc="feature", et="logits"), stop_at=3)
+        tmp_path, dict(model_dir=tiny_dirs["gemma3"], data_file=data_file, lc_signal="feature", et_signal="logits"), stop_at=3)
     wa, wb = load_file(str(full.final / "model.safetensors")), load_file(str(resumed.final / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     log = read_log(full.out)
@@ -79,19 +79,19 @@ def test_full_finetuning_resume_after_ctrl_c_reproduces_the_curve(tmp_path, tiny
     batch = lm.tokenize(["le chat dort"])
     with torch.no_grad():
         torch.testing.assert_close(lm.forward_logits(batch), model(**batch).logits)
-    assert json.loads((full.final / "run_config.json").read_text())["lc"] == "feature"
+    assert json.loads((full.final / "run_config.json").read_text())["lc_signal"] == "feature"
 
 
 def test_lora_resume_with_dropout_reproduces_the_curve(tmp_path, tiny_dirs, data_file):
     assert_resume_matches(
-        tmp_path, dict(model_dir=tiny_dirs["llama"], data_file=data_file, lc="logits", et="feature", lora=True,
+        tmp_path, dict(model_dir=tiny_dirs["llama"], data_file=data_file, lc_signal="logits", et_signal="feature", lora=True,
                        lora_r=4, lora_dropout=0.1, steps=4), stop_at=2)
 
 
 def test_lora_merged_and_adapter_checkpoints_agree(tmp_path, tiny_dirs, data_file):
     from transformers import AutoModelForCausalLM
 
-    kw = dict(model_dir=tiny_dirs["gemma2"], data_file=data_file, lc="logits", et="logits", lora=True, lora_r=4,
+    kw = dict(model_dir=tiny_dirs["gemma2"], data_file=data_file, lc_signal="logits", et_signal="logits", lora=True, lora_r=4,
               steps=2, lora_targets="q_proj,v_proj,down_proj")
     merged = train(config(tmp_path, "merged", **kw), progress=False).final
     adapter = train(config(tmp_path, "adapter", save_adapter=True, **kw), progress=False).final
@@ -114,7 +114,7 @@ def test_lora_merged_and_adapter_checkpoints_agree(tmp_path, tiny_dirs, data_fil
 
 def test_final_is_lean_and_gradient_checkpointing_keeps_the_curve(tmp_path, tiny_dirs, data_file):
     """final/: weights, tokenizer, run config (0644), no optimizer state; checkpoints keep it for resuming."""
-    kw = dict(lc="feature", et="logits", steps=2, save_every=1)
+    kw = dict(lc_signal="feature", et_signal="logits", steps=2, save_every=1)
     plain = train(config(tmp_path, "plain", tiny_dirs["llama"], data_file, **kw), progress=False)
     ckpt = train(config(tmp_path, "ckpt", tiny_dirs["llama"], data_file, gradient_checkpointing=True, **kw),
                  progress=False)
@@ -134,7 +134,7 @@ def test_final_is_lean_and_gradient_checkpointing_keeps_the_curve(tmp_path, tiny
 
 
 def test_freeze_embeddings_keeps_them(tmp_path, tiny_dirs, data_file):
-    run = train(config(tmp_path, "frozen", tiny_dirs["gemma3"], data_file, lc="feature", et="feature", steps=1,
+    run = train(config(tmp_path, "frozen", tiny_dirs["gemma3"], data_file, lc_signal="feature", et_signal="feature", steps=1,
                        grad_accum=1, freeze_embeddings=True), progress=False)
     before = load_file(str(tiny_dirs["gemma3"] / "model.safetensors"))
     after = load_file(str(run.final / "model.safetensors"))
@@ -144,7 +144,7 @@ def test_freeze_embeddings_keeps_them(tmp_path, tiny_dirs, data_file):
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, tiny_dirs, data_file):
-    cfg = config(tmp_path, "once", tiny_dirs["llama"], data_file, lc="off", et="off", steps=1, grad_accum=1)
+    cfg = config(tmp_path, "once", tiny_dirs["llama"], data_file, lc_signal="off", et_signal="off", steps=1, grad_accum=1)
     train(cfg, progress=False)
     with pytest.raises(OutputExists, match="--overwrite"):
         train(cfg, progress=False)
@@ -153,7 +153,7 @@ def test_refuses_to_overwrite_a_run(tmp_path, tiny_dirs, data_file):
 
 
 def test_schedule_and_data_order():
-    cfg = TrainConfig(steps=10, lr=1.0, warmup_ratio=0.2, lc="off", et="off")
+    cfg = TrainConfig(steps=10, lr=1.0, warmup_ratio=0.2, lc_signal="off", et_signal="off")
     lrs = [lr_at(cfg, s) for s in range(10)]
     assert lrs[:2] == [0.5, 1.0] and all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] > 0
     seen = [i for k in range(5) for i in micro_batch_indices(10, 3, k, 2)]
@@ -212,7 +212,7 @@ def test_fsdp2_on_cpu_matches_one_process_and_resumes_bit_for_bit(tmp_path, tiny
     run(*args, "--out", str(tmp_path / "fsdp"))
     state = json.loads((tmp_path / "fsdp" / "checkpoint-000002" / "trainer_state" / "state.json").read_text())
     assert state["optimizer_shards"] == 2  # really sharded: one AdamW shard per process
-    train(config(tmp_path, "one", tiny_dirs["llama"], data_file, lc="feature", et="logits", steps=3, batch_size=4,
+    train(config(tmp_path, "one", tiny_dirs["llama"], data_file, lc_signal="feature", et_signal="logits", steps=3, batch_size=4,
                  grad_accum=1), progress=False)
     fsdp, one = read_log(tmp_path / "fsdp"), read_log(tmp_path / "one")
     for a, b in zip(fsdp, one):

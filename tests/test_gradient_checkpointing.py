@@ -36,7 +36,7 @@ def test_gradient_checkpointing_saves_only_block_inputs(tiny_dirs, backend):
     saved = {}
     for flag in (False, True):
         cfg = TrainConfig(model=str(tiny_dirs["llama"]), backend=backend, gradient_checkpointing=flag,
-                          lc="off", et="off")
+                          lc_signal="off", et_signal="off")
         lm, _, _ = load_for_training(cfg, None, "cpu")
         saved[flag] = _saved_bytes(lm)
     # 4 blocks x (attention + MLP intermediates) vs their inputs only: measured 9.0 MB -> 0.26 MB

@@ -23,9 +23,12 @@ def write(tmp_path, obj, name="layers.json"):
 def test_round_trip_keeps_a_site_per_signal_and_the_dict_format(tmp_path):
     choice = LayerChoice.load(write(tmp_path, GOOD))
     assert (choice.lc_layer, choice.et_layer, choice.lc_site, choice.et_site) == (1, 4, "resid_mid", "resid_post")
-    assert choice.to_dict() == GOOD  # the probe's format, unchanged
+    written = choice.to_dict()  # the probe's format: the file's fields, evidence in its typed layout
+    assert {k: v for k, v in written.items() if k not in ("evidence", "provisional")} == \
+        {k: v for k, v in GOOD.items() if k != "evidence"}
+    assert written["provisional"] is False and written["evidence"]["lc_decided_by"] == "alignment"
     again = LayerChoice.load(choice.save(tmp_path / "copy.json"))
-    assert again.hooks == GOOD["hooks"] and again.evidence == GOOD["evidence"]
+    assert again.hooks == GOOD["hooks"] and again.evidence == choice.evidence
     assert LayerChoice.load(tmp_path).hooks == GOOD["hooks"]  # a probe directory works too
 
 
@@ -37,7 +40,7 @@ def test_round_trip_keeps_a_site_per_signal_and_the_dict_format(tmp_path):
     ({"hooks": {"lc": "blocks.4.hook_resid_post", "et": "blocks.1.hook_resid_post"}, "lc_layer": 4,
       "et_layer": 1}, "must come before"),
     ({"n_layers": "six"}, "'n_layers' must be a positive whole number"),
-    ({"n_layers": 3}, "names block 4, but the model has blocks 0..2"),
+    ({"n_layers": 3}, "the ET layer 4 is out of range: the model has blocks 0..2"),
     ({"lc_layer": 2}, "'lc_layer' is 2 but hooks.lc names block 1"),
     ({"languages": "en"}, "'languages' must be a list"),
     ({"evidence": []}, "'evidence' must be an object"),

@@ -20,21 +20,33 @@ from dftlens.viz.figures import (
 from dftlens.viz.report import evidence_rows, write_report
 
 N_LAYERS = 12
-CHOICE = {
-    "model": "tiny-test-model",
-    "n_layers": N_LAYERS,
-    "lc_layer": 2,
-    "et_layer": 8,
-    "hooks": {"lc": "blocks.2.hook_resid_post", "et": "blocks.8.hook_resid_post"},
-    # The shape the probe's layer rule records (dftlens.analysis.layer_choice).
-    "evidence": {
-        "rule": {"onset_frac": 0.5, "drop_frac": 0.25}, "sharp_entropy_drops": [2, 9], "p_en_peak": 0.6,
-        "et_decided_by": "english_onset", "lc_decided_by": "alignment", "alignment_at_lc": 0.81,
-        "curves": {"p_en": [0.0] * N_LAYERS, "entropy_bits": [np.float64(3.0)] * N_LAYERS},
-        "prompt_counts": [{"task": "translation", "input_lang": "fr", "target_lang": "zh", "built": 150,
-                           "dropped_overlap": 4, "used": 30}],
-    },
-}
+def rule_choice() -> dict:
+    """``layers.json`` as the probe builds it: the layer rule and its bootstrap on synthetic per-item curves
+    (English from layer 8, the probes' alignment step at 2, entropy drops at 3 and 9)."""
+    from dataclasses import replace
+
+    from dftlens.analysis.layer_bootstrap import assess
+    from dftlens.analysis.layer_choice import RuleParams, choose_layers, rule_curves
+
+    rng = np.random.default_rng(0)
+    items = pd.DataFrame([
+        {"task": "translation", "input_lang": "fr", "target_lang": "zh", "item_id": item, "layer": layer,
+         "p_en": (0.6 if 8 <= layer < N_LAYERS - 1 else 0.0) + rng.uniform(0, 0.01),
+         "p_target": 0.8 if layer == N_LAYERS - 1 else 0.0, "p_input": 0.05,
+         "entropy_bits": 10.0 - 3 * (layer >= 3) - 4 * (layer >= 9), "correct": True}
+        for item in range(20) for layer in range(N_LAYERS)])
+    alignment = pd.Series(np.where(np.arange(N_LAYERS) < 2, 0.2, 0.9))
+    params = RuleParams()
+    curves, subsets = rule_curves(items)
+    choice = choose_layers(curves, N_LAYERS, alignment, params, model="tiny-test-model", languages=("en", "fr", "zh"))
+    counts = [{"task": "translation", "input_lang": "fr", "target_lang": "zh", "built": 150, "dropped_overlap": 4,
+               "used": 30}]
+    choice = replace(choice, evidence=choice.evidence.but(rule_subsets=subsets, prompt_counts=counts))
+    return assess(choice, items, alignment, params).to_dict()
+
+
+CHOICE = rule_choice()
+assert (CHOICE["lc_layer"], CHOICE["et_layer"]) == (2, 8)
 
 
 def make_lens(pairs=(("fr", "zh"), ("de", "ja"), ("en", "zh")), tasks=("translation", "repetition"),
@@ -297,13 +309,21 @@ def test_report_single_self_contained_file(tmp_path):
     for fig in (latent_language_figure(lens, choice=CHOICE), entropy_figure(lens, choice=CHOICE),
                 token_share_figure(lens, choice=CHOICE), probe_figure(probes, choice=CHOICE)):
         assert json.dumps(fig.layout.title.text)[1:-1] in text
-    assert text.count("Plotly.newPlot") == 5  # latent, latent (log), entropy, shares, probes
+    assert text.count("Plotly.newPlot") == 7  # evidence, support, latent, latent (log), entropy, shares, probes
     # The layer choice and its evidence as a table.
     assert "blocks.8.hook_resid_post" in text
     assert "<th>LC decided by</th><td>alignment</td>" in text
     assert "<th>ET decided by</th><td>english_onset</td>" in text
+    assert "<th>ET bootstrap support</th><td>layer 8 in 100% of 200 resamples; interval 8-8</td>" in text
     assert "<th>prompt_counts[0]</th><td>task=translation, input_lang=fr" in text
-    assert "<th>curves.entropy_bits</th><td>3, 3," in text
+    assert "<th>curves.entropy_bits</th><td>10, 10, 10, 7," in text
+    # every kind side by side, and the disagreement said plainly
+    assert "Layer evidence side by side" in text and "The kinds of evidence disagree" in text
+    assert "entropy drops (Huo et al.) points to LC 3 (interval 3-3), not 2." in text
+    assert "Provisional choice" not in text  # 20 items, clear curves, full support
+    weak = {**CHOICE, "evidence": {**CHOICE["evidence"], "provisional": ["Too few items to decide."]}}
+    warned = write_report(tmp_path / "weak.html", lens, probes, weak).read_text(encoding="utf-8")
+    assert "Provisional choice" in warned and "<li>Too few items to decide.</li>" in warned
     assert "peak_p_en" in text
 
 
@@ -326,11 +346,11 @@ def test_per_item_rows_are_refused_clearly():
         latent_language_figure(items)
 
 
-def test_evidence_rows_order_and_nested_decided_by():
-    rows = evidence_rows({"curves": {"p_en": [0.1, 0.25]}, "p_en_peak": 0.25,
-                          "decided_by": {"lc": "entropy_first_drop", "et": "english_onset"}})
-    assert rows == [("decided_by.lc", "entropy_first_drop"), ("decided_by.et", "english_onset"),
-                    ("p_en_peak", "0.25"), ("curves.p_en", "0.1, 0.25")]
+def test_evidence_rows_order():
+    rows = evidence_rows({"curves": {"p_en": [0.1, 0.25]}, "measures": {"p_en_peak": 0.25},
+                          "lc_decided_by": "entropy_first_drop", "et_decided_by": "english_onset"})
+    assert rows == [("lc_decided_by", "entropy_first_drop"), ("et_decided_by", "english_onset"),
+                    ("measures.p_en_peak", "0.25"), ("curves.p_en", "0.1, 0.25")]
     assert evidence_rows(None) == [] and evidence_rows({}) == []
 
 
@@ -341,8 +361,8 @@ def test_report_with_extra_figures_only(tmp_path):
              ("Linear probes: a", probe_figure(make_probes(), choice=CHOICE))]
     text = write_report(tmp_path / "compare.html", None, None, CHOICE, title="compare", figures=extra).read_text(
         encoding="utf-8")
-    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 2
-    assert "<h2>Latent language, all models</h2>" in text and "<h2>Linear probes: a</h2>" in text
+    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 4  # + the choice's evidence, support
+    assert "<h2>Layer evidence</h2>" in text and "<h2>Latent language, all models</h2>" in text and "<h2>Linear probes: a</h2>" in text
 
 
 def test_facets_put_translation_first():

@@ -142,8 +142,11 @@ def compare_models(models: list[str], config: ProbeConfig, labels: list[str] | N
     for label, name in zip(labels, models):
         lm = load_model(name, backend=backend, **(load_options or {}))
         if choice is not None:
-            choice.check_model(lm.n_layers, name)
-        results[label] = run_probe(lm, config, progress=progress)
+            choice.bind(lm)
+        result = run_probe(lm, config, progress=progress)
+        if choice is not None:  # the recorded sites too (e.g. resid_mid), not only the layer numbers
+            result.choice = result.choice.with_layers(lc_site=choice.lc_site, et_site=choice.et_site)
+        results[label] = result
         del lm
         gc.collect()
     return CompareResult(results, choice)

@@ -53,6 +53,9 @@ def policy_choices(lens_items: pd.DataFrame, n_layers: int, alignment: pd.Series
             out.append({"policy": policy, "lc": None, "et": None})
             continue
         curves, _ = rule_curves(kept, RuleParams().min_correct_items)
-        lc, et, _ = choose_layers(curves, n_layers, alignment)
-        out.append({"policy": policy, "lc": int(lc), "et": int(et)})
+        if n_layers < 4:  # too few blocks for the rule (the run's layers were given by hand)
+            out.append({"policy": policy, "lc": None, "et": None})
+            continue
+        choice = choose_layers(curves, n_layers, alignment)
+        out.append({"policy": policy, "lc": choice.lc_layer, "et": choice.et_layer})
     return out

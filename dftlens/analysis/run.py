@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +26,8 @@ from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
 from ..layers import LayerChoice, check_order
 from ..models import LensModel
-from .layer_choice import RuleParams, apply_overrides, choose_layers, rule_curves
+from .layer_choice import RULES, RuleParams, check_choosable, choose_layers, rule_curves
+from .layer_bootstrap import assess
 from .lens import PROB_COLUMNS, measure
 from .stats import summarise
 from .token_sets import OVERLAP_KINDS, OVERLAP_POLICIES, TokenSets
@@ -72,6 +73,9 @@ class ProbeConfig:
                                         "token: exclusive (keep the item, the shared tokens count for no language), "
                                         "drop (drop the item) or keep (Wendler et al.: drop only English-target "
                                         "overlaps).", choices=OVERLAP_POLICIES)
+    rule: str = setting("current", "The rule that decides LC and ET: current (English onset and probes) or "
+                                   "entropy (Huo et al.: first and second sharp entropy drop); both are recorded.",
+                        choices=RULES)
     causal_pairs: int = setting(0, "Concept pairs for activation-patching evidence in layers.json (0: none; "
                                    "--causal sets 32).")
 
@@ -97,6 +101,8 @@ class ProbeConfig:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
         if self.overlap not in OVERLAP_POLICIES:
             raise DataError(f"--overlap {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}.")
+        if self.rule not in RULES:
+            raise DataError(f"--rule must be one of {', '.join(RULES)}, not {self.rule!r}.")
         check_order(self.lc_layer, self.et_layer)
 
     def load_data(self) -> tuple[ParallelData, ParallelData | None]:
@@ -132,6 +138,7 @@ class ProbeResult:
     probes: pd.DataFrame
     choice: LayerChoice
     counts: pd.DataFrame  # prompts built / dropped for token overlap / used, per task and pair
+    patching: pd.DataFrame | None = None  # --causal: patching means with CIs per layer (patching.csv's table)
 
     def summary(self) -> pd.DataFrame:
         """A short table for the terminal: per task and pair, the peaks and where they are."""
@@ -151,7 +158,7 @@ class ProbeResult:
         """The report's figures as (key, heading, plotly figure), in page order."""
         from ..viz.report import report_figures
 
-        return report_figures(self.lens, self.probes, self.choice.to_dict(), self.lens_items)
+        return report_figures(self.lens, self.probes, self.choice.to_dict(), self.lens_items, self.patching)
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
              figure_formats: list[str] | str | None = None, extra: Callable[[Path], object] | None = None) -> Path:
@@ -174,7 +181,7 @@ class ProbeResult:
                 if report:
                     write_report(tmp / "report.html", self.lens, self.probes, self.choice.to_dict(),
                                  title=f"dftlens probe: {self.model}", summary_df=self.summary(),
-                                 lens_items=self.lens_items, counts_df=self.counts)
+                                 lens_items=self.lens_items, counts_df=self.counts, patching=self.patching)
                 if formats:
                     from ..viz.export import save_figures
 
@@ -283,7 +290,7 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
     """
     config = config or ProbeConfig()
     config.__post_init__()  # the values may have been changed since construction
-    check_order(config.lc_layer, config.et_layer, lm.n_layers)  # before the measurement, not after
+    check_choosable(lm.n_layers, config.lc_layer, config.et_layer)  # before the measurement, not after
     words, sentences = config.load_data()
     token_sets = TokenSets(lm.tokenizer)
     items, counts = build_prompt_items(config, words, sentences, token_sets)
@@ -303,18 +310,21 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
         texts = {lang: column[:n] for lang, column in sentences.by_language(probe_langs).items()}
         probes = run_probes(lm, texts, ids=sentences.ids[:n], seed=config.seed, progress=progress)
 
-    curves, subsets = rule_curves(lens_items, RuleParams().min_correct_items)
-    lc, et, evidence = choose_layers(curves, lm.n_layers, alignment_curve(probes))
-    lc, et = apply_overrides(lc, et, evidence, lm.n_layers, config.lc_layer, config.et_layer)
-    evidence["rule_subsets"] = subsets
-    evidence["prompt_counts"] = counts.to_dict(orient="records")
-    evidence["overlap"] = overlap_evidence(config.overlap, lens_items, lm.n_layers, alignment_curve(probes))
+    params = RuleParams()
+    curves, subsets = rule_curves(lens_items, params.min_correct_items)
+    alignment = alignment_curve(probes)
+    choice = choose_layers(curves, lm.n_layers, alignment, params, rule=config.rule, lc=config.lc_layer,
+                           et=config.et_layer, model=lm.name, languages=tuple(config.languages()))
+    choice = replace(choice, evidence=choice.evidence.but(
+        rule_subsets=subsets, prompt_counts=counts.to_dict(orient="records"),
+        overlap=overlap_evidence(config.overlap, lens_items, lm.n_layers, alignment)))
+    causal, patching = None, None
     if config.causal_pairs:
         from .patch_config import PatchConfig
         from .patch_evidence import causal_check
         from .patching import run_patching
 
         patched = run_patching(lm, PatchConfig(n_pairs=config.causal_pairs, seed=config.seed), progress=progress)
-        evidence["causal"] = causal_check(patched.causal, lc, et)
-    choice = LayerChoice(lm.name, lm.n_layers, lc, et, config.languages(), evidence)
-    return ProbeResult(lm.name, lm.n_layers, config, lens, lens_items, probes, choice, counts)
+        causal, patching = causal_check(patched.causal, choice.lc_layer, choice.et_layer), patched.table
+    choice = assess(choice, lens_items, alignment, params, seed=config.seed, causal=causal)
+    return ProbeResult(lm.name, lm.n_layers, config, lens, lens_items, probes, choice, counts, patching)

@@ -2,7 +2,7 @@
 
     from dftlens.dft import TrainConfig, train
     result = train(TrainConfig(out="runs/dft-zh", lang="zh", layers="runs/probe/layers.json",
-                               lc="feature", et="logits", steps=20))
+                               lc_signal="feature", et_signal="logits", steps=20))
     result.to_dataframe()  # the loss curve, one row per step
 
 ``losses.DFTLoss`` computes the components on one batch for custom loops.

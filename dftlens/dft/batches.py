@@ -30,15 +30,15 @@ class Batch:
         return Batch(*(p.to(device) if p is not None else None for p in parts))
 
 
-def collate(pairs: list[EncodedPair], lc: str, et: str, pad_id: int, bos_id: int | None) -> Batch:
+def collate(pairs: list[EncodedPair], lc_signal: str, et_signal: str, pad_id: int, bos_id: int | None) -> Batch:
     """Pad one micro-batch of examples into the passes the losses need (:class:`Batch`).
 
-    ``lc``/``et``: each signal's loss kind (``"feature"``, ``"logits"`` or ``"off"``); the English
+    ``lc_signal``/``et_signal``: each signal's loss kind (``"feature"``, ``"logits"`` or ``"off"``); the English
     pass is built when either is ``"feature"``, the LC/ET logits passes when that signal is
     ``"logits"``. ``pad_id`` fills the padding, ``bos_id`` is passed on to :func:`pack`.
     """
     main = pack([p.main for p in pairs], pad_id, bos_id)
-    english = pack([p.english for p in pairs], pad_id, bos_id) if "feature" in (lc, et) else None
-    lc_batch = pack([p.lc for p in pairs], pad_id, bos_id) if lc == "logits" else None
-    et_batch = pack([p.et for p in pairs], pad_id, bos_id) if et == "logits" else None
+    english = pack([p.english for p in pairs], pad_id, bos_id) if "feature" in (lc_signal, et_signal) else None
+    lc_batch = pack([p.lc for p in pairs], pad_id, bos_id) if lc_signal == "logits" else None
+    et_batch = pack([p.et for p in pairs], pad_id, bos_id) if et_signal == "logits" else None
     return Batch(main, english, lc_batch, et_batch)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..config_files import setting
 from ..data.languages import split_list
-from ..errors import DftlensError, LayerError
+from ..errors import DftlensError
+from ..layer_evidence import Evidence
 from ..layers import LayerChoice, check_order
-from ..models.hooks import execution_order
 
 SIGNALS = ("logits", "feature", "off")
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -40,8 +40,8 @@ class TrainConfig:
     layers: str | None = setting(None, "layers.json written by `dftlens probe` (its hooks are used as they are).")
     lc_layer: int | None = setting(None, "LC layer i (overrides --layers).")
     et_layer: int | None = setting(None, "ET layer j (overrides --layers).")
-    lc: str = setting("feature", "Language-conversion signal.", choices=SIGNALS)
-    et: str = setting("logits", "English-thinking signal.", choices=SIGNALS)
+    lc_signal: str = setting("feature", "Language-conversion signal.", choices=SIGNALS, flag="--lc", formerly="lc")
+    et_signal: str = setting("logits", "English-thinking signal.", choices=SIGNALS, flag="--et", formerly="et")
     w_lc: float = setting(1.0, "Weight of the LC loss.")
     w_et: float = setting(1.0, "Weight of the ET loss.")
     detach_english: bool = setting(True, "Run the English side of the feature losses without gradients.")
@@ -94,8 +94,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Check every value that needs no file and no model (the Python API gets the same errors)."""
         for name in ("lc", "et"):
-            if getattr(self, name) not in SIGNALS:
-                raise DftlensError(f"--{name} must be one of {', '.join(SIGNALS)}, not {getattr(self, name)!r}.")
+            if getattr(self, f"{name}_signal") not in SIGNALS:
+                raise DftlensError(f"--{name} must be one of {', '.join(SIGNALS)}, not "
+                                   f"{getattr(self, f'{name}_signal')!r}.")
         from .losses import FEATURE_NORMS
 
         if self.feature_norm not in FEATURE_NORMS:
@@ -130,14 +131,12 @@ class TrainConfig:
             if not split_list(self.lora_targets):
                 raise DftlensError("--lora-targets names no module; e.g. q_proj,v_proj.")
         for kind in ("lc", "et"):
-            if getattr(self, kind) != "off" and getattr(self, f"{kind}_layer") is None and not self.layers:
+            if getattr(self, f"{kind}_signal") != "off" and getattr(self, f"{kind}_layer") is None and not self.layers:
                 raise DftlensError(
                     f"No {kind.upper()} layer: pass --layers <probe dir>/layers.json or --{kind}-layer N "
                     f"(or --{kind} off)."
                 )
-        lc = self.lc_layer if self.lc != "off" else None
-        et = self.et_layer if self.et != "off" else None
-        check_order(lc, et)
+        check_order(*self._given_layers())
         from ..models.loading import resolve_dtype
 
         resolve_dtype(self.dtype, "cpu")  # a bad --dtype fails before anything loads
@@ -161,33 +160,55 @@ class TrainConfig:
             return [self.lang]
         return None if self.neuron_langs.strip() == "all" else split_list(self.neuron_langs)
 
-    def layer_choice(self) -> LayerChoice | None:
-        """The probe's layers.json (validated), if a signal that is on takes its layer from it."""
-        needs = [k for k in ("lc", "et") if getattr(self, k) != "off" and getattr(self, f"{k}_layer") is None]
-        return LayerChoice.load(self.layers) if self.layers and needs else None
+    def _given_layers(self) -> tuple[int | None, int | None]:
+        """The explicit layers of the signals that are on (None: not given, or the signal is off)."""
+        return (self.lc_layer if self.lc_signal != "off" else None,
+                self.et_layer if self.et_signal != "off" else None)
+
+    def signals(self) -> dict[str, str]:
+        """``{"lc": lc_signal, "et": et_signal}``."""
+        return {"lc": self.lc_signal, "et": self.et_signal}
+
+    def layer_choice(self, n_layers: int | None = None) -> LayerChoice | None:
+        """The one :class:`~dftlens.layers.LayerChoice` this run trains at.
+
+        The probe's ``layers.json`` (validated; ``n_layers`` known: it must be this model's)
+        with ``--lc-layer``/``--et-layer`` applied by :meth:`LayerChoice.with_layers` (recorded
+        in its evidence), or, without a file, the explicit layers. A signal that is off has no
+        layer. None when ``n_layers`` is unknown and there is no file (nothing more to check).
+        Raises DataError/LayerError with one sentence.
+        """
+        lc, et = self._given_layers()
+        on = [k for k, v in self.signals().items() if v != "off"]
+        needs_file = any(getattr(self, f"{k}_layer") is None for k in on)
+        if self.layers and needs_file:
+            choice = LayerChoice.load(self.layers)
+            if n_layers is not None:
+                choice.check_model(n_layers, self.model)
+            for kind in ("lc", "et"):
+                if kind not in on:
+                    choice = choice.without(kind)
+            return choice.with_layers(lc=lc, et=et)
+        if n_layers is None:
+            return None
+        evidence = Evidence(lc_decided_by="user override" if lc is not None else "",
+                            et_decided_by="user override" if et is not None else "",
+                            overrides={k: v for k, v in (("lc", lc), ("et", et)) if v is not None})
+        return LayerChoice(self.model, n_layers, lc, et, evidence=evidence)
 
     def validate(self, n_layers: int | None = None) -> LayerChoice | None:
         """Everything checkable before the model loads: the values, the layers file, the layer order.
 
         ``n_layers`` (the model's blocks, from its config.json) adds the range checks.
+        Returns :meth:`layer_choice`.
         """
         self.__post_init__()
-        check_order(self.lc_layer if self.lc != "off" else None, self.et_layer if self.et != "off" else None,
-                    n_layers)
+        check_order(*self._given_layers(), n_layers)
         if self.train_neurons:
             from .neuron_mask import read_neuron_file
 
             read_neuron_file(self.train_neurons, self.neuron_languages())  # a bad file fails before the model loads
-        choice = self.layer_choice()
-        if choice is not None:
-            if n_layers is not None:
-                choice.check_model(n_layers, self.model)
-            lc = self.lc_layer if self.lc_layer is not None else choice.lc_layer
-            et = self.et_layer if self.et_layer is not None else choice.et_layer
-            if self.lc != "off" and self.et != "off" and lc >= et:
-                raise LayerError(f"The LC layer ({lc}) must come before the ET layer ({et}) "
-                                 f"(from --lc-layer/--et-layer and {choice.source}).")
-        return choice
+        return self.layer_choice(n_layers)
 
     def with_absolute_paths(self) -> "TrainConfig":
         """A copy whose data, layers and local model paths are absolute, so ``--resume`` works from any directory."""
@@ -240,7 +261,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """A config from a saved dict; keys that are not fields (e.g. ``completed_steps``) are ignored."""
+        """A config from a saved dict; keys that are not fields (e.g. ``completed_steps``) are ignored,
+        and the old names of renamed fields (``lc``, ``et``) are read into the new ones."""
+        from ..config_files import renamed_settings
+
+        data = renamed_settings(cls, data)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -259,19 +284,3 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def resolve_hooks(cfg: TrainConfig, lm) -> tuple[str | None, str | None]:
-    """The LC and ET hook names: explicit layers win, else the probe's layers.json as written."""
-    choice = cfg.validate(lm.n_layers)
-    hooks = []
-    for kind, layer in (("lc", cfg.lc_layer), ("et", cfg.et_layer)):
-        if getattr(cfg, kind) == "off":
-            hooks.append(None)
-        elif layer is not None:
-            hooks.append(lm.hook_name(layer))
-        else:
-            hooks.append(lm.validate_hook(choice.hooks[kind]))
-    if hooks[0] and hooks[1] and execution_order(hooks[0]) >= execution_order(hooks[1]):
-        raise LayerError(f"The LC hook ({hooks[0]}) must come before the ET hook ({hooks[1]}).")
-    return hooks[0], hooks[1]

@@ -47,11 +47,11 @@ Feature normalisation (``feature_norm``: none, center, standardize, rms) is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import torch
 
-from ..models.hooks import parse_hook_name
+from ..layers import LayerChoice
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
 from .prefix_reuse import continuation, detached, hand_back, kv_cache, reusable
@@ -61,11 +61,11 @@ from .feature_signal import (FEATURE_NORMS, RMS_EPS, RUNNING_MOMENTUM, STD_EPS, 
 COMPONENTS = ("loss", "tft", "lc", "et")
 
 
-def units(batch: Batch, lc: str, et: str) -> dict[str, float]:
+def units(batch: Batch, lc_signal: str, et_signal: str) -> dict[str, float]:
     """What each component of ``batch`` averages over: loss tokens (NLL losses) or examples (feature losses)."""
     out = {"tft": float(batch.main.n_targets)}
     n_examples = float(batch.main.input_ids.shape[0])
-    for kind, signal, packed in (("lc", lc, batch.lc_logits), ("et", et, batch.et_logits)):
+    for kind, signal, packed in (("lc", lc_signal, batch.lc_logits), ("et", et_signal, batch.et_logits)):
         if signal == "logits":
             out[kind] = float(packed.n_targets)
         elif signal == "feature":
@@ -73,7 +73,7 @@ def units(batch: Batch, lc: str, et: str) -> dict[str, float]:
     return out
 
 
-def step_norm(micro_batches: list[Batch], lc: str, et: str, reduce_sum=None) -> dict[str, float]:
+def step_norm(micro_batches: list[Batch], lc_signal: str, et_signal: str, reduce_sum=None) -> dict[str, float]:
     """Denominators of one optimizer step: the units of all its micro-batches (and processes).
 
     ``reduce_sum``: sums a dict of floats over processes (None: one process). With
@@ -84,7 +84,7 @@ def step_norm(micro_batches: list[Batch], lc: str, et: str, reduce_sum=None) -> 
     """
     total: dict[str, float] = {}
     for batch in micro_batches:
-        for k, v in units(batch, lc, et).items():
+        for k, v in units(batch, lc_signal, et_signal).items():
             total[k] = total.get(k, 0.0) + v
     if reduce_sum is not None:
         total = reduce_sum(total)
@@ -111,21 +111,25 @@ def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk:
 class DFTLoss:
     """The DFT objective of Huo et al. (AAAI 2025): ``L = L_TFT + w_lc * L_LC + w_et * L_ET``.
 
-    ``lm`` is a :class:`~dftlens.models.LensModel`; ``lc``/``et`` are ``"logits"``,
-    ``"feature"`` or ``"off"``, attached at the hook names ``lc_hook``/``et_hook`` (from
-    ``layers.json`` via :class:`~dftlens.layers.LayerChoice`). Every component is a mean in
-    nats (cross-entropy, logits signals) or in ``1 - cos`` units (feature signals), as the
+    ``DFTLoss(lm, choice, lc_signal=..., et_signal=..., ...)``: ``lm`` is a
+    :class:`~dftlens.models.LensModel`; ``choice`` the :class:`~dftlens.layers.LayerChoice`
+    whose ``lc_layer``/``et_layer`` and :attr:`~dftlens.layers.LayerChoice.hooks` the losses
+    attach to (checked against ``lm`` with :meth:`~dftlens.layers.LayerChoice.bind`; None
+    when both signals are off); ``lc_signal``/``et_signal`` are ``"logits"``, ``"feature"``
+    or ``"off"`` (keyword-only, like everything after ``choice``). Every component is a mean
+    in nats (cross-entropy, logits signals) or in ``1 - cos`` units (feature signals), as the
     module docstring states. :meth:`components` returns the scalar tensors ``tft``, ``lc``,
     ``et``, ``loss``; :meth:`backward` runs the passes' backward one after another and returns
     floats. Inputs: a :class:`~dftlens.dft.batches.Batch` of ``[b, t]`` token tensors.
-    ``feature_norm`` (one of :data:`FEATURE_NORMS`) raises ValueError when unknown.
+    Raises ValueError for an unknown ``feature_norm`` or a signal that is on without a layer,
+    LayerError when ``choice`` does not fit ``lm``.
     """
 
     lm: object
-    lc: str = "off"
-    et: str = "off"
-    lc_hook: str | None = None
-    et_hook: str | None = None
+    choice: LayerChoice | None = None
+    _: KW_ONLY
+    lc_signal: str = "off"
+    et_signal: str = "off"
     w_lc: float = 1.0
     w_et: float = 1.0
     detach_english: bool = True
@@ -136,7 +140,29 @@ class DFTLoss:
     def __post_init__(self) -> None:
         if self.feature_norm not in FEATURE_NORMS:
             raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, not {self.feature_norm!r}")
+        for kind, signal in (("lc", self.lc_signal), ("et", self.et_signal)):
+            if signal != "off" and (self.choice is None or self.choice.layer(kind) is None):
+                raise ValueError(f"{kind}_signal={signal!r} needs a LayerChoice with an {kind.upper()} layer")
+        if self.choice is not None:
+            self.choice.bind(self.lm)
         self.stats = RunningStats()
+
+    @property
+    def lc_hook(self) -> str | None:
+        """The LC hook (``choice.hooks["lc"]``), None when the LC signal is off."""
+        return self.choice.hooks["lc"] if self.lc_signal != "off" else None
+
+    @property
+    def et_hook(self) -> str | None:
+        """The ET hook (``choice.hooks["et"]``), None when the ET signal is off."""
+        return self.choice.hooks["et"] if self.et_signal != "off" else None
+
+    def blocks_to(self, hook: str) -> int:
+        """How many blocks a pass must run to reach ``hook`` (the LC/ET layer from the choice, plus 1)."""
+        layers = {self.last_hook: self.lm.n_layers - 1}
+        if self.choice is not None:
+            layers.update({self.choice.hooks[k]: self.choice.layer(k) for k in self.choice.hooks})
+        return layers[hook] + 1
 
     @property
     def last_hook(self) -> str:
@@ -145,8 +171,8 @@ class DFTLoss:
 
     def feature_pairs(self) -> list[tuple[str, str, str]]:
         """(component, English-side hook, target-side hook) of each feature loss."""
-        pairs = [("lc", self.lc_hook, self.lc_hook)] if self.lc == "feature" else []
-        return pairs + ([("et", self.last_hook, self.et_hook)] if self.et == "feature" else [])
+        pairs = [("lc", self.lc_hook, self.lc_hook)] if self.lc_signal == "feature" else []
+        return pairs + ([("et", self.last_hook, self.et_hook)] if self.et_signal == "feature" else [])
 
     def _uses_stats(self) -> bool:
         return self.feature_norm in ("center", "standardize")
@@ -223,14 +249,14 @@ class DFTLoss:
             cap = self.lm.capture(packed.model_inputs(), [hook], grad=True)
             return lm_loss(self.lm, cap[hook], packed.targets, frozen=frozen, chunk=self.chunk,
                            denominator=denominator)
-        cache = kv_cache(prefix, int(lengths.max()), parse_hook_name(hook)[0] + 1)
+        cache = kv_cache(prefix, int(lengths.max()), self.blocks_to(hook))
         new, targets = continuation(packed, lengths)
         cap = self.lm.capture({**new, "past_key_values": cache}, [hook], grad=True)
         return lm_loss(self.lm, cap[hook], targets, frozen=frozen, chunk=self.chunk, denominator=denominator)
 
     def _logits_jobs(self, batch: Batch) -> list[tuple[str, Packed, str, float]]:
-        jobs = [("lc", batch.lc_logits, self.lc_hook, self.w_lc)] if self.lc == "logits" else []
-        return jobs + ([("et", batch.et_logits, self.et_hook, self.w_et)] if self.et == "logits" else [])
+        jobs = [("lc", batch.lc_logits, self.lc_hook, self.w_lc)] if self.lc_signal == "logits" else []
+        return jobs + ([("et", batch.et_logits, self.et_hook, self.w_et)] if self.et_signal == "logits" else [])
 
     def _new_cache(self, batch: Batch):
         if not (self.reuse_prefix and self._logits_jobs(batch)):
@@ -300,7 +326,7 @@ class DFTLoss:
             lengths = reusable(self.lm, batch.main, [packed]) if kv else None
             prefix = None
             if lengths is not None and int(lengths.max()):
-                prefix = detached(kv, int(lengths.max()), parse_hook_name(hook)[0] + 1)
+                prefix = detached(kv, int(lengths.max()), self.blocks_to(hook))
                 leaves.append(prefix)
             with ctx():
                 part = self.logits_pass(packed, hook, prefix, lengths, norm.get(kind))

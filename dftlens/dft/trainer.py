@@ -46,7 +46,7 @@ from ..io import claim_output, write_json
 from ..signals import stop_flag
 from . import checkpoint as ckpt
 from .batches import collate
-from .config import TrainConfig, resolve_hooks
+from .config import TrainConfig
 from .distributed import Runtime
 from .losses import DFTLoss, step_norm
 from .neuron_mask import read_neuron_file, restrict_to_neurons
@@ -122,17 +122,30 @@ def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.
 
 
 def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = False,
-          on_step: Callable[[dict], None] | None = None, progress: bool = True) -> TrainResult:
+          on_step: Callable[[dict], None] | None = None, progress: bool = True,
+          on_warning: Callable[[str], None] | None = None) -> TrainResult:
     """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from.
 
     Everything checkable without the model is checked first (values, layers file,
     layer order, --out). The run directory is locked while training (a second
     process writing it is refused), data and layers paths are saved absolute with
-    their sha256, and a resume whose inputs changed is refused, naming the file.
+    their sha256, and a resume whose inputs changed is refused, naming the file. A
+    provisional ``layers.json`` (``LayerChoice.warning``) is used, with a warning: passed to
+    ``on_warning`` (a ``str -> None`` callable), or a :class:`~dftlens.layers.ProvisionalLayers`
+    warning when None.
     """
     from ..layers import model_n_layers
 
-    cfg.validate(model_n_layers(cfg.model))  # values, layers file, layer order: before anything is deleted or loaded
+    choice = cfg.validate(model_n_layers(cfg.model))  # values, layers file, order: before anything is deleted or loaded
+    if choice is not None and choice.warning():  # a provisional probe: say so, and train anyway
+        if on_warning is None:
+            import warnings
+
+            from ..layers import ProvisionalLayers
+
+            warnings.warn(choice.warning(), ProvisionalLayers, stacklevel=2)
+        else:
+            on_warning(choice.warning())
     if resume is None:
         cfg = cfg.with_absolute_paths()
         check_run_out(Path(cfg.out), overwrite)  # before the lock creates anything
@@ -157,7 +170,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     examples = load_training_data(cfg, load_tokenizer(model_source(cfg, resume_from)[0], cfg.trust_remote_code))
     torch.manual_seed(cfg.seed)
     lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device())
-    lc_hook, et_hook = resolve_hooks(cfg, lm)
+    choice = cfg.layer_choice(lm.n_layers).bind(lm)  # probe -> layers.json -> this model
     if cfg.train_neurons:  # only the chosen neurons' MLP rows/columns train (see dft/neuron_mask.py)
         restrict_to_neurons(lm.hf_model, read_neuron_file(cfg.train_neurons, cfg.neuron_languages()))
     if dist.fsdp:
@@ -172,8 +185,8 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     optimizer = make_optimizer(groups, cfg.learning_rate, cfg.weight_decay)
     if resume_from is not None:
         ckpt.load_training_state(resume_from, optimizer, rank=dist.rank if dist.fsdp else None)
-    loss_fn = DFTLoss(lm, cfg.lc, cfg.et, lc_hook, et_hook, cfg.w_lc, cfg.w_et, cfg.detach_english, cfg.ce_chunk,
-                      feature_norm=cfg.feature_norm)
+    loss_fn = DFTLoss(lm, choice, lc_signal=cfg.lc_signal, et_signal=cfg.et_signal, w_lc=cfg.w_lc, w_et=cfg.w_et,
+                      detach_english=cfg.detach_english, chunk=cfg.ce_chunk, feature_norm=cfg.feature_norm)
     autocast = dist.autocast  # bf16 autocast from accelerate on GPU; nothing on CPU
     save_dtype = torch.bfloat16 if dist.mixed_precision == "bf16" else None  # final/ in the training dtype
     tok = lm.tokenizer
@@ -184,7 +197,7 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
             start_run_dir(out, overwrite, dist.world_size)  # only now is an earlier run replaced
         else:
             remove_leftovers(out)  # a checkpoint half-written when a killed run stopped
-        write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": lc_hook, "et_hook": et_hook,
+        write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": loss_fn.lc_hook, "et_hook": loss_fn.et_hook,
                                              "inputs": cfg.input_checksums()})
         write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")  # `dftlens train --config` reruns it
         write_log(out, log)
@@ -220,10 +233,10 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
             for micro in range(cfg.grad_accum):  # every process takes every world_size-th micro-batch
                 index = (step * cfg.grad_accum + micro) * dist.world_size + dist.rank
                 pairs = [examples[i] for i in micro_batch_indices(len(examples), cfg.seed, index, cfg.batch_size)]
-                micro_batches.append(collate(pairs, cfg.lc, cfg.et, pad, tok.bos_token_id))
+                micro_batches.append(collate(pairs, cfg.lc_signal, cfg.et_signal, pad, tok.bos_token_id))
             # Every mean is over the whole step (all micro-batches, all processes): the same
             # loss and gradient as one batch of batch_size x grad_accum x world_size examples.
-            norm = step_norm(micro_batches, cfg.lc, cfg.et, dist.sum_values)
+            norm = step_norm(micro_batches, cfg.lc_signal, cfg.et_signal, dist.sum_values)
             sums: dict[str, float] = {}
             for batch in micro_batches:
                 # x world_size: the gradient average over processes then yields the step's sum

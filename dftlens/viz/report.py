@@ -41,6 +41,7 @@ th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertic
 th { background: #f5f5f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .figure { margin: 1rem 0 2rem 0; }
+div.warn { background: #fff4e5; border: 1px solid #f0b060; padding: .4rem .8rem; margin: .6rem 0; max-width: 60rem; }
 """
 
 _NOTES = {
@@ -65,6 +66,21 @@ _NOTES = {
         "is strong."
     ),
     "entropy": "Logit-lens entropy per layer; the paper's rule reads its first and second sharp drop.",
+    "evidence": (
+        "Each kind of evidence with the layer it points to (diamond) and its interval (bar; 2.5-97.5 percentiles "
+        "of 200 item resamples where it can be resampled): the logit lens's English onset, the probes' "
+        "retrieval jump, the first and second sharp entropy drop (Huo et al.) and, with --causal, the "
+        "patching window. Dashed lines: the chosen LC and ET."
+    ),
+    "support": (
+        "How often each layer was chosen when the items of each pair are resampled with replacement and the "
+        "deciding rule is applied again. A chosen layer under the dotted line is provisional."
+    ),
+    "patching": (
+        "Dumas et al.'s concept patching: the source prompt's last-token latent (concept A, language Y) "
+        "overwrites the target prompt's (B, Y') at one layer. Where P(B in Y) rises the output language has "
+        "switched; where P(A in Y') or P(A in Y) rises the concept has moved."
+    ),
     "share": (
         "MWork view: the share of the top-k logit-lens tokens per layer that are English, "
         "target-language, input-language, or other. One rule for every panel: a token in the item's "
@@ -148,17 +164,57 @@ def _choice_section(choice: dict) -> str:
         main.append(("languages", _fmt(choice["languages"])))
     evidence = choice.get("evidence") or {}
     if isinstance(evidence, Mapping):
-        for kind in ("lc", "et"):  # the probe writes lc_decided_by / et_decided_by; accept decided_by.lc too
+        if evidence.get("rule"):
+            main.append(("deciding rule", _fmt(evidence["rule"])))
+        for kind in ("lc", "et"):
             by = evidence.get(f"{kind}_decided_by")
-            if by is None and isinstance(evidence.get("decided_by"), Mapping):
-                by = evidence["decided_by"].get(kind)
             if by is not None:
                 main.append((f"{kind.upper()} decided by", _fmt(by)))
-    out = ["<h2>Layer choice</h2>", _table(main, ("", "value"))]
-    ev = evidence_rows(evidence)
+            support = (evidence.get("support") or {}).get(kind)
+            if support:
+                share = float(support["shares"].get(str(support["layer"]), 0.0))
+                main.append((f"{kind.upper()} bootstrap support", f"layer {support['layer']} in {share:.0%} of "
+                             f"{support['n_resamples']} resamples; interval {support['interval'][0]}-"
+                             f"{support['interval'][1]}"))
+    out = ["<h2>Layer choice</h2>", _provisional_note(evidence), _table(main, ("", "value")),
+           _kinds_section(choice)]
+    shown = {k: v for k, v in evidence.items() if k not in ("readings", "support")} \
+        if isinstance(evidence, Mapping) else evidence
+    ev = evidence_rows(shown)
     if ev:
-        out += ["<h3>Evidence</h3>", _table(ev, ("signal", "value"))]
+        out += ["<h3>What the rule read</h3>", _table(ev, ("signal", "value"))]
     return "\n".join(out)
+
+
+def _provisional_note(evidence: Any) -> str:
+    reasons = evidence.get("provisional") if isinstance(evidence, Mapping) else None
+    if not reasons:
+        return ""
+    items = "".join(f"<li>{html.escape(str(r))}</li>" for r in reasons)
+    return (f"<div class='warn'><strong>Provisional choice.</strong> Check the figures below or set "
+            f"--lc-layer/--et-layer before training on it:<ul>{items}</ul></div>")
+
+
+def _kinds_section(choice: Mapping) -> str:
+    from ..analysis.evidence_kinds import disagreements
+    from ..layer_evidence import Reading
+    from .evidence_figures import evidence_rows as reading_rows
+
+    rows = reading_rows(choice)
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{html.escape(r['evidence'])}</td><td>{html.escape(r['signal'])}</td>"
+        f"<td class='num'>{_fmt(r['layer']) or '–'}</td><td>{_fmt(r['interval']) or '–'}</td>"
+        f"<td>{html.escape(r['note'])}</td></tr>" for r in rows)
+    table = ("<table><thead><tr><th>evidence</th><th>points to</th><th>layer</th><th>interval</th><th>note</th>"
+             f"</tr></thead><tbody>{body}</tbody></table>")
+    readings = tuple(Reading.from_dict(r, "layers.json") for r in choice["evidence"]["readings"])
+    said = disagreements(readings, choice.get("lc_layer"), choice.get("et_layer"))
+    verdict = ("<p class='note'><strong>The kinds of evidence disagree:</strong> " + " ".join(map(html.escape, said))
+               + "</p>") if said else "<p class='note'>Every kind of evidence with an answer agrees with the choice " \
+        "(its layer or interval holds the chosen layer).</p>"
+    return "<h3>Layer evidence side by side</h3>" + verdict + table
 
 
 def _summary_section(summary_df: pd.DataFrame | None) -> str:
@@ -181,11 +237,24 @@ def _counts_section(counts_df: pd.DataFrame | None) -> str:
 
 
 def report_figures(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None,
-                   lens_items: pd.DataFrame | None = None) -> list[tuple[str, str, go.Figure]]:
+                   lens_items: pd.DataFrame | None = None, patching: pd.DataFrame | None = None
+                   ) -> list[tuple[str, str, go.Figure]]:
     """The report's figures as (key, heading, figure), in page order; ``key`` is also the file
-    name stem when figures are exported (see :func:`dftlens.viz.export.save_figures`)."""
+    name stem when figures are exported (see :func:`dftlens.viz.export.save_figures`).
+    ``patching``: the concept-patching table of ``probe --causal`` (its figure is added)."""
+    from .evidence_figures import layer_evidence_figure, support_figure
+
     choice = choice_dict(choice)
     figs: list[tuple[str, str, go.Figure]] = []
+    for key, heading, make in (("evidence", "Layer evidence", layer_evidence_figure),
+                               ("support", "Bootstrap support of the choice", support_figure)):
+        fig = make(choice)
+        if fig is not None:
+            figs.append((key, heading, fig))
+    if patching is not None and len(patching):
+        from .patch_figures import patching_figure
+
+        figs.append(("patching", "Activation patching (probe --causal)", patching_figure(patching, "concept")))
     if lens_df is not None and len(lens_df):
         figs.append(("latent", "Latent language per layer", latent_language_figure(lens_df, choice=choice)))
         if "subset" in lens_df.columns and (lens_df["subset"] == "correct").any():
@@ -208,13 +277,13 @@ def report_figures(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None,
 def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None, *,
                   title: str = "dftlens probe report", summary_df: pd.DataFrame | None = None,
                   figures: list[tuple[str, go.Figure]] | None = None, lens_items: pd.DataFrame | None = None,
-                  counts_df: pd.DataFrame | None = None) -> str:
+                  counts_df: pd.DataFrame | None = None, patching: pd.DataFrame | None = None) -> str:
     """The report as an HTML string (see :func:`write_report`). ``figures`` appends extra
     (heading, figure) pairs after the standard ones; ``lens_items`` (per-item rows) adds the
     per-item heatmap; ``counts_df`` (prompts built / dropped per overlap kind / used, per task
     and pair) a table."""
     c = choice_dict(choice)
-    figs = report_figures(lens_df, probes_df, c, lens_items)
+    figs = report_figures(lens_df, probes_df, c, lens_items, patching)
     figs += [(f"extra{i}", heading, fig) for i, (heading, fig) in enumerate(figures or [])]
     parts = []
     for i, (key, heading, fig) in enumerate(figs):
@@ -247,7 +316,7 @@ def render_report(lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, 
 def write_report(path: Path | str, lens_df: pd.DataFrame | None, probes_df: pd.DataFrame | None, choice: Any = None,
                  *, title: str = "dftlens probe report", summary_df: pd.DataFrame | None = None,
                  figures: list[tuple[str, go.Figure]] | None = None, lens_items: pd.DataFrame | None = None,
-                 counts_df: pd.DataFrame | None = None) -> Path:
+                 counts_df: pd.DataFrame | None = None, patching: pd.DataFrame | None = None) -> Path:
     """Write one self-contained HTML report to ``path`` (atomically) and return the path.
 
     Contents: a heading, the layer choice (LC, ET, hooks) with its evidence as a table, an
@@ -257,5 +326,5 @@ def write_report(path: Path | str, lens_df: pd.DataFrame | None, probes_df: pd.D
     """
     path = Path(path)
     write_text(path, render_report(lens_df, probes_df, choice, title=title, summary_df=summary_df, figures=figures,
-                                   lens_items=lens_items, counts_df=counts_df))
+                                   lens_items=lens_items, counts_df=counts_df, patching=patching))
     return path
