@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from dftlens.analysis.evidence_kinds import KINDS, choice_line, disagreements, evidence_line
-from dftlens.analysis.layer_bootstrap import assess, bootstrap_rules, pair_items, support
+from dftlens.analysis.layer_bootstrap import assess, bootstrap_rules, support
+from dftlens.analysis.rule_items import pair_items
 from dftlens.analysis.layer_choice import RuleParams, choose_layers, rule_curves
 
 N = 12

@@ -49,6 +49,7 @@ import pandas as pd
 from ..errors import LayerError
 from ..layer_evidence import Evidence
 from ..layers import LayerChoice, check_order
+from .rule_items import pair_items
 
 RULES = ("current", "entropy")
 
@@ -125,8 +126,6 @@ def rule_curves(lens_items: pd.DataFrame, min_correct: int | None = RuleParams.m
                 ) -> tuple[pd.DataFrame, list[dict]]:
     """The rule's curves (see :func:`translation_curves`) and, per pair, the subset used:
     ``[{"pair": "fr->zh", "subset": "correct", "n_items": 12, "n_correct": 12, "n_all": 32}, ...]``."""
-    from .layer_bootstrap import pair_items
-
     pairs = pair_items(lens_items)
     parts, used = [], []
     for pair in pairs:
