@@ -103,6 +103,7 @@ def run(setup: str, args) -> dict | None:
     from transformers import AutoModelForCausalLM
 
     from dftlens.dft.losses import DFTLoss, step_norm
+    from dftlens.layers import LayerChoice
     from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
     from dftlens.dft.trainer import make_optimizer
     from dftlens.models.engines import make_engine
@@ -146,8 +147,8 @@ def run(setup: str, args) -> dict | None:
                        name="llama2-7b-shaped", path=tmp)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, lr=0.0)
-        losses = {m: DFTLoss(lm, lc, et, lm.hook_name(args.lc_layer), lm.hook_name(args.et_layer))
-                  for m, (lc, et) in MODES.items()}
+        choice = LayerChoice(lm.name, lm.n_layers, args.lc_layer, args.et_layer)
+        losses = {m: DFTLoss(lm, choice, lc_signal=lc, et_signal=et) for m, (lc, et) in MODES.items()}
         batches = {m: random_batch(args.batch, args.seq, lc, et, config.vocab_size, args.prefix).to(device)
                    for m, (lc, et) in MODES.items()}
         autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else None  # as the trainer

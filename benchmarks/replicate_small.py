@@ -126,7 +126,7 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
 
 def signal_fields(lc: str, et: str, norm: str, weight: float) -> dict:
     """The TrainConfig fields of one variant: its LC/ET signals, feature norm and feature weights."""
-    return {"lc": lc, "et": et, "feature_norm": norm, "w_lc": weight if lc == "feature" else 1.0,
+    return {"lc_signal": lc, "et_signal": et, "feature_norm": norm, "w_lc": weight if lc == "feature" else 1.0,
             "w_et": weight if et == "feature" else 1.0}
 
 

@@ -114,7 +114,7 @@ def test_a_two_block_model_with_both_layers_is_accepted():
 
 
 def test_layer_choice_invariants():
-    with pytest.raises(LayerError, match=r"the LC layer \(blocks.5.hook_resid_post\) must come before the ET "
+    with pytest.raises(LayerError, match=r"The LC layer \(blocks.5.hook_resid_post\) must come before the ET "
                                          r"layer \(blocks.5.hook_resid_post\)"):
         LayerChoice("m", 8, 5, 5)
     LayerChoice("m", 8, 5, 5, lc_site="resid_mid", et_site="resid_post")  # mid comes before post

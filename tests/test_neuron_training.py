@@ -42,7 +42,7 @@ def test_only_the_chosen_neurons_weights_change(family, lc, et, family_dir, tmp_
     data = write_jsonl(tmp_path / "p.jsonl", instruction_rows(6))
     file = neurons_csv(tmp_path / "neurons.csv", [(0, 3, "zh"), (0, 10, "zh;ja"), (1, 5, "zh"), (1, 7, "en"),
                                                   (0, 2, "")])
-    cfg = TrainConfig(out=str(tmp_path / "run"), model=str(model_dir), data=str(data), lang="zh", lc=lc, et=et,
+    cfg = TrainConfig(out=str(tmp_path / "run"), model=str(model_dir), data=str(data), lang="zh", lc_signal=lc, et_signal=et,
                       lc_layer=0, et_layer=1, steps=2, batch_size=2, lr=1e-2, warmup_ratio=0.0,
                       train_neurons=file)
     run = train(cfg, progress=False)
@@ -76,7 +76,7 @@ def test_neuron_file_selection_and_bad_files(tmp_path):
         read_neuron_file(tmp_path / "bad.csv", None)
     with pytest.raises(DataError, match="not a file"):
         read_neuron_file(tmp_path / "missing.csv", None)
-    cfg = dict(lc="off", et="off", train_neurons=file)
+    cfg = dict(lc_signal="off", et_signal="off", train_neurons=file)
     assert TrainConfig(**cfg, lang="ja").neuron_languages() == ["ja"]
     assert TrainConfig(**cfg, neuron_langs="all").neuron_languages() is None
     for clash, words in (({"lora": True}, "--lora"), ({"weight_decay": 0.1}, "--weight-decay"),
@@ -88,7 +88,7 @@ def test_neuron_file_selection_and_bad_files(tmp_path):
 def test_neuron_out_of_range_is_one_sentence(tiny_dirs, tmp_path):
     data = write_jsonl(tmp_path / "p.jsonl", instruction_rows(4))
     file = neurons_csv(tmp_path / "n.csv", [(1, 4096, "zh")])
-    cfg = TrainConfig(out=str(tmp_path / "run"), model=str(tiny_dirs["llama"]), data=str(data), lc="off", et="off",
+    cfg = TrainConfig(out=str(tmp_path / "run"), model=str(tiny_dirs["llama"]), data=str(data), lc_signal="off", et_signal="off",
                       steps=1, batch_size=2, train_neurons=file)
     with pytest.raises(DftlensError, match="have 128 neurons"):
         train(cfg, progress=False)
