@@ -111,6 +111,7 @@ KINDS: dict[str, EvidenceKind] = {k.name: k for k in (
     EvidenceKind("entropy", "entropy drops (Huo et al.)", entropy_drops),
     EvidenceKind("causal", "activation patching (Dumas et al.)", patching_window),
 )}
+"""The evidence kinds by name, in the order the figure and table list them; add a kind here."""
 
 
 def read_all(ctx: KindContext) -> tuple[Reading, ...]:

@@ -238,7 +238,7 @@ def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | No
 
     Raises:
         LayerError: an unknown rule; a model under 4 blocks without both overrides; an
-        override out of range, after the other, or leaving the rule no layer.
+            override out of range, after the other, or leaving the rule no layer.
     """
     if rule not in RULES:
         raise LayerError(f"Unknown rule {rule!r}; use one of {', '.join(RULES)}.")
