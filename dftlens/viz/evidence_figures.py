@@ -90,17 +90,18 @@ def support_figure(choice: Any) -> go.Figure | None:
         fig.add_trace(go.Bar(
             x=list(shares), y=list(shares.values()), name=f"{signal.upper()} (chose {s['layer']}; "
                                                           f"interval {lo}-{hi})",
-            marker_color=MARKER_COLORS.get(signal, "#555555"),
+            marker_color=MARKER_COLORS.get(signal, "#555555"), width=[0.4] * len(shares),
+            offset=-0.4 if signal == "lc" else 0.0,  # LC left of the tick, ET right: side by side, one layer wide
             hovertemplate=f"{signal.upper()}: layer %{{x}} in %{{y:.0%}} of resamples<extra></extra>"))
     floor = (ev.get("params") or {}).get("min_support")
     if floor is not None:
         fig.add_hline(y=floor, line=dict(color="#555555", dash="dot", width=1),
-                      annotation_text=f"provisional below {floor:.0%}", annotation_position="top left")
+                      annotation_text=f"provisional below {floor:.0%}", annotation_position="top right")
     n_layers = c.get("n_layers")
     mark_layers(fig, c)
     fig.update_layout(
         title=f"Bootstrap support of the choice ({n} resamples of items){model_title(c)}", template="plotly_white",
-        barmode="group", height=360, margin=dict(l=60, r=20, t=60, b=90),
+        barmode="overlay", height=360, margin=dict(l=60, r=20, t=60, b=90),
         xaxis=dict(title="layer (0-based block index)", dtick=1 if (n_layers or 0) <= 40 else None,
                    range=[-0.5, n_layers - 0.5] if n_layers else None),
         yaxis=dict(title="share of resamples", range=[0, 1.05], tickformat=".0%"),
