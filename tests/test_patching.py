@@ -130,7 +130,8 @@ def test_causal_evidence_reads_the_paper_shape():
     assert exp["tgt_concept_falls_at"] == 3 and exp["src_concept_rises_at"] == 3
     assert exp["concept_transfer_layers"] == [3, 4] and exp["output_language_layer"] == 5
     assert exp["output_language_switch"] == 5 and exp["concept_moves_at"] == 3  # all four quantities read
-    switch = table.assign(p_tgt_concept_src_lang=[0.0, 0.0, 0.3, 0.5, 0.3, 0.1, 0.0, 0.0])  # B in Y: language first
+    switch = table.assign(p_tgt_concept=[0.8, 0.8, 0.1, 0.1, 0.1, 0.05, 0.02, 0.01],  # B leaves Y' at 2 ...
+                          p_tgt_concept_src_lang=[0.0, 0.0, 0.6, 0.5, 0.3, 0.1, 0.0, 0.0])  # ... for Y: language first
     assert causal_evidence(switch)["output_language_switch"] == 2
     faint = table.assign(p_src_concept=[v * 0.01 for v in p_a], p_src_concept_src_lang=0.0)  # peak 0.005
     weak = causal_evidence(faint)
