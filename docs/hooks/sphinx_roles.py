@@ -3,7 +3,8 @@
 mkdocstrings renders Google-style docstrings as Markdown, where ``:func:`load_model``` would
 show the role text. Each role becomes an optional autorefs cross-reference: a link when the
 name resolves to an object on the API pages (a full dotted path, ``~`` shows the last part
-only), plain code when it does not (a relative name); never a build warning.
+only), plain code when it does not (a relative name); never a build warning. reST's
+``text::`` before a literal block loses its second colon.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 
+_LITERAL_INTRO = re.compile(r"::</p>")
 _ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|attr|data|exc|obj):<code>([^<]+)</code>")
 
 
@@ -23,5 +25,6 @@ def _autoref(match: re.Match) -> str:
 
 
 def on_page_content(html_text: str, **kwargs) -> str:
-    """Rewrite the roles on every page (before autorefs resolves the cross-references)."""
-    return _ROLE.sub(_autoref, html_text)
+    """Rewrite the roles on every page (before autorefs resolves the cross-references), and
+    drop the second colon of reST's ``text::`` that introduces a literal block."""
+    return _LITERAL_INTRO.sub(":</p>", _ROLE.sub(_autoref, html_text))
