@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dftlens.errors import DftlensError
 
@@ -77,8 +78,13 @@ app = App(cls=Group, add_completion=False, no_args_is_help=True)
 
 
 def error(message: str) -> None:
-    """Print one ``error: ...`` line on stderr (the one style of every command)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one ``error: ...`` line on stderr (the one style of every command).
+
+    A word longer than 300 characters (a huge value from a config file, say) is cut to its first
+    120 and its length, so a message never echoes a whole large value.
+    """
+    words = [w if len(w) <= 300 else f"{w[:120]}...({len(w)} characters)" for w in message.split(" ")]
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(words))}", highlight=False, soft_wrap=True)
 
 
 def user_errors(func):

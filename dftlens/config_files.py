@@ -118,7 +118,12 @@ def write_run_config(path: str | Path, values: Mapping[str, Any], verb: str | No
     path = Path(path)
     head = f"# dftlens {verb}, written by dftlens {__version__}; rerun: dftlens {verb} --config {path.name}\n" \
         if verb else f"# written by dftlens {__version__}\n"
-    body = yaml.safe_dump(plain(dict(values)), sort_keys=False, allow_unicode=True, default_flow_style=None)
+    class NoAliases(yaml.SafeDumper):  # read_run_config refuses aliases, so never write one
+        def ignore_aliases(self, data):
+            return True
+
+    body = yaml.dump(plain(dict(values)), Dumper=NoAliases, sort_keys=False, allow_unicode=True,
+                     default_flow_style=None)
     write_text(path, head + body)
     return path
 

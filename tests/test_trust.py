@@ -288,6 +288,10 @@ def test_config_aliases_are_refused_and_values_never_shown_whole(files, tmp_path
     big.write_text("steps: [" + ", ".join(["123456789"] * 5000) + "]\n")
     line = refused(["train", "--config", big, "--out", tmp_path / "o"], "steps must be an integer", tmp_path)
     assert len(line) < 300
+    long_value = tmp_path / "long.yaml"
+    long_value.write_text("backend: " + "x" * 100_000 + "\n")
+    line = refused(["patch", "--config", long_value, "--out", tmp_path / "o"], "...(100003 characters)", tmp_path)
+    assert len(line) < 300
     huge = tmp_path / "huge.yaml"
     huge.write_text("# " + "x" * (1 << 20) + "\n")
     refused(["probe", "--config", huge], "is larger than 1 MiB", tmp_path)

@@ -150,7 +150,7 @@ def _convert(gguf_path: Path, target: Path, progress: bool) -> Path:
 def _verify(model, tokenizer, directory: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    reloaded = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    reloaded = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, trust_remote_code=False).eval()
     ids = tokenizer("Français: \"eau\" - English: \"", return_tensors="pt").input_ids
     with torch.no_grad():
         a, b = model(ids).logits, reloaded(ids).logits

@@ -40,7 +40,7 @@ def load_remote(name: str, lens_chunk: int | None = None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = LanguageModel(hf_id)  # meta weights: config and tokenizer only
+            model = LanguageModel(hf_id, trust_remote_code=False)  # meta weights: config and tokenizer only
     except Exception as exc:  # offline, unknown id, gated repo: one sentence for all
         raise DftlensError(
             f"Could not fetch the config and tokenizer of {hf_id} ({type(exc).__name__}): running on NDIF needs "
