@@ -141,13 +141,16 @@ def foreign_entry(directory: Path, owned: set[str]) -> str | None:
 def remove_owned(directory: Path, owned: Iterable[str]) -> list[str]:
     """Delete the listed paths under ``directory`` (children first) and its dead leftovers.
 
-    Files and links are unlinked (a link's target is never touched); a folder is removed only
-    once empty. Returns what stayed (anything not listed), relative.
+    Files and links are unlinked (a link's target is never touched, nor anything reached through a
+    linked folder); a folder is removed only once empty. Returns what stayed (anything not listed),
+    relative.
     """
     directory = Path(directory)
     remove_leftovers(directory)
     for path in sorted(set(owned) | {MANIFEST}, key=lambda p: p.count("/"), reverse=True):
         target = directory / path
+        if any(parent.is_symlink() for parent in target.parents if directory in parent.parents):
+            continue  # a listed folder replaced by a link: never delete through it
         try:
             if target.is_symlink() or not target.is_dir():
                 target.unlink()

@@ -32,6 +32,7 @@ layout = st.fixed_dictionaries({
     "beside": st.lists(entry, max_size=3),  # user files next to --out
     "earlier": st.sampled_from(["none", "run", "run", "run_in_subfolder"]),  # an earlier dftlens run in --out
     "out_link": st.booleans(),  # --out is a symlink to the folder
+    "tamper": st.booleans(),  # a folder the earlier run wrote replaced by a link to the user's files
     "overwrite": st.sampled_from([True, True, False]),
     "writer": st.sampled_from(["output_dir", "train_dir"]),
 })
@@ -96,6 +97,8 @@ def check_rule(root: Path, case: dict, write) -> None:
     outside = root / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"id_rsa")
+    for name in ("f.png", "config.json"):  # named like files a run writes in its folders
+        (outside / name).write_bytes(b"the user's " + name.encode())
     parent = root / "parent"
     parent.mkdir()
     folder = parent / "real"
@@ -107,6 +110,11 @@ def check_rule(root: Path, case: dict, write) -> None:
         (parent / "nested").rename(folder / "nested")
     folder.mkdir(exist_ok=True)
     earlier = set(ownership.read_manifest(folder) or ())
+    if case["tamper"]:
+        for listed in ("figures", "final"):
+            if listed in earlier:
+                shutil.rmtree(folder / listed)
+                (folder / listed).symlink_to(outside)
     plant(folder, [e for e in case["inside"] if "/".join([*e[0], e[1]]) not in earlier
                    and not any("/".join([*e[0], e[1]]).startswith(p + "/") for p in earlier
                                if (folder / p).is_symlink() or (folder / p).is_file())], outside)
@@ -117,7 +125,7 @@ def check_rule(root: Path, case: dict, write) -> None:
     ours = ownership.read_manifest(folder) or set()
     before = {k: v for k, v in user_state(root).items() if not k.startswith("parent/real/") or
               k[len("parent/real/"):] not in ours}
-    secret, everything = (outside / "secret").read_bytes(), user_state(root)
+    secret, everything = user_state(outside), user_state(root)
     try:
         write(out, case["overwrite"])
     except OutputExists:
@@ -125,7 +133,7 @@ def check_rule(root: Path, case: dict, write) -> None:
     after = user_state(root)
     missing = {k: v for k, v in before.items() if after.get(k) != v and not (v[0] == "dir" and k in after)}
     assert not missing, f"lost {sorted(missing)[:3]}"
-    assert (outside / "secret").read_bytes() == secret
+    assert user_state(outside) == secret  # no link target touched
 
 
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

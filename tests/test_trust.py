@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -338,3 +339,22 @@ def test_lens_csv_overwrite_replaces_only_a_table_dftlens_wrote(files, tmp_path)
     ok([*lens, "--csv", tmp_path / "table.csv", "--overwrite", "--answer", "water"])
     assert (tmp_path / "table.csv").read_text() != first and mine.read_text() == "my,own\n1,2\n"
     assert ownership.read_manifest(tmp_path) == {"table.csv", ownership.MANIFEST}
+
+
+def test_a_listed_folder_replaced_by_a_link_is_never_deleted_through(tmp_path):
+    out, outside = tmp_path / "run", tmp_path / "outside"
+    outputs = ["a.csv", "figures"]
+
+    def write(overwrite):
+        with io.output_dir(out, outputs, overwrite) as tmp:
+            (tmp / "a.csv").write_text("x")
+            (tmp / "figures").mkdir()
+            (tmp / "figures" / "f.png").write_bytes(b"png")
+
+    write(False)
+    outside.mkdir()
+    (outside / "f.png").write_bytes(b"the user's picture")
+    shutil.rmtree(out / "figures")
+    (out / "figures").symlink_to(outside)
+    write(True)
+    assert (outside / "f.png").read_bytes() == b"the user's picture" and (out / "figures" / "f.png").is_file()
