@@ -358,3 +358,32 @@ def test_a_listed_folder_replaced_by_a_link_is_never_deleted_through(tmp_path):
     (out / "figures").symlink_to(outside)
     write(True)
     assert (outside / "f.png").read_bytes() == b"the user's picture" and (out / "figures" / "f.png").is_file()
+
+
+def _hold(out, ready, release):
+    with io.output_lock(out):
+        ready.set()
+        release.wait(120)
+
+
+def test_a_link_and_its_target_are_one_writer(files, tmp_path):
+    import multiprocessing
+
+    real = tmp_path / "real"
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(real, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(120)
+        for verb in ("train", "probe"):
+            refused([*files[verb], "--out", tmp_path / "link"], "Another dftlens process is writing to", tmp_path)
+    finally:
+        release.set()
+        holder.join(60)
+    pid = dead_pid()
+    real.mkdir()
+    (real / f".log.jsonl.tmp-{pid}-zz").write_text("left by a killed run")
+    ok([*files["train"], "--out", tmp_path / "link"])  # only a leftover there: a new run starts, removing it
+    assert not (real / f".log.jsonl.tmp-{pid}-zz").exists() and (real / "final").is_dir()

@@ -79,6 +79,8 @@ def start_run_dir(out: Path, overwrite: bool, world_size: int = 1) -> None:
     """
     if out.exists() and overwrite:
         ownership.remove_owned(out, ownership.read_manifest(out) or set())
+    elif out.exists():
+        ownership.remove_leftovers(out)  # only leftovers of dead runs were there (check_run_out)
     out.mkdir(parents=True, exist_ok=True)
     ownership.write_manifest(out, [LOG, "run_config.json", RUN_CONFIG,
                                    *(ckpt.optimizer_shard_path(out, r).name for r in range(world_size))], "train")
