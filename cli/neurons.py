@@ -94,7 +94,7 @@ def steer(
     out = out or Path("runs") / f"steer-{Path(model).name}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)
     lm = load_model(model, backend=backend, **options)
-    result = run_steering(lm, cfg, neurons_dir=neurons_dir)
+    result = run_steering(lm, cfg, neurons=neurons_dir)
     settings.values["out"] = str(out)
     result.save(out, overwrite=overwrite, extra=settings.save)
     cols = ["layer", "strength", "n_items", "switched", "switched_lo", "switched_hi", "kept", "p_new", "p_old"]

@@ -46,6 +46,8 @@ class NeuronsConfig:
     sentences: str | None = setting(None, "Parallel sentences: JSONL/CSV or a FLORES directory (default: bundled).")
     heldout: int = setting(16, "Sentences per language held out for the deactivation perplexities (0: no "
                                "deactivation experiment); the rest give the activation statistics.")
+    max_sentences: int | None = setting(None, "Sentences per language at most, held-out ones included (0: all).",
+                                        none_as=0)
     top_rate: float = setting(0.01, "Share of all neurons kept as lowest-entropy candidates (Tang et al.: 0.01).")
     filter_rate: float = setting(0.95, "A candidate needs some language's activation probability above this "
                                        "quantile of all probabilities (Tang et al.: 0.95).")
@@ -62,8 +64,9 @@ class NeuronsConfig:
         for name in ("top_rate", "filter_rate", "activation_bar_ratio"):
             if not 0 < getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be between 0 and 1, not {getattr(self, name)}.")
-        if self.heldout < 0 or self.batch_size < 1 or self.max_length < 2:
-            raise DataError("--heldout must be at least 0, --batch-size at least 1 and --max-length at least 2.")
+        if (self.max_sentences or 0) < 0 or self.heldout < 0 or self.batch_size < 1 or self.max_length < 2:
+            raise DataError("--max-sentences and --heldout must be at least 0, --batch-size at least 1 and "
+                            "--max-length at least 2.")
 
     def split(self, n_sentences: int) -> int:
         """The number of sentences for the statistics; DataError if fewer than 2 would be left."""

@@ -45,8 +45,8 @@ def load_split(config: NeuronsConfig) -> tuple[dict[str, list[str]], dict[str, l
     """(statistics sentences, held-out sentences), each ``{lang: texts}``; DataError for a missing language."""
     config.check()
     data = load_sentences(config.sentences, config.langs)
-    n_stats = config.split(len(data))
-    order = np.random.default_rng(config.seed).permutation(len(data))
+    order = np.random.default_rng(config.seed).permutation(len(data))[:config.max_sentences or None]
+    n_stats = config.split(len(order))
     stats_rows, held_rows = order[:n_stats], order[n_stats:]
     stats = {lang: [data.rows[i][lang] for i in stats_rows] for lang in config.langs}
     held = {lang: [data.rows[i][lang] for i in held_rows] for lang in config.langs}

@@ -94,21 +94,22 @@ def language_vectors(lm: LensModel, config: SteerConfig, layers: list[int], prog
     return torch.from_numpy(reps[1].mean(axis=0) - reps[0].mean(axis=0))
 
 
-def neuron_values(lm: LensModel, config: SteerConfig, neurons_dir: str | Path | None = None,
+def neuron_values(lm: LensModel, config: SteerConfig, neurons=None,
                   progress: bool = True) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """``{layer: (neuron indices, mean active values)}`` of the new language's LAPE neurons.
 
-    From a ``dftlens neurons`` output directory, or computed here on ``config.sentences`` in
-    ``neuron_langs`` plus the two steered languages (no deactivation experiment).
+    ``neurons``: a :class:`~dftlens.analysis.neurons.NeuronsResult` or a ``dftlens neurons``
+    output directory; None: computed here on ``config.sentences`` in ``neuron_langs`` plus the
+    two steered languages (Tang et al.'s default thresholds, no deactivation experiment).
     """
     from .lape import activation_stats, neuron_sets, select_neurons
     from .neurons import load_split, read_neuron_sets
 
     z = config.target
-    if neurons_dir is not None:
-        sets, stats = read_neuron_sets(neurons_dir)
+    if neurons is not None:
+        sets, stats = (neurons.sets(), neurons.stats) if hasattr(neurons, "sets") else read_neuron_sets(neurons)
         if z not in stats.langs:
-            raise DataError(f"{neurons_dir} has no statistics for {z!r}; its languages are {', '.join(stats.langs)}.")
+            raise DataError(f"The neuron statistics have no {z!r}; their languages are {', '.join(stats.langs)}.")
     else:
         langs = list(dict.fromkeys([*config.neuron_langs, config.source[1], z]))
         texts, _ = load_split(NeuronsConfig(langs=langs, sentences=config.sentences, heldout=0))
@@ -203,11 +204,12 @@ class SteerResult:
         return Path(out).expanduser()
 
 
-def run_steering(lm: LensModel, config: SteerConfig | None = None, neurons_dir: str | Path | None = None,
+def run_steering(lm: LensModel, config: SteerConfig | None = None, neurons=None,
                  progress: bool = True) -> SteerResult:
     """Steer every (layer, strength) of ``config`` on ``lm`` (see the module docstring).
 
-    ``neurons_dir``: a ``dftlens neurons`` output for ``method="neurons"`` (default: computed here).
+    ``neurons`` (``method="neurons"``): a ``NeuronsResult`` or a ``dftlens neurons`` output directory
+    (default: computed here, see :func:`neuron_values`).
 
     Raises:
         DataError: a missing language or no usable prompt. LayerError: a layer out of range.
@@ -218,18 +220,18 @@ def run_steering(lm: LensModel, config: SteerConfig | None = None, neurons_dir: 
     config.check(lm.n_layers)
     layers = sorted(set(config.layers)) if config.layers else list(range(lm.n_layers))
     prompts = steer_prompts(lm, config)
-    vectors, neurons = {}, {}
+    vectors, values = {}, {}
     if config.method == "vector":
         vectors = dict(zip(layers, language_vectors(lm, config, layers, progress)))
     else:
-        neurons = neuron_values(lm, config, neurons_dir, progress)
-        if not any(layer in neurons for layer in layers):
+        values = neuron_values(lm, config, neurons, progress)
+        if not any(layer in values for layer in layers):
             raise LayerError(f"No {config.target} neurons in the layers asked for; their layers are "
-                             f"{sorted(neurons) or 'none'}.")
+                             f"{sorted(values) or 'none'}.")
     frames = [read_prompts(lm, prompts, None, config.batch_size).assign(layer=-1, strength=0.0)]
     runs = [(layer, s) for layer in layers for s in config.strengths]
     for layer, strength in tqdm(runs, desc="steering", disable=not progress):
-        edit = steering_edit(config.method, layer, strength, vectors, neurons)
+        edit = steering_edit(config.method, layer, strength, vectors, values)
         if edit is not None:
             frames.append(read_prompts(lm, prompts, edit, config.batch_size).assign(layer=layer, strength=strength))
     items = pd.concat(frames, ignore_index=True)
