@@ -204,3 +204,10 @@ def test_bad_input_is_one_error_line(tiny_dirs, tmp_path):
         assert not (tmp_path / name).exists()
     with pytest.raises(Exception, match="out of range"):
         SteerConfig(layers=[7]).check(4)
+
+
+def test_cluster_edges_of_bottom_and_top_neurons():
+    from dftlens.analysis.neurons import cluster_edges
+
+    assert cluster_edges(np.array([5, 8, 2, 0, 0, 0, 1, 6, 9, 3])) == (1, 7)
+    assert cluster_edges(np.array([0, 0, 0, 4])) == (None, 3)

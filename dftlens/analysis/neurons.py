@@ -141,11 +141,27 @@ def layer_counts(selection: Selection, langs: list[str], n_layers: int) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def cluster_edges(per_layer: np.ndarray) -> tuple[int | None, int | None]:
+    """(last layer of the bottom cluster, first layer of the top cluster) of per-layer neuron counts.
+
+    Tang et al. find the neurons in the bottom and top layers. Bottom cluster: layers of the lower
+    half from the first on whose count is at least half the lower half's peak, up to the last
+    such layer; top cluster likewise in the upper half, from its first such layer. None when a
+    half holds no neuron.
+    """
+    half = len(per_layer) // 2
+    bottom, top = per_layer[:half], per_layer[half:]
+    end = int(np.nonzero(bottom >= bottom.max() / 2)[0].max()) if len(bottom) and bottom.max() > 0 else None
+    start = int(np.nonzero(top >= top.max() / 2)[0].min()) + half if len(top) and top.max() > 0 else None
+    return end, start
+
+
 def summarise(counts: pd.DataFrame, deactivation: pd.DataFrame | None, n_layers: int) -> dict:
     """Where the neurons sit and what deactivating them does: the ``summary.json`` and layer evidence."""
     per_layer = counts.groupby("layer")["count"].sum().reindex(range(n_layers), fill_value=0)
     total = int(per_layer.sum())
     quarter = max(1, n_layers // 4)
+    end, start = cluster_edges(per_layer.to_numpy())
     out = {
         "kind": "language neurons",
         "method": "LAPE (Tang et al., ACL 2024)",
@@ -155,6 +171,9 @@ def summarise(counts: pd.DataFrame, deactivation: pd.DataFrame | None, n_layers:
                         if per_layer[x] > 0],
         "share_bottom_quarter": float(per_layer.iloc[:quarter].sum() / total) if total else None,
         "share_top_quarter": float(per_layer.iloc[-quarter:].sum() / total) if total else None,
+        "bottom_cluster_end": end,
+        "top_cluster_start": start,
+        "per_layer": [int(x) for x in per_layer],
     }
     if deactivation is not None and not deactivation.empty:
         for kind in ("language", "random"):
@@ -258,4 +277,4 @@ def read_neuron_sets(directory: str | Path) -> tuple[dict[str, NeuronSet], Activ
 
 
 __all__ = ["NeuronsResult", "run_neurons", "zero_edits", "random_like", "sentence_nll", "deactivation_table",
-           "neuron_table", "layer_counts", "summarise", "load_split", "read_neuron_sets", "OUTPUTS"]
+           "neuron_table", "layer_counts", "summarise", "cluster_edges", "load_split", "read_neuron_sets", "OUTPUTS"]
