@@ -94,6 +94,8 @@ class SteerConfig:
     words: str | None = setting(None, "Parallel word file (JSONL/CSV); default: bundled.")
     sentences: str | None = setting(None, "Parallel sentences for the directions and neuron statistics "
                                           "(default: bundled).")
+    max_sentences: int | None = setting(None, "Sentences per language for the directions and neuron statistics "
+                                              "(0: all).", none_as=0)
     neuron_langs: list[str] = setting(default_factory=lambda: list(DEFAULT_LANGS), cli_type=str, parse=_langs,
                                       show=_show_list, help="--method neurons: languages of the LAPE statistics "
                                                             "(the two steered languages are added).")

@@ -89,7 +89,8 @@ def language_vectors(lm: LensModel, config: SteerConfig, layers: list[int], prog
 
     y, z = config.source[1], config.target
     data = load_sentences(config.sentences, [y, z])
-    reps = sentence_representations(lm, data.by_language([y, z]), layers, batch_size=config.batch_size,
+    texts = {lang: column[:config.max_sentences or None] for lang, column in data.by_language([y, z]).items()}
+    reps = sentence_representations(lm, texts, layers, batch_size=config.batch_size,
                                     progress=progress).reps  # [2, n, layers, d]
     return torch.from_numpy(reps[1].mean(axis=0) - reps[0].mean(axis=0))
 
@@ -112,7 +113,8 @@ def neuron_values(lm: LensModel, config: SteerConfig, neurons=None,
             raise DataError(f"The neuron statistics have no {z!r}; their languages are {', '.join(stats.langs)}.")
     else:
         langs = list(dict.fromkeys([*config.neuron_langs, config.source[1], z]))
-        texts, _ = load_split(NeuronsConfig(langs=langs, sentences=config.sentences, heldout=0))
+        texts, _ = load_split(NeuronsConfig(langs=langs, sentences=config.sentences, heldout=0,
+                                            max_sentences=config.max_sentences))
         stats = activation_stats(lm, texts, config.batch_size, progress=progress)
         sets = neuron_sets(select_neurons(stats.probs), stats.langs)
     k = stats.langs.index(z)

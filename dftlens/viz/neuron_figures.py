@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -33,7 +34,8 @@ def counts_figure(counts: pd.DataFrame, title: str = "language-specific neurons 
                                  line=dict(color=line_color(i, len(langs)), width=2)))
     top = max(1, int(counts["count"].max()) if len(counts) else 1)
     fig.update_layout(title=title, xaxis_title="layer (block index, mlp.hook_post)", yaxis_title="neurons",
-                      yaxis=dict(range=[0, top * 1.08]), xaxis=dict(dtick=1), template="plotly_white", height=420)
+                      yaxis=dict(range=[0, top * 1.08]),
+                      xaxis=dict(dtick=1, range=[-0.5, float(counts["layer"].max()) + 0.5] if len(counts) else None), template="plotly_white", height=420)
     return fig
 
 
@@ -43,21 +45,23 @@ def deactivation_figure(table: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(kinds), horizontal_spacing=0.12,
                         subplot_titles=[f"{k} neurons zeroed" if k == "language" else "random neurons (control)"
                                         for k in kinds])
-    part = table[table["control"].isin(kinds)]["ppl_ratio"]
-    # diverging around 1 (no change): red raises perplexity, blue lowers it; one scale for both panels
-    span = max(float((part - 1).abs().max()) if len(part) else 0.0, 0.01)
+    # log2 of the ratio, diverging around 0 (no change): red raises perplexity, blue lowers it
+    part = np.log2(table[table["control"].isin(kinds)]["ppl_ratio"].to_numpy(float))
+    span = max(float(np.nanmax(np.abs(part))) if len(part) else 0.0, 0.1)
+    ticks = [t for t in range(-int(np.ceil(span)), int(np.ceil(span)) + 1)]
     for col, kind in enumerate(kinds, start=1):
         grid = table[table["control"] == kind].pivot(index="deactivated", columns="language", values="ppl_ratio")
         order = [lang for lang in dict.fromkeys(table["language"]) if lang in grid.index]
         grid = grid.reindex(index=order, columns=list(dict.fromkeys(table["language"])))
         fig.add_trace(go.Heatmap(
-            z=grid.values, x=list(grid.columns), y=list(grid.index), zmin=1 - span, zmax=1 + span,
+            z=np.log2(grid.values), x=list(grid.columns), y=list(grid.index), zmin=-span, zmax=span,
             colorscale="RdBu_r", text=[[f"{v:.2f}" for v in row] for row in grid.values], texttemplate="%{text}",
-            showscale=col == len(kinds), colorbar=dict(title="PPL ratio"),
-            hovertemplate="zeroed %{y}, scored %{x}: ratio %{z:.3f}<extra></extra>"), row=1, col=col)
+            showscale=col == len(kinds), customdata=grid.values,
+            colorbar=dict(title="PPL ratio", tickvals=ticks, ticktext=[f"{2.0 ** t:g}" for t in ticks]),
+            hovertemplate="zeroed %{y}, scored %{x}: ratio %{customdata:.3f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="evaluated language", row=1, col=col)
         fig.update_yaxes(title_text="neurons zeroed (language)", autorange="reversed", row=1, col=col)
-    fig.update_layout(title="perplexity ratio, deactivated / unpatched (geometric mean over held-out sentences)",
+    fig.update_layout(title="perplexity ratio, deactivated / unpatched (geometric mean over held-out sentences; log colour scale)",
                       template="plotly_white", height=460)
     return fig
 
