@@ -45,7 +45,8 @@ def layer_evidence_figure(choice: Any) -> go.Figure | None:
     if not rows:
         return None
     fig = go.Figure()
-    names = [f"{r['evidence']}: {r['signal']}" for r in rows]
+    names = [f"{r['evidence']}: {r['signal']}" + (f" (none: {r['note']})" if r["layer"] is None else "")
+             for r in rows]  # a kind without an answer says why on its own row
     for key in dict.fromkeys(r["signal_key"] for r in rows):
         part = [(n, r) for n, r in zip(names, rows) if r["signal_key"] == key]
         x, y, lo, hi, text = [], [], [], [], []

@@ -178,7 +178,7 @@ def _choice_section(choice: dict) -> str:
                              f"{support['interval'][1]}"))
     out = ["<h2>Layer choice</h2>", _provisional_note(evidence), _table(main, ("", "value")),
            _kinds_section(choice)]
-    shown = {k: v for k, v in evidence.items() if k not in ("readings", "support")} \
+    shown = {k: v for k, v in evidence.items() if k not in ("readings", "support", "provisional")} \
         if isinstance(evidence, Mapping) else evidence
     ev = evidence_rows(shown)
     if ev:
