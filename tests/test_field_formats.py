@@ -70,3 +70,34 @@ def test_unknown_formats_are_one_sentence(tmp_path):
         load_words(FIXTURES / "wendler", ["en", "ja"])
     with pytest.raises(DataError, match="does not exist"):
         load_words(tmp_path / "missing.csv")
+
+
+def test_dumas_synonyms_are_kept_for_the_token_sets():
+    words = load_words(FIXTURES / "dumas" / "fr" / "word_translation.csv", ["en", "fr", "zh"])
+    assert words.words_of("cloud", "zh") == ("雲", "云")  # the cell "['雲', '云']"
+    assert words.words_of("bag", "fr")[:2] == ("sac", "sac plastique")
+    bundled = load_words(None, ["en", "fr"])
+    assert bundled.synonyms == {} and bundled.words_of("eye", "fr") == ("œil",)
+
+
+def test_patching_sets_cover_every_synonym():
+    from dftlens.analysis.patching import concept_pairs
+    from dftlens.analysis.token_sets import TokenSets
+
+    class Vocab:
+        def get_vocab(self):
+            return {t: i for i, t in enumerate(["雲", "云", "▁n", "nu", "▁s", "sa", "▁m", "山", "▁c", "心",
+                                                "▁h", "手", "日", "▁j", "包", "袋", "土", "▁b", "▁d", "▁t", "▁w", "▁o", "▁l",
+                                                "▁p", "▁a", "▁e", "▁g", "▁f", "▁r", "▁v", "<unk>"])}
+
+    words = load_words(FIXTURES / "dumas" / "fr" / "word_translation.csv", ["en", "fr", "zh", "de", "ja"])
+    ts = TokenSets(Vocab())
+    pairs = concept_pairs(words, ("de", "fr"), ("fr", "zh"), ts, n_pairs=3, seed=0)
+    assert pairs
+    for pair in pairs:
+        expected = frozenset().union(*(ts.ids(w) for w in words.words_of(pair["b"], "zh")))
+        assert pair["sets"][2] == expected  # B in Y': every synonym's tokens
+    cloud = [p for p in pairs if "cloud" in (p["a"], p["b"])]
+    for pair in cloud:
+        j = 0 if pair["a"] == "cloud" else 2
+        assert pair["sets"][j] == {ts.vocab["雲"], ts.vocab["云"]}

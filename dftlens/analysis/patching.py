@@ -208,21 +208,26 @@ def _collision_ids(token_sets: TokenSets):
     return token_sets.ids if token_sets.kind == "first" else token_sets.ordinary_ids
 
 
+def _union(ids, words) -> frozenset[int]:
+    """The union of ``ids(word)`` over a concept's words (its synonyms, when the file lists them)."""
+    return frozenset().union(*(ids(w) for w in words))
+
+
 def concept_pairs(words, source: tuple[str, str], target: tuple[str, str], token_sets: TokenSets,
                   n_pairs: int, seed: int) -> list[dict]:
     """Up to ``n_pairs`` (A, B) pairs, A != B, whose four answer-token sets are disjoint
-    (byte-fallback tokens aside for prefix sets)."""
+    (byte-fallback tokens aside for prefix sets). A set covers every synonym of the word when
+    the words file lists them (Dumas et al.'s files), as their code does."""
     src, tgt = _items(words, source, seed), _items(words, target, seed)
     ids = list(words.ids)
     combos = [(a, b) for a in ids for b in ids if a != b]
     random.Random(f"{seed}-concept-{source}-{target}").shuffle(combos)
-    rows = {i: r for i, r in zip(words.ids, words.rows)}
     key = _collision_ids(token_sets)
     pairs = []
     for a, b in combos:
-        words = [rows[a][target[1]], rows[a][source[1]], rows[b][target[1]], rows[b][source[1]]]
-        sets = [token_sets.ids(w) for w in words]
-        plain = [key(w) for w in words]
+        answers = [(a, target[1]), (a, source[1]), (b, target[1]), (b, source[1])]
+        sets = [_union(token_sets.ids, words.words_of(c, lang)) for c, lang in answers]
+        plain = [_union(key, words.words_of(c, lang)) for c, lang in answers]
         if any(not s for s in sets) or sum(len(s) for s in plain) != len(frozenset().union(*plain)):
             continue
         pairs.append({"a": a, "b": b, "source": src[a].prompt, "target": tgt[b].prompt, "sets": sets})
@@ -239,13 +244,12 @@ def mean_pairs(lm: LensModel, words, sources: list[tuple[str, str]], target: tup
     ids = list(words.ids)
     combos = [(a, b) for a in ids for b in ids if a != b]
     random.Random(f"{seed}-mean-{sources}-{target}").shuffle(combos)
-    rows = {i: r for i, r in zip(words.ids, words.rows)}
     position: dict[str, int | None] = {}
     key = _collision_ids(token_sets)
     pairs = []
     for a, b in combos:
-        sa, sb = token_sets.ids(rows[a][target[1]]), token_sets.ids(rows[b][target[1]])
-        if not sa or not sb or key(rows[a][target[1]]) & key(rows[b][target[1]]):
+        sa, sb = (_union(token_sets.ids, words.words_of(c, target[1])) for c in (a, b))
+        if not sa or not sb or _union(key, words.words_of(a, target[1])) & _union(key, words.words_of(b, target[1])):
             continue
         if b not in position:
             position[b] = word_position(lm, tgt[b])

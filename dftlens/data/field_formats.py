@@ -10,8 +10,9 @@
 - **Dumas et al. 2025** (github.com/Butanium/llm-lang-agnostic, ``data/<lang>/word_translation.csv``):
   one CSV with a column per language, each cell a Python list of synonyms
   (``"['nuage', 'nuée']"``), and ``word_original`` (the English concept). dftlens takes the
-  FIRST synonym of each cell, the word their prompts use (their token sets use every
-  synonym: not reproduced). A directory holding ``<lang>/word_translation.csv`` files (their
+  FIRST synonym of each cell as the word (the word their prompts use) and keeps every
+  synonym in ``ParallelData.synonyms``: ``dftlens patch`` builds each answer's token set
+  from all of them, as their code does. A directory holding ``<lang>/word_translation.csv`` files (their
   ``data``, or the repository root) reads the files of the languages asked for and keeps
   the first row of each concept; pass one language's file to get exactly the rows their
   code uses for that input language.
@@ -124,9 +125,11 @@ def _wendler_file(path: Path) -> tuple[str, dict[str, str]]:
     return langs.pop(), words
 
 
-def read_dumas(path: str | Path, languages: list[str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
-    """(ids, rows) from Dumas et al.'s ``word_translation.csv`` or ``data`` directory (module docstring);
-    each cell's first synonym, ``en`` from the ``en`` column (``word_original`` when it has none).
+def read_dumas(path: str | Path, languages: list[str] | None = None
+               ) -> tuple[list[str], list[dict[str, str]], dict[str, dict[str, tuple[str, ...]]]]:
+    """(ids, rows, synonyms) from Dumas et al.'s ``word_translation.csv`` or ``data`` directory
+    (module docstring): each cell's first synonym, ``en`` from the ``en`` column
+    (``word_original`` when it has none); ``synonyms[id][lang]`` every word of the cell.
 
     Raises:
         DataError: a cell that is not a list of words, an empty list, a missing language file.
@@ -139,19 +142,21 @@ def read_dumas(path: str | Path, languages: list[str] | None = None) -> tuple[li
     else:
         files = [path]
     seen: dict[str, dict[str, str]] = {}
+    synonyms: dict[str, dict[str, tuple[str, ...]]] = {}
     for file in files:
-        for concept, row in _dumas_file(file):
-            seen.setdefault(concept, row)
-    return list(seen), list(seen.values())
+        for concept, row, listed in _dumas_file(file):
+            if concept not in seen:
+                seen[concept], synonyms[concept] = row, listed
+    return list(seen), list(seen.values()), synonyms
 
 
 def _dumas_file(path: Path):
-    """(concept, {lang: first synonym}) per row of one Dumas et al. CSV."""
+    """(concept, {lang: first synonym}, {lang: every synonym}) per row of one Dumas et al. CSV."""
     check_utf8(path)
     with path.open(encoding="utf-8-sig", newline="") as f:
         for line_no, row in enumerate(csv.DictReader(f), start=2):
             concept = (row.get("word_original") or "").strip()
-            out = {}
+            out, listed = {}, {}
             for lang, cell in row.items():
                 if lang == "word_original" or cell is None:
                     continue
@@ -162,6 +167,6 @@ def _dumas_file(path: Path):
                 if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
                     raise DataError(f"{path}:{line_no}: column {lang!r} is not a list of words.")
                 if synonyms:
-                    out[lang] = synonyms[0]
+                    out[lang], listed[lang] = synonyms[0], tuple(w for w in synonyms if w.strip())
             out.setdefault("en", concept)
-            yield concept, out
+            yield concept, out, listed

@@ -8,7 +8,7 @@ directory. Every problem is reported with the file, line and field.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -19,11 +19,26 @@ from .languages import FLORES_CODES
 
 @dataclass
 class ParallelData:
-    """Aligned rows: ``rows[i][lang]`` is concept/sentence ``ids[i]`` in ``lang``."""
+    """Aligned rows: ``rows[i][lang]`` is concept/sentence ``ids[i]`` in ``lang``.
+
+    ``synonyms``: for files that list several words per cell (Dumas et al.'s), id -> language
+    -> every word given, the first of which is ``rows[i][lang]``; empty otherwise.
+    """
 
     ids: list[str]
     rows: list[dict[str, str]]
     source: str
+    synonyms: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def words_of(self, item_id: str, lang: str) -> tuple[str, ...]:
+        """Every word of concept ``item_id`` in ``lang``: its synonyms when the file lists them,
+        else its one word (KeyError for an unknown id)."""
+        listed = self.synonyms.get(item_id, {}).get(lang)
+        if listed:
+            return listed
+        if getattr(self, "_row_of", None) is None or len(self._row_of) != len(self.ids):
+            self._row_of = {i: row for i, row in zip(self.ids, self.rows)}
+        return (self._row_of[item_id][lang],)
 
     @property
     def languages(self) -> list[str]:
@@ -67,10 +82,17 @@ def load_words(path: str | Path | None = None, languages: list[str] | None = Non
     fmt = word_file_format(path)
     if fmt == "dftlens":
         return load_parallel(path, languages)
-    ids, rows = (read_wendler if fmt == "wendler" else read_dumas)(path, languages)
+    if fmt == "wendler":
+        ids, rows = read_wendler(path, languages)
+        synonyms = {}
+    else:
+        ids, rows, synonyms = read_dumas(path, languages)
     label = "Wendler et al." if fmt == "wendler" else "Dumas et al."
     raw = [(f"{path} ({label}, concept {concept!r})", {"id": concept, **row}) for concept, row in zip(ids, rows)]
-    return _parallel_rows(raw, languages, str(path))
+    data = _parallel_rows(raw, languages, str(path))
+    data.synonyms = {i: {lang: synonyms[i][lang] for lang in row if lang in synonyms.get(i, {})}
+                     for i, row in zip(data.ids, data.rows)} if synonyms else {}
+    return data
 
 
 def load_sentences(path: str | Path | None = None, languages: list[str] | None = None) -> ParallelData:
