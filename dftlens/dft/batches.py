@@ -20,7 +20,7 @@ class Batch:
     """What one DFT step needs; a pass is built only if a loss uses it."""
 
     main: Packed  # [tgt query, tgt response]: L_TFT, and the target side of the feature losses
-    english: Packed | None  # [en query]: the English side of the feature losses
+    english: Packed | None  # [en query]: the English side of the feature and contrastive losses
     lc_logits: Packed | None  # [tgt query, en query]
     et_logits: Packed | None  # [tgt query, en response]
 
@@ -33,12 +33,13 @@ class Batch:
 def collate(pairs: list[EncodedPair], lc_signal: str, et_signal: str, pad_id: int, bos_id: int | None) -> Batch:
     """Pad one micro-batch of examples into the passes the losses need (:class:`Batch`).
 
-    ``lc_signal``/``et_signal``: each signal's loss kind (``"feature"``, ``"logits"`` or ``"off"``); the English
-    pass is built when either is ``"feature"``, the LC/ET logits passes when that signal is
-    ``"logits"``. ``pad_id`` fills the padding, ``bos_id`` is passed on to :func:`pack`.
+    ``lc_signal``/``et_signal``: each signal's loss kind (``"feature"``, ``"contrastive"``, ``"logits"`` or
+    ``"off"``); the English pass is built when either is ``"feature"`` or ``"contrastive"``, the LC/ET logits
+    passes when that signal is ``"logits"``. ``pad_id`` fills the padding, ``bos_id`` is passed on to :func:`pack`.
     """
     main = pack([p.main for p in pairs], pad_id, bos_id)
-    english = pack([p.english for p in pairs], pad_id, bos_id) if "feature" in (lc_signal, et_signal) else None
+    pooled = {"feature", "contrastive"} & {lc_signal, et_signal}
+    english = pack([p.english for p in pairs], pad_id, bos_id) if pooled else None
     lc_batch = pack([p.lc for p in pairs], pad_id, bos_id) if lc_signal == "logits" else None
     et_batch = pack([p.et for p in pairs], pad_id, bos_id) if et_signal == "logits" else None
     return Batch(main, english, lc_batch, et_batch)

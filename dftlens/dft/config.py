@@ -12,7 +12,7 @@ from ..errors import DftlensError
 from ..layer_evidence import Evidence
 from ..layers import LayerChoice, check_order
 
-SIGNALS = ("logits", "feature", "off")
+SIGNALS = ("logits", "feature", "contrastive", "off")
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
@@ -44,6 +44,8 @@ class TrainConfig:
     et_signal: str = setting("logits", "English-thinking signal.", choices=SIGNALS, flag="--et", formerly="et")
     w_lc: float = setting(1.0, "Weight of the LC loss.")
     w_et: float = setting(1.0, "Weight of the ET loss.")
+    temperature: float = setting(0.1, "Temperature of the contrastive signal (InfoNCE over the step's examples; "
+                                      "Liu & Niehues 2025 use 0.1).")
     detach_english: bool = setting(True, "Run the English side of the feature losses without gradients.")
     feature_norm: str = setting("none", "What the feature losses' cosine compares: none (the paper: mean-pooled "
                                         "residuals), center, standardize (running statistics) or rms (each token "
@@ -119,6 +121,8 @@ class TrainConfig:
         for name, low in (("w_lc", 0.0), ("w_et", 0.0), ("weight_decay", 0.0), ("max_grad_norm", 0.0)):
             if not getattr(self, name) >= low:
                 raise DftlensError(f"--{name.replace('_', '-')} must be >= {low:g}, not {getattr(self, name)}.")
+        if not self.temperature > 0:
+            raise DftlensError(f"--temperature must be positive (e.g. 0.1), not {self.temperature}.")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise DftlensError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}.")
         if self.lora:

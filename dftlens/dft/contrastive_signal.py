@@ -77,8 +77,35 @@ class CandidateBank:
         return bank, torch.arange(start, end, device=bank.device)
 
 
-def gather_rows(local: torch.Tensor, gather=None) -> tuple[torch.Tensor, int]:
-    """``(all processes' rows, this process's first row)``; ``gather`` concatenates along dim 0 (None: one process)."""
-    if gather is None:
-        return local, 0
-    return gather(local)
+def candidate_rows(bank: CandidateBank | None, hook: str, micro: int | None, own: torch.Tensor | None,
+                   detach_english: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(candidates [n, d], positives [b])`` of one micro-batch at ``hook``.
+
+    ``bank`` (the step's, :func:`pool_step`) and ``micro`` given: every example of the step, with
+    ``own`` (the micro-batch's English states with their graph) in place of its rows unless
+    ``detach_english``. Otherwise the micro-batch's own examples ``own`` [b, d].
+    """
+    if bank is not None and micro is not None:
+        return bank.candidates(hook, micro, None if detach_english else own)
+    return own, torch.arange(len(own), device=own.device)
+
+
+@torch.no_grad()
+def pool_step(lm, english: list, hooks: list[str], pool, gather=None) -> CandidateBank:
+    """The step's :class:`CandidateBank`: ``pool(states [b, t, d], mask [b, t]) -> [b, d]`` of each English pass.
+
+    ``english``: the micro-batches' English-query :class:`~dftlens.data.packing.Packed` passes;
+    one capture each without gradient, stopping at the last of ``hooks``. ``gather``: ``[n, k] ->
+    ([N, k] rows of every process in rank order, this process's first row)`` (None: one process);
+    the hooks' rows travel in one gather.
+    """
+    pooled: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
+    for packed in english:
+        cap = lm.capture(packed.model_inputs(), hooks, grad=False)
+        for h in hooks:
+            pooled[h].append(pool(cap[h], packed.pool_mask))
+    sizes = [len(p) for p in pooled[hooks[0]]]
+    local = torch.cat([torch.cat(pooled[h]) for h in hooks], dim=1)  # [n, d * hooks]
+    rows, first = (local, 0) if gather is None else gather(local)
+    bounds = [first + sum(sizes[:m]) for m in range(len(sizes) + 1)]
+    return CandidateBank(dict(zip(hooks, rows.chunk(len(hooks), dim=1))), bounds)

@@ -212,6 +212,15 @@ class Runtime:
         t = self.accelerator.reduce(t, reduction="sum")
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
+    def gather_rows(self, local: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """``(every process's rows concatenated in rank order, this process's first row)``.
+
+        ``local`` [n, ...] must have the same shape on every process (all-gather; as given in one process).
+        """
+        if self.world_size == 1:
+            return local, 0
+        return self.accelerator.gather(local.contiguous()), self.rank * local.shape[0]
+
     def any(self, flag: bool) -> bool:
         """True on every process if it is true on one (Ctrl-C reaches them at different moments)."""
         if flag:

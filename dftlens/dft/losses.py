@@ -15,6 +15,11 @@ micro-batch by default; over the whole optimizer step when the trainer passes
 - ``et`` feature: ``1 - cos(mean_q h_L(en query), mean_q h_j(tgt query))``, with
   ``h_L`` the last block's residual output (before the final norm, like every
   other layer's state here).
+- ``lc``/``et`` contrastive: InfoNCE over the same pooled states (Liu & Niehues
+  2025): the target query's state against the English queries of every example
+  of the optimizer step, its own as the positive; mean over examples, in nats
+  (:mod:`.contrastive_signal`, which also states the negatives under accumulation
+  and data parallelism).
 
 ``mean_q`` averages the formatted query's tokens, BOS excluded, padding excluded.
 The English side runs without gradients unless ``detach_english=False``.
@@ -55,6 +60,7 @@ from ..layers import LayerChoice
 from .batches import IGNORE, Batch, Packed
 from .chunked_ce import linear_cross_entropy
 from .prefix_reuse import continuation, detached, hand_back, kv_cache, reusable
+from .contrastive_signal import DEFAULT_TEMPERATURE, CandidateBank, candidate_rows, info_nce, pool_step
 from .feature_signal import (FEATURE_NORMS, RMS_EPS, RUNNING_MOMENTUM, STD_EPS, RunningStats,  # noqa: F401
                              cosine_loss, mean_pool, rms_normalise)
 
@@ -68,7 +74,7 @@ def units(batch: Batch, lc_signal: str, et_signal: str) -> dict[str, float]:
     for kind, signal, packed in (("lc", lc_signal, batch.lc_logits), ("et", et_signal, batch.et_logits)):
         if signal == "logits":
             out[kind] = float(packed.n_targets)
-        elif signal == "feature":
+        elif signal in ("feature", "contrastive"):
             out[kind] = n_examples
     return out
 
@@ -136,6 +142,7 @@ class DFTLoss:
     chunk: int | None = None
     feature_norm: str = "none"  # one of FEATURE_NORMS
     reuse_prefix: bool = True  # logits passes start from the main pass's keys/values
+    temperature: float = DEFAULT_TEMPERATURE  # of the contrastive signal (InfoNCE)
 
     def __post_init__(self) -> None:
         if self.feature_norm not in FEATURE_NORMS:
@@ -145,7 +152,10 @@ class DFTLoss:
                 raise ValueError(f"{kind}_signal={signal!r} needs a LayerChoice with an {kind.upper()} layer")
         if self.choice is not None:
             self.choice.bind(self.lm)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, not {self.temperature}")
         self.stats = RunningStats()
+        self.bank: CandidateBank | None = None  # the step's contrastive candidates (prepare_step)
 
     @property
     def lc_hook(self) -> str | None:
@@ -169,20 +179,33 @@ class DFTLoss:
         """Hook name of the last block's residual output (``h_L``, before the final norm): L_TFT and the ET feature."""
         return self.lm.hook_name(self.lm.n_layers - 1)
 
-    def feature_pairs(self) -> list[tuple[str, str, str]]:
-        """(component, English-side hook, target-side hook) of each feature loss."""
-        pairs = [("lc", self.lc_hook, self.lc_hook)] if self.lc_signal == "feature" else []
-        return pairs + ([("et", self.last_hook, self.et_hook)] if self.et_signal == "feature" else [])
+    def feature_pairs(self, signals: tuple[str, ...] = ("feature", "contrastive")) -> list[tuple[str, str, str]]:
+        """(component, English-side hook, target-side hook) of each pooled-state loss whose signal is in ``signals``.
+
+        The feature and the contrastive signals read the same states: LC ``h_i`` of both
+        queries; ET ``h_L`` of the English query and ``h_j`` of the target query.
+        """
+        pairs = [("lc", self.lc_hook, self.lc_hook)] if self.lc_signal in signals else []
+        return pairs + ([("et", self.last_hook, self.et_hook)] if self.et_signal in signals else [])
+
+    def signal(self, kind: str) -> str:
+        """The signal of component ``kind`` ("lc" or "et")."""
+        return self.lc_signal if kind == "lc" else self.et_signal
 
     def _uses_stats(self) -> bool:
         return self.feature_norm in ("center", "standardize")
 
     def pooled(self, states: torch.Tensor, mask: torch.Tensor, hook: str) -> torch.Tensor:
         """[b, t, d] -> [b, d]: the vector the cosine compares, under ``feature_norm``."""
-        if self.feature_norm == "rms":
-            return mean_pool(rms_normalise(states), mask)
-        pooled = mean_pool(states, mask)
-        if self.feature_norm == "none":
+        return self.normalised(self.raw_pool(states, mask), hook)
+
+    def raw_pool(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[b, t, d] -> [b, d] float32 mean over the mask (of RMS-normalised tokens under ``rms``)."""
+        return mean_pool(rms_normalise(states), mask) if self.feature_norm == "rms" else mean_pool(states, mask)
+
+    def normalised(self, pooled: torch.Tensor, hook: str) -> torch.Tensor:
+        """A :meth:`raw_pool` vector [b, d] after ``center``/``standardize`` (running statistics at ``hook``)."""
+        if self.feature_norm in ("none", "rms"):
             return pooled
         pooled = pooled - self.stats.mean[hook]  # pooling is linear: same as centring each token
         if self.feature_norm == "standardize":
@@ -204,8 +227,8 @@ class DFTLoss:
         return dict(cap.activations)
 
     def main_pass(self, main: Packed, english: dict[str, torch.Tensor], english_mask: torch.Tensor | None = None,
-                  norm: dict[str, float] | None = None, cache=None, gnorms: dict | None = None
-                  ) -> dict[str, torch.Tensor]:
+                  norm: dict[str, float] | None = None, cache=None, gnorms: dict | None = None,
+                  micro: int | None = None) -> dict[str, torch.Tensor]:
         """L_TFT and the feature losses from one forward pass over [tgt query, tgt response].
 
         ``english``/``english_mask``: :meth:`english_states` and the English pool mask.
@@ -214,7 +237,9 @@ class DFTLoss:
         ``cache``: an empty ``transformers`` cache to record every block's keys and
         values in (for the logits passes). ``gnorms``: filled with
         ``<component>_gnorm``, the norm of the gradient of ``w * L`` with respect to
-        the target-side residual states [b, t, d] at the loss's layer.
+        the target-side residual states [b, t, d] at the loss's layer. ``micro``: this
+        micro-batch's index in the step (:meth:`prepare_step`): the contrastive candidates
+        are then the whole step's; None: the micro-batch's own.
         """
         norm = norm or {}
         names = {self.last_hook} | {tgt for _, _, tgt in self.feature_pairs()}
@@ -224,10 +249,18 @@ class DFTLoss:
                               denominator=norm.get("tft"))}
         if self._uses_stats():
             for hook in {h for _, en, tgt in self.feature_pairs() for h in (en, tgt)}:
-                self.stats.update(hook, torch.cat([english[hook][english_mask], cap[hook][main.pool_mask]]))
+                tokens = [english[hook][english_mask]] if hook in english else []
+                self.stats.update(hook, torch.cat(tokens + [cap[hook][main.pool_mask]]))
         for kind, en_hook, tgt_hook in self.feature_pairs():
-            out[kind] = cosine_loss(self.pooled(english[en_hook], english_mask, en_hook),
-                                    self.pooled(cap[tgt_hook], main.pool_mask, tgt_hook), norm.get(kind))
+            target = self.pooled(cap[tgt_hook], main.pool_mask, tgt_hook)
+            if self.signal(kind) == "feature":
+                out[kind] = cosine_loss(self.pooled(english[en_hook], english_mask, en_hook), target, norm.get(kind))
+                continue
+            own = self.raw_pool(english[en_hook], english_mask) if en_hook in english else None
+            bank = self.bank if micro is not None else None  # None: the micro-batch's own examples
+            candidates, positives = candidate_rows(bank, en_hook, micro, own, self.detach_english)
+            out[kind] = info_nce(target, self.normalised(candidates, en_hook), positives, self.temperature,
+                                 norm.get(kind))
             if gnorms is not None and out[kind].requires_grad:
                 weight = self.w_lc if kind == "lc" else self.w_et
                 (grad,) = torch.autograd.grad(weight * out[kind], cap[tgt_hook], retain_graph=True)
@@ -275,16 +308,45 @@ class DFTLoss:
             loss = loss + self.w_et * parts["et"]
         return loss
 
-    def _english(self, batch: Batch):
+    def _english(self, batch: Batch, micro: int | None = None):
         if batch.english is None or not self.feature_pairs():
             return {}, None
+        if (micro is not None and self.bank is not None and self.detach_english and not self._uses_stats()
+                and not self.feature_pairs(("feature",))):
+            return {}, None  # contrastive only: the step's bank already holds these states
         return self.english_states(batch.english), batch.english.pool_mask
 
-    def components(self, batch: Batch, norm: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
-        """Every component with its graph (for tests and custom loops); ``loss`` is the weighted sum."""
+    @property
+    def contrastive(self) -> bool:
+        """True when a signal is contrastive (the trainer then calls :meth:`prepare_step`)."""
+        return "contrastive" in (self.lc_signal, self.et_signal)
+
+    @torch.no_grad()
+    def prepare_step(self, micro_batches: list[Batch], gather=None) -> CandidateBank | None:
+        """Pool the English queries of a whole optimizer step: the contrastive candidates.
+
+        One pass without gradient over each micro-batch's English query up to the contrastive
+        signals' English-side hooks; the pooled rows [n, d] of all micro-batches, gathered over
+        processes by ``gather`` (``[n, d] -> ([N, d] in process order, this process's first
+        row)``, e.g. :meth:`~dftlens.dft.distributed.Runtime.gather_rows`; None: one process).
+        Then ``backward(batch, micro=m)``/``components(batch, micro=m)`` score micro-batch ``m``'s
+        anchors against every example of the step (:mod:`.contrastive_signal`). Returns the bank
+        (also kept as ``self.bank``); None when no signal is contrastive.
+        """
+        hooks = sorted({en for _, en, _ in self.feature_pairs(("contrastive",))})
+        self.bank = pool_step(self.lm, [b.english for b in micro_batches], hooks, self.raw_pool, gather) \
+            if hooks else None
+        return self.bank
+
+    def components(self, batch: Batch, norm: dict[str, float] | None = None,
+                   micro: int | None = None) -> dict[str, torch.Tensor]:
+        """Every component with its graph (for tests and custom loops); ``loss`` is the weighted sum.
+
+        ``micro``: the micro-batch's index in the step :meth:`prepare_step` pooled (contrastive).
+        """
         norm = norm or {}
         cache = self._new_cache(batch)
-        parts = self.main_pass(batch.main, *self._english(batch), norm=norm, cache=cache)
+        parts = self.main_pass(batch.main, *self._english(batch, micro), norm=norm, cache=cache, micro=micro)
         kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
         for kind, packed, hook, _ in self._logits_jobs(batch):
             parts[kind] = self.logits_pass(packed, hook, kv, reusable(self.lm, batch.main, [packed]) if kv else None,
@@ -293,7 +355,7 @@ class DFTLoss:
         return parts
 
     def backward(self, batch: Batch, scale: float = 1.0, autocast=None,
-                 norm: dict[str, float] | None = None) -> dict[str, float]:
+                 norm: dict[str, float] | None = None, micro: int | None = None) -> dict[str, float]:
         """Accumulate ``scale * d loss`` into the parameters' ``.grad``.
 
         Order: main forward (keys/values recorded), then each logits pass forward
@@ -305,6 +367,7 @@ class DFTLoss:
         Same gradients as ``components(batch, norm)["loss"].backward()``.
         ``norm``: the step's denominators (:func:`step_norm`); the returned values are
         then this micro-batch's share of the step's means (they add up over micro-batches).
+        ``micro``: as in :meth:`components`.
         """
         from contextlib import nullcontext
 
@@ -317,7 +380,8 @@ class DFTLoss:
         gnorms: dict[str, float] = {}
         cache = self._new_cache(batch)
         with ctx():
-            parts = self.main_pass(batch.main, *self._english(batch), norm=norm, cache=cache, gnorms=gnorms)
+            parts = self.main_pass(batch.main, *self._english(batch, micro), norm=norm, cache=cache, gnorms=gnorms,
+                                   micro=micro)
             main_total = self.total(parts)
         values = {k: float(v.detach()) for k, v in parts.items()}
         kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None

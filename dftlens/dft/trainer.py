@@ -186,7 +186,8 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     if resume_from is not None:
         ckpt.load_training_state(resume_from, optimizer, rank=dist.rank if dist.fsdp else None)
     loss_fn = DFTLoss(lm, choice, lc_signal=cfg.lc_signal, et_signal=cfg.et_signal, w_lc=cfg.w_lc, w_et=cfg.w_et,
-                      detach_english=cfg.detach_english, chunk=cfg.ce_chunk, feature_norm=cfg.feature_norm)
+                      detach_english=cfg.detach_english, chunk=cfg.ce_chunk, feature_norm=cfg.feature_norm,
+                      temperature=cfg.temperature)
     autocast = dist.autocast  # bf16 autocast from accelerate on GPU; nothing on CPU
     save_dtype = torch.bfloat16 if dist.mixed_precision == "bf16" else None  # final/ in the training dtype
     tok = lm.tokenizer
@@ -237,10 +238,14 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
             # Every mean is over the whole step (all micro-batches, all processes): the same
             # loss and gradient as one batch of batch_size x grad_accum x world_size examples.
             norm = step_norm(micro_batches, cfg.lc_signal, cfg.et_signal, dist.sum_values)
+            micro_batches = [batch.to(lm.device) for batch in micro_batches]
+            if loss_fn.contrastive:  # candidates: every example of the step, all micro-batches and processes
+                with autocast():
+                    loss_fn.prepare_step(micro_batches, gather=dist.gather_rows if dist.world_size > 1 else None)
             sums: dict[str, float] = {}
-            for batch in micro_batches:
+            for micro, batch in enumerate(micro_batches):
                 # x world_size: the gradient average over processes then yields the step's sum
-                values = loss_fn.backward(batch.to(lm.device), scale=dist.world_size, autocast=autocast, norm=norm)
+                values = loss_fn.backward(batch, scale=dist.world_size, autocast=autocast, norm=norm, micro=micro)
                 for k, v in values.items():
                     # loss shares add up; a gradient norm over the step's rows is the root of summed squares
                     sums[k] = sums.get(k, 0.0) + (v * v if k.endswith("_gnorm") else v)
