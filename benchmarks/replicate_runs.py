@@ -194,3 +194,20 @@ def shipped_table(found: dict[str, dict[int, dict]], reference: str = "TFT") -> 
         diff_vs_TFT=("diff", "mean"), diff_sd=("diff", "std")).reset_index()
     out["se_seeds"] = out["diff_sd"] / np.sqrt(out["n_seeds"])
     return out.drop(columns="diff_sd")
+
+
+def signal_fields(lc: str, et: str, norm: str, weight: float) -> dict:
+    """The TrainConfig fields of one variant: its LC/ET signals, feature norm and feature weights."""
+    return {"lc_signal": lc, "et_signal": et, "feature_norm": norm, "w_lc": weight if lc == "feature" else 1.0,
+            "w_et": weight if et == "feature" else 1.0}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (SystemExit with one sentence when malformed or repeated)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --seeds must be a comma list of integers such as 0,1,2, not {text!r}.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"error: --seeds must list distinct integers such as 0,1,2, not {text!r}.")
+    return seeds

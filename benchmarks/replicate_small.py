@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from replicate_runs import parse_seeds, signal_fields
+
+from dftlens.data.languages import split_list
 
 def variants(norms: list[str], lc_only: bool = True, feature_weight: float = 1.0) -> dict[str, tuple[str, str, str]]:
     """name -> (LC signal, ET signal, feature norm); LC-only uses the last norm listed.
@@ -124,12 +127,6 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
         write_sweep(tables, layers, out)
 
 
-def signal_fields(lc: str, et: str, norm: str, weight: float) -> dict:
-    """The TrainConfig fields of one variant: its LC/ET signals, feature norm and feature weights."""
-    return {"lc_signal": lc, "et_signal": et, "feature_norm": norm, "w_lc": weight if lc == "feature" else 1.0,
-            "w_et": weight if et == "feature" else 1.0}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser()
@@ -145,6 +142,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--feature-norms", default="none", help="comma list: one DFT-feature run per --feature-norm")
     parser.add_argument("--feature-weight", type=float, default=1.0,
                         help="w_lc and w_et of the feature runs (DFT-feature, LC-only); 1 = the paper's")
+    parser.add_argument("--contrastive", default="", help="comma list of lc, et: one contrastive run per place "
+                        "(InfoNCE, the other signal off)")
+    parser.add_argument("--temperature", type=float, default=0.1, help="of the contrastive runs")
+    parser.add_argument("--neurons", default=None, help="a neurons.csv: adds TFT-neurons (TFT training only the "
+                        "--lang neurons' MLP rows/columns; full fine-tuning at the recipe's lr)")
     parser.add_argument("--sweep-et", default="", help="comma list of ET layers: one ET-only (logits) run each")
     parser.add_argument("--lc-layer", type=int, default=None, help="with --et-layer: skip the probe (and the compare figure)")
     parser.add_argument("--et-layer", type=int, default=None)
@@ -194,17 +196,6 @@ def probe_config(args: argparse.Namespace, seed: int):
                        max_items=8 if args.quick else 24, max_sentences=12 if args.quick else 40)
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]`` (SystemExit with one sentence when malformed or repeated)."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"error: --seeds must be a comma list of integers such as 0,1,2, not {text!r}.") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"error: --seeds must list distinct integers such as 0,1,2, not {text!r}.")
-    return seeds
-
-
 def make_scorer(args: argparse.Namespace, eval_limit: int | None):
     """``score(path)``: held-out NLL per example (target and English side) and, unless --no-shipped, the shipped tasks."""
     from dftlens import load_model
@@ -234,6 +225,14 @@ def plan_runs(args: argparse.Namespace, norms: list[str], sweep_layers: list[int
     sweep = {f"ET-only j={j}": j for j in sweep_layers}
     runs = {n: signal_fields("off", "logits", "none", 1.0) if n in sweep else
             signal_fields(*table[n], args.feature_weight) for n in names}
+    extra = {f"Contrastive-{where.upper()}": {**signal_fields(*(("contrastive", "off") if where == "lc" else
+                                                                ("off", "contrastive")), "none", 1.0),
+                                               "temperature": args.temperature}
+             for where in split_list(args.contrastive)}
+    if args.neurons:
+        extra["TFT-neurons"] = {**signal_fields("off", "off", "none", 1.0), "train_neurons": args.neurons,
+                                "lora": False}
+    runs = {"TFT": runs.pop("TFT"), **extra, **runs}  # right after TFT: trained first at every seed
     chosen = [n.strip() for n in args.runs.split(",") if n.strip()]
     return ({n: f for n, f in runs.items() if not chosen or n in chosen}, sweep)
 

@@ -91,3 +91,14 @@ def test_two_shards_then_a_rerun_train_each_job_once_and_pair_over_seeds(tiny_di
     logs = pd.read_csv(out / "train_logs.csv")
     assert sorted(set(zip(logs["model"], logs["seed"]))) == [("ET-only (logits)", 0), ("ET-only (logits)", 1),
                                                              ("TFT", 0), ("TFT", 1)]
+
+
+def test_contrastive_and_neuron_variants_follow_tft():
+    args = replicate_small.parse_args(["--contrastive", "lc,et", "--temperature", "0.2", "--neurons", "n.csv",
+                                       "--feature-norms", "standardize", "--feature-weight", "0.1"])
+    runs, sweep = replicate_small.plan_runs(args, ["standardize"], [])
+    assert list(runs)[:4] == ["TFT", "Contrastive-LC", "Contrastive-ET", "TFT-neurons"] and not sweep
+    assert runs["Contrastive-LC"]["lc"] == "contrastive" and runs["Contrastive-LC"]["et"] == "off"
+    assert runs["Contrastive-ET"]["et"] == "contrastive" and runs["Contrastive-ET"]["temperature"] == 0.2
+    assert runs["TFT-neurons"] == {**runs["TFT"], "train_neurons": "n.csv", "lora": False}
+    assert runs["DFT-feature (standardize w=0.1)"]["w_lc"] == 0.1
