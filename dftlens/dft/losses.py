@@ -255,12 +255,12 @@ class DFTLoss:
             target = self.pooled(cap[tgt_hook], main.pool_mask, tgt_hook)
             if self.signal(kind) == "feature":
                 out[kind] = cosine_loss(self.pooled(english[en_hook], english_mask, en_hook), target, norm.get(kind))
-                continue
-            own = self.raw_pool(english[en_hook], english_mask) if en_hook in english else None
-            bank = self.bank if micro is not None else None  # None: the micro-batch's own examples
-            candidates, positives = candidate_rows(bank, en_hook, micro, own, self.detach_english)
-            out[kind] = info_nce(target, self.normalised(candidates, en_hook), positives, self.temperature,
-                                 norm.get(kind))
+            else:
+                own = self.raw_pool(english[en_hook], english_mask) if en_hook in english else None
+                bank = self.bank if micro is not None else None  # None: the micro-batch's own examples
+                candidates, positives = candidate_rows(bank, en_hook, micro, own, self.detach_english)
+                out[kind] = info_nce(target, self.normalised(candidates, en_hook), positives, self.temperature,
+                                     norm.get(kind))
             if gnorms is not None and out[kind].requires_grad:
                 weight = self.w_lc if kind == "lc" else self.w_et
                 (grad,) = torch.autograd.grad(weight * out[kind], cap[tgt_hook], retain_graph=True)
