@@ -97,7 +97,7 @@ def test_neuron_out_of_range_is_one_sentence(tiny_dirs, tmp_path):
 def test_cli_refuses_a_missing_neuron_file_before_loading(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dftlens_cli", "train", "--lc", "off", "--et", "off",
                            "--train-neurons", str(tmp_path / "none.csv"), "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: --train-neurons") and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
