@@ -27,6 +27,7 @@ from dftlens.dft.contrastive_signal import info_nce
 from dftlens.dft.losses import DFTLoss, step_norm
 from dftlens.dft.prepare import load_for_training
 from dftlens.dft.trainer import micro_batch_indices, train
+from dftlens.layers import LayerChoice
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LC, ET, T = 1, 2, 0.5
@@ -84,7 +85,8 @@ def pooled_hf(model, seqs, layer, bos, pad, grad):
 
 @pytest.mark.parametrize("backend,lora", [("transformer_lens", False), ("nnsight", False), ("transformer_lens", True)])
 def test_contrastive_matches_a_plain_hf_computation(backend, lora, tiny_dirs, data_file, tmp_path):
-    cfg = TrainConfig(out=str(tmp_path / "x"), model=str(tiny_dirs["llama"]), lc="contrastive", et="contrastive",
+    cfg = TrainConfig(out=str(tmp_path / "x"), model=str(tiny_dirs["llama"]), lc_signal="contrastive",
+                      et_signal="contrastive",
                       lc_layer=LC, et_layer=ET, lora=lora, lora_r=4, backend=backend)
     lm = load_for_training(cfg, None, "cpu")[0]
     if lora:  # a non-zero adapter, so that its gradient path is exercised
@@ -94,7 +96,7 @@ def test_contrastive_matches_a_plain_hf_computation(backend, lora, tiny_dirs, da
                     p.normal_(0, 0.05)
     tok = lm.tokenizer
     pairs = encode_pairs(load_instructions(data_file, "zh"), PromptFormat(tok), max_length=256)
-    loss = DFTLoss(lm, lc="contrastive", et="contrastive", lc_hook=lm.hook_name(LC), et_hook=lm.hook_name(ET),
+    loss = DFTLoss(lm, LayerChoice("tiny", lm.n_layers, LC, ET), lc_signal="contrastive", et_signal="contrastive",
                    temperature=T)
     parts = loss.components(collate(pairs, "contrastive", "contrastive", tok.pad_token_id, tok.bos_token_id))
     params = [p for p in lm.hf_model.parameters() if p.requires_grad]
@@ -147,7 +149,7 @@ def split_step(lm, loss, examples, batch_size, accum, world):
 def test_negatives_are_the_whole_step_under_accumulation_and_processes(tiny_dirs, data_file):
     lm = load_model(str(tiny_dirs["gemma3"]))
     examples = encode_pairs(load_instructions(data_file, "zh"), PromptFormat(lm.tokenizer), max_length=256)
-    loss = DFTLoss(lm, lc="contrastive", lc_hook=lm.hook_name(LC), temperature=T)
+    loss = DFTLoss(lm, LayerChoice("tiny", lm.n_layers, LC, None), lc_signal="contrastive", temperature=T)
     big, big_grads = split_step(lm, loss, examples, 4, 1, 1)
     tok = lm.tokenizer
     whole = collate([examples[i] for i in micro_batch_indices(4, 0, 0, 4)], "contrastive", "off",
@@ -179,7 +181,7 @@ def test_two_processes_train_like_one_big_batch(tiny_dirs, data_file, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     train(TrainConfig(out=str(tmp_path / "one"), model=str(tiny_dirs["gemma3"]), data=str(data_file),
-                      lc="contrastive", et="off", lc_layer=1, steps=2, batch_size=4, lr=1e-3, temperature=T),
+                      lc_signal="contrastive", et_signal="off", lc_layer=1, steps=2, batch_size=4, lr=1e-3, temperature=T),
           progress=False)
     read = [[json.loads(x) for x in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("ddp", "one")]
     assert len(read[0]) == len(read[1]) == 2

@@ -98,7 +98,7 @@ def test_contrastive_and_neuron_variants_follow_tft():
                                        "--feature-norms", "standardize", "--feature-weight", "0.1"])
     runs, sweep = replicate_small.plan_runs(args, ["standardize"], [])
     assert list(runs)[:4] == ["TFT", "Contrastive-LC", "Contrastive-ET", "TFT-neurons"] and not sweep
-    assert runs["Contrastive-LC"]["lc"] == "contrastive" and runs["Contrastive-LC"]["et"] == "off"
-    assert runs["Contrastive-ET"]["et"] == "contrastive" and runs["Contrastive-ET"]["temperature"] == 0.2
+    assert runs["Contrastive-LC"]["lc_signal"] == "contrastive" and runs["Contrastive-LC"]["et_signal"] == "off"
+    assert runs["Contrastive-ET"]["et_signal"] == "contrastive" and runs["Contrastive-ET"]["temperature"] == 0.2
     assert runs["TFT-neurons"] == {**runs["TFT"], "train_neurons": "n.csv", "lora": False}
     assert runs["DFT-feature (standardize w=0.1)"]["w_lc"] == 0.1
