@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from dftlens.errors import DftlensError
 
-console = Console()
+console = Console(highlight=False)  # no auto-colouring: hook names (blocks.12.hook_resid_post) stay one run of text
 err_console = Console(stderr=True)
 
 

@@ -15,12 +15,17 @@ def models() -> None:
     from dftlens.models.architecture import FAMILIES, family_sites
     from dftlens.models.loading import offline_status
 
-    families = Table("family", "HF model_type", "hook sites", "example", title="Supported families")
+    # Hugging Face ids are never cut or wrapped: they are what `hf download` needs.
+    families = Table("family", "HF model_type", "hook sites", title="Supported families")
+    families.add_column("example", no_wrap=True)
     for fam in FAMILIES:
         families.add_row(fam.name, ", ".join(fam.model_types), family_sites(fam), fam.example)
     console.print(families)
 
-    table = Table("alias", "Hugging Face id", "offline", "note", title="Aliases")
+    table = Table("alias", title="Aliases")
+    table.add_column("Hugging Face id", no_wrap=True)
+    table.add_column("offline")
+    table.add_column("note", overflow="fold")
     for alias, spec in ALIASES.items():
         table.add_row(alias, spec.hf_id, offline_status(alias), spec.note)
     console.print(table)

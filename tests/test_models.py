@@ -213,3 +213,57 @@ def test_models_verb_lists_every_family():
     assert result.exit_code == 0
     for fam in FAMILIES:
         assert fam.name in result.output
+
+
+def test_capture_is_a_mapping_of_hook_names(models):
+    lm = models["llama"]["transformer_lens"]
+    names = [hook_name(0), hook_name(1)]
+    cap = lm.capture(lm.tokenize(TEXTS), names)
+    assert list(cap.keys()) == names and list(cap) == names and len(cap) == 2
+    assert [n for n, act in cap.items() if act is cap[n]] == names
+
+
+def test_cache_rename_deprecation_is_silenced_and_nothing_else(models):
+    import logging
+    import warnings
+
+    import transformers.utils.generic as generic
+
+    from dftlens.models import silence_cache_rename_warning
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger(generic.__name__)
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO  # the suite may quiet transformers
+    lm = models["llama"]["transformer_lens"]
+    batch = lm.tokenize(["the cat sat"])
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            silence_cache_rename_warning()  # pytest resets warning filters per test: install inside
+            out = lm.hf_model(**lm.model_inputs(batch), use_cache=True)
+            cache = out.past_key_values  # the old name, read: transformers logs the rename
+            lm.hf_model(input_ids=batch["input_ids"][:, -1:], past_key_values=cache)  # passed: FutureWarning
+            logger.warning("`past_key_values`/`cache_params` are deprecated. Use `cache` instead.")
+            logger.warning("another transformers message")
+            warnings.warn("another future warning", FutureWarning)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [r.getMessage() for r in records] == ["another transformers message"]
+    assert [str(w.message) for w in caught if w.category is FutureWarning] == ["another future warning"]
+
+
+def test_models_verb_shows_full_hugging_face_ids_at_80_columns():
+    from typer.testing import CliRunner
+
+    from dftlens.models.aliases import ALIASES
+    from dftlens_cli.app import app
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+    for spec in ALIASES.values():
+        assert spec.hf_id in result.output  # whole, on one line: what `hf download` needs

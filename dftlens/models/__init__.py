@@ -8,9 +8,14 @@ from .interface import Capture, LensModel, last_token_index
 from .interventions import Edit
 from .loading import DTYPE_CHOICES, load_hf, load_model, resolve
 from .aliases import ALIASES, EMBEDDED
+from .quiet import silence_cache_rename_warning
+
+# Every verb and notebook loads models through this package: the deprecation line is dropped once here.
+silence_cache_rename_warning()
 
 
 __all__ = [
     "ALIASES", "BACKENDS", "DTYPE_CHOICES", "EMBEDDED", "SITES", "Capture", "Edit", "LensModel", "hook_name",
     "last_token_index", "load_hf", "load_model", "make_engine", "parse_hook_name", "resolve",
+    "silence_cache_rename_warning",
 ]

@@ -9,7 +9,7 @@ the requested positions; :data:`Positions` which positions are kept. Split out o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol, Union
+from typing import Callable, Iterable, ItemsView, Iterator, KeysView, Protocol, Union
 
 import torch
 
@@ -58,6 +58,21 @@ class Capture:
 
     def __contains__(self, name: str) -> bool:
         return name in self.activations
+
+    def __iter__(self) -> Iterator[str]:
+        """The hook names captured, in the order they were read (like a dict)."""
+        return iter(self.activations)
+
+    def __len__(self) -> int:
+        return len(self.activations)
+
+    def keys(self) -> KeysView[str]:
+        """The hook names captured, in the order they were read."""
+        return self.activations.keys()
+
+    def items(self) -> ItemsView[str, torch.Tensor]:
+        """``(hook name, activation)`` pairs, in the order they were read."""
+        return self.activations.items()
 
     def stack(self, names: Iterable[str]) -> torch.Tensor:
         """[len(names), batch, ...] in the order given."""
