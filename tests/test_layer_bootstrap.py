@@ -120,3 +120,11 @@ def test_causal_reading_becomes_a_kind():
 def test_support_is_for_the_rule_that_decided(rule):
     choice = decide(items(), ALIGN, rule=rule)
     assert choice.evidence.support["et"].layer == choice.et_layer
+
+
+def test_support_of_a_layer_the_current_rule_filled_in_for_the_entropy_rule():
+    one_drop = items().assign(entropy_bits=lambda f: 10.0 - 3 * (f["layer"] >= 3))  # no second drop
+    choice = decide(one_drop, ALIGN, rule="entropy")
+    assert choice.et_layer == 6 and choice.evidence.et_decided_by == "english_onset (no entropy drop)"
+    assert choice.evidence.support["et"].share == 1.0  # the resamples decide as the run did, fallback included
+    assert any("fewer than two sharp drops" in r for r in choice.provisional)

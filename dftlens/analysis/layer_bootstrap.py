@@ -26,31 +26,35 @@ import pandas as pd
 
 from ..layer_evidence import Support
 from ..layers import LayerChoice
-from .layer_choice import RULES, RuleParams, rule_answers
+from .layer_choice import RULES, RuleParams, decide, rule_answers
 from .rule_items import PairItems, pair_items
 
 def bootstrap_rules(pairs: list[PairItems], n_layers: int, alignment: pd.Series | None, params: RuleParams,
-                    seed: int = 0, lc: int | None = None, et: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+                    seed: int = 0, lc: int | None = None, et: int | None = None, rule: str = "current"
+                    ) -> dict[str, dict[str, np.ndarray]]:
     """``{rule: {"lc": [n_resamples], "et": [n_resamples]}}``: each rule's layers on each resample
-    (-1 where the rule had no answer), with the user's ``lc``/``et`` applied first."""
+    (-1 where the rule had no answer), with the user's ``lc``/``et`` applied first; under
+    ``"decided"`` the layers ``rule`` decides with its fallback (:func:`~.layer_choice.decide`)."""
     from ..errors import LayerError
 
     rng = np.random.default_rng(seed)
-    draws = {rule: {"lc": [], "et": []} for rule in RULES}
+    draws = {name: {"lc": [], "et": []} for name in (*RULES, "decided")}
     for _ in range(params.n_resamples):
         parts = []
         for pair in pairs:
             rows, _ = pair.subset(rng.integers(0, pair.n_items, pair.n_items), params.min_correct_items)
             parts.append(pair.values[rows].mean(axis=0))
+        curves = pairs[0].frame(np.mean(parts, axis=0))
         try:
-            answers = rule_answers(pairs[0].frame(np.mean(parts, axis=0)), n_layers, alignment, params, lc, et)
+            answers = rule_answers(curves, n_layers, alignment, params, lc, et)
+            answers["decided"] = decide(curves, n_layers, alignment, params, rule, lc, et)
         except LayerError:  # an override leaves this resample's rule no layer
             answers = {}
-        for rule in RULES:
+        for name in draws:
             for signal in ("lc", "et"):
-                layer = getattr(answers[rule], signal) if rule in answers else None
-                draws[rule][signal].append(-1 if layer is None else layer)
-    return {rule: {k: np.asarray(v) for k, v in d.items()} for rule, d in draws.items()}
+                layer = getattr(answers[name], signal) if name in answers else None
+                draws[name][signal].append(-1 if layer is None else layer)
+    return {name: {k: np.asarray(v) for k, v in d.items()} for name, d in draws.items()}
 
 
 def support(layer: int, draws: np.ndarray) -> Support:
@@ -111,10 +115,10 @@ def assess(choice: LayerChoice, lens_items: pd.DataFrame, alignment: pd.Series |
         evidence = ev.but(readings=read_all(ctx), causal=causal)
         return replace(choice, evidence=evidence.but(provisional=tuple(provisional_reasons(
             replace(choice, evidence=evidence), params, alignment is not None))))
-    free = bootstrap_rules(pairs, n_layers, alignment, params, seed)
+    free = bootstrap_rules(pairs, n_layers, alignment, params, seed, rule=ev.rule)
     constrained = free if given == {"lc": None, "et": None} else bootstrap_rules(
-        pairs, n_layers, alignment, params, seed, **given)
-    sup = {s: support(choice.layer(s), constrained[ev.rule][s]) for s in ("lc", "et") if given[s] is None}
+        pairs, n_layers, alignment, params, seed, rule=ev.rule, **given)
+    sup = {s: support(choice.layer(s), constrained["decided"][s]) for s in ("lc", "et") if given[s] is None}
     curves = rule_curves(lens_items, params.min_correct_items)[0]
     ctx = KindContext(n_layers, curves, alignment, rule_answers(curves, n_layers, alignment, params), free,
                       causal, dict(inputs or {}))

@@ -216,6 +216,20 @@ def measures(curves: pd.DataFrame, lc: int, et: int, params: RuleParams, alignme
     return out
 
 
+def decide(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | None, params: RuleParams, rule: str,
+           lc: int | None = None, et: int | None = None) -> RuleAnswer:
+    """The answer of the deciding ``rule`` with the user's layers applied first; where the entropy
+    rule finds no drop, the current rule fills that layer in (``decided_by`` says so)."""
+    answer = rule_answers(curves, n_layers, alignment, params, lc, et)[rule]
+    if rule == "entropy" and (answer.lc is None or answer.et is None):  # fall back, signal by signal
+        kept = {"lc": answer.lc if answer.lc is not None else lc, "et": answer.et if answer.et is not None else et}
+        fallback = current_rule(curves, n_layers, alignment, params, kept["lc"], kept["et"])
+        answer = RuleAnswer(fallback.lc, fallback.et,
+                            answer.lc_by if answer.lc is not None else f"{fallback.lc_by} (no entropy drop)",
+                            answer.et_by if answer.et is not None else f"{fallback.et_by} (no entropy drop)")
+    return answer
+
+
 def check_choosable(n_layers: int | None, lc: int | None = None, et: int | None = None) -> None:
     """The user's layers fit a model of ``n_layers`` blocks (None: unknown yet) and, unless both
     are given, the rule has the 4 blocks it needs. Raises LayerError; cheap, so callers run it
@@ -244,14 +258,8 @@ def choose_layers(curves: pd.DataFrame, n_layers: int, alignment: pd.Series | No
         raise LayerError(f"Unknown rule {rule!r}; use one of {', '.join(RULES)}.")
     check_choosable(n_layers, lc, et)
     free = rule_answers(curves, n_layers, alignment, params) if n_layers >= 4 else {}
-    answer = (rule_answers(curves, n_layers, alignment, params, lc, et)[rule] if n_layers >= 4
+    answer = (decide(curves, n_layers, alignment, params, rule, lc, et) if n_layers >= 4
               else RuleAnswer(lc, et, "user override", "user override"))
-    if rule == "entropy" and (answer.lc is None or answer.et is None):  # fall back, signal by signal
-        kept = {"lc": answer.lc if answer.lc is not None else lc, "et": answer.et if answer.et is not None else et}
-        fallback = current_rule(curves, n_layers, alignment, params, kept["lc"], kept["et"])
-        answer = RuleAnswer(fallback.lc, fallback.et,
-                            answer.lc_by if answer.lc is not None else f"{fallback.lc_by} (no entropy drop)",
-                            answer.et_by if answer.et is not None else f"{fallback.et_by} (no entropy drop)")
     curve_cols = [c for c in ("p_en", "p_target", "p_input", "entropy_bits") if c in curves]
     evidence = Evidence(
         rule=rule, lc_decided_by=answer.lc_by, et_decided_by=answer.et_by,
