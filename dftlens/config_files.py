@@ -134,13 +134,45 @@ def field_types(config_cls: type) -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(config_cls)}
 
 
+def option_name(field: dataclasses.Field) -> str:
+    """The command-line name of a config field: its ``flag`` metadata's first name, else ``--field-name``."""
+    flag = field.metadata.get("flag")
+    if flag:
+        first = (flag if isinstance(flag, str) else flag[0]).split("/")[0]
+        return first
+    return "--" + field.name.replace("_", "-")
+
+
+def check_fields(config: Any) -> None:
+    """What every config dataclass's ``__post_init__`` checks first, from its fields alone.
+
+    Each numeric value (a float, or floats in a list/tuple) must be finite: ``nan`` and
+    ``inf`` are refused (a ``--lr inf`` run would end with all-NaN weights); a field whose
+    ``setting(..., choices=...)`` lists its allowed values must hold one of them (None is
+    allowed for optional fields). Messages name the command-line option (``--lr``).
+
+    Raises:
+        NonFiniteError: a NaN or infinite number. DftlensError: a value outside ``choices``.
+    """
+    from .numerics import check_setting
+
+    for field in dataclasses.fields(config):
+        value, where = getattr(config, field.name), option_name(field)
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            check_setting(item, where)
+        choices = field.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise DftlensError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}.")
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
             **cli: Any) -> Any:
     """A config dataclass field with its command-line help: ``steps: int = setting(100, "Optimizer steps.")``.
 
     ``help`` is the option's help text. Further keywords describe the command line
-    (read by ``dftlens_cli.config_options``): ``choices`` (allowed values, checked
-    there and shown in the help), ``flag`` (option names instead of ``--field-name``),
+    (read by ``dftlens_cli.config_options``): ``choices`` (allowed values, shown in the
+    help and checked by :func:`check_fields`, which every config's ``__post_init__`` calls),
+    ``flag`` (option names instead of ``--field-name``),
     ``formerly`` (the field's old name, still read from config files and saved runs; see
     :func:`renamed_settings`), ``none_as`` (the value that stands for ``None`` on the command line, such as 0 for
     "all"), ``parse``/``show`` (from a command-line string or YAML value to the field's

@@ -31,3 +31,7 @@ class OutputExists(DftlensError):
 
 class OutputBusy(DftlensError):
     """Another process is writing the same output directory."""
+
+
+class NonFiniteError(DftlensError):
+    """A NaN or infinity in activations, logits, a loss or a setting; the run stops (see :mod:`dftlens.numerics`)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import math
 import os
 import shlex
 import shutil
@@ -88,15 +89,95 @@ def write_text(path: Path | str, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every float NaN or infinity (numpy's too) replaced by None, in nested dicts/lists/tuples.
+
+    JSON has no NaN: Python's ``json`` would write a bare ``NaN`` that other readers
+    reject. Non-finite numbers that are errors stop a run before anything is written
+    (:mod:`dftlens.numerics`); what is left here means "no value" (e.g. the standard
+    error of one item) and is written as ``null``.
+    """
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):  # numpy float64 is a float too
+        return None
+    if hasattr(obj, "dtype") and getattr(obj, "shape", None) == () and hasattr(obj, "item"):  # numpy/torch scalar
+        return json_safe(obj.item())
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as valid JSON text (RFC 8259: no ``NaN``/``Infinity``; see :func:`json_safe`), UTF-8 unescaped."""
+    return json.dumps(json_safe(obj), indent=indent, ensure_ascii=False, default=str, allow_nan=False)
+
+
 def write_json(path: Path | str, obj: Any) -> None:
-    """Write ``obj`` to ``path`` as indented UTF-8 JSON (``str()`` for values JSON lacks), atomically."""
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Write ``obj`` to ``path`` as indented UTF-8 JSON (``str()`` for values JSON lacks), atomically.
+
+    Always valid JSON: NaN and infinities are written as ``null`` (:func:`json_safe`).
+    """
+    write_text(path, json_text(obj) + "\n")
+
+
+# OWASP "CSV Injection": a cell starting with one of these is a formula in Excel, LibreOffice, Google Sheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (OWASP); anything else as it is.
+
+    Text starting with ``= + - @`` TAB or CR gets a leading apostrophe, so a spreadsheet
+    shows it as text. Text that already starts with apostrophes followed by one of them
+    gets one more, so :func:`restore_cell` undoes exactly this (``read_csv``). Numbers are
+    never changed (``-0.5`` stays a number).
+    """
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def restore_cell(value: Any) -> Any:
+    """The inverse of :func:`neutralise_cell`: the text as dftlens had it before writing."""
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
 
 
 def write_csv(path: Path | str, frame) -> None:
-    """Write a DataFrame to ``path`` as CSV without its index, atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    """Write a DataFrame to ``path`` as UTF-8 CSV without its index, atomically.
+
+    The one CSV writer of dftlens: text cells (and column names) that a spreadsheet
+    would run as a formula are neutralised with a leading ``'`` (:func:`neutralise_cell`,
+    OWASP's rule); :func:`read_csv` reads such a file back as it was.
+    """
+    import csv
+
+    import pandas as pd
+
+    frame = frame.copy()
+    frame.columns = [neutralise_cell(c) for c in frame.columns]
+    carriage_return = False
+    for i, dtype in enumerate(frame.dtypes):
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype) \
+                or isinstance(dtype, pd.CategoricalDtype):
+            frame.isetitem(i, frame.iloc[:, i].astype(object).map(neutralise_cell))
+            carriage_return |= bool(frame.iloc[:, i].map(lambda v: isinstance(v, str) and "\r" in v).any())
+    with atomic_path(path) as tmp:  # Python's csv leaves a lone CR unquoted; readers then split the row there
+        frame.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL)
+
+
+def read_csv(path: Path | str, **kwargs: Any):
+    """A CSV written by :func:`write_csv` as a DataFrame, the neutralising apostrophes removed (pandas.read_csv)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, **kwargs)
+    frame.columns = [restore_cell(c) for c in frame.columns]
+    for i, dtype in enumerate(frame.dtypes):
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            frame.isetitem(i, frame.iloc[:, i].map(restore_cell))
+    return frame
 
 
 def _entries(directory: Path) -> list[str]:

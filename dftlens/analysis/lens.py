@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..config_files import setting
+from ..config_files import check_fields, setting
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
@@ -39,7 +39,7 @@ ITEM_COLUMNS = PROB_COLUMNS + ["entropy_bits"]
 def entropy_bits(logp: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in bits of distributions given as log-probabilities (natural log) over
     the last dimension: ``[..., vocab] -> [...]``. Zero-probability entries count 0 (no NaN
-    from ``0 * -inf``). The lens kernel's entropy
+    from ``0 * -inf``); a NaN in ``logp`` stays NaN (never 0 bits). The lens kernel's entropy
     (:class:`~dftlens.models.lens_kernel.RunningLens`, the one of dftlens: the probe,
     ``lens_table`` and the in-trace lens all compute it there), for log-probabilities at hand."""
     flat = logp.float().reshape(-1, logp.shape[-1]).clamp(min=-1e30)  # exp -> 0 and 0 * -1e30 = 0, not NaN
@@ -117,6 +117,8 @@ class LensTableConfig:
                            choices=OVERLAP_POLICIES)
 
     def __post_init__(self) -> None:
+        """Finite numbers and choices (:func:`check_fields`), a non-empty prompt, ``top_k`` of at least 1."""
+        check_fields(self)
         if self.prompt is not None and not self.prompt.strip():
             raise DataError("--prompt is empty; give the text the model should continue.")
         if self.top_k < 1:

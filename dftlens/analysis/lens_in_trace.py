@@ -61,7 +61,8 @@ def stats_in_trace(lm, chunk, token_sets, top_k: int = 10,
     ``top_ids`` [layers, batch, k], for :func:`~.lens_rows.batch_rows`. :func:`.lens.measure`
     calls this for a model whose engine has ``lens_in_trace`` (nnsight with ``remote=True``,
     or set by hand to run the same code locally). Raises DftlensError if the engine is not
-    nnsight, or if the NDIF run fails.
+    nnsight, or if the NDIF run fails;
+    NonFiniteError if a layer's lens statistics hold NaN or inf (the first such layer is named).
     """
     from ..errors import DftlensError
     from ..models import lens_kernel
@@ -105,6 +106,9 @@ def stats_in_trace(lm, chunk, token_sets, top_k: int = 10,
             f"The NDIF run of {lm.name} failed ({type(exc).__name__}: {first_line}); check network access to "
             "api.ndif.us, the API key, and that NDIF serves this model (nnsight.ndif.status())."
         ) from None
+    from ..numerics import check_activations
+
+    check_activations({lm.hook_name(layer): stats[layer] for layer in range(lm.n_layers)}, lm.name, lm.dtype)
     return stats, top_ids
 
 

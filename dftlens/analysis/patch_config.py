@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..config_files import setting
+from ..config_files import check_fields, setting
 from ..data.languages import parse_pair, split_list
 from ..errors import DataError, LayerError
 from ..layers import parse_layers
@@ -68,6 +68,10 @@ class PatchConfig:
     n_pairs: int = setting(32, "Concept pairs (A, B) per experiment.")
     rows_per_pass: int = setting(72, "Prompt rows (pairs x layers) per forward pass.", flag="--batch-size")
     seed: int = setting(0, "Seed for demonstrations and pair sampling.")
+
+    def __post_init__(self) -> None:
+        """Finite numbers and choices (:func:`check_fields`); the rest needs the model (:func:`check_config`)."""
+        check_fields(self)
 
     def languages(self) -> list[str]:
         """Every language code the experiments use, English included, sorted."""

@@ -19,7 +19,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..config_files import setting
+from ..config_files import check_fields, setting
 from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
@@ -81,6 +81,7 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         """Every value that needs no file and no model, checked at construction (one sentence each)."""
+        check_fields(self)
         self.tasks = list(DEFAULT_TASKS) if self.tasks is None else list(self.tasks)  # None: the defaults
         self.probe_langs = list(PROBE_LANGUAGES) if self.probe_langs is None else list(self.probe_langs)
         unknown = sorted(set(self.tasks) - set(TASKS))

@@ -6,11 +6,13 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..config_files import setting
+from ..config_files import check_fields, setting
 from ..data.languages import split_list
 from ..errors import DftlensError
 from ..layer_evidence import Evidence
 from ..layers import LayerChoice, check_order
+from ..models.loading import check_device
+from .feature_signal import FEATURE_NORMS
 
 SIGNALS = ("logits", "feature", "contrastive", "off")
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -49,7 +51,7 @@ class TrainConfig:
     detach_english: bool = setting(True, "Run the English side of the feature losses without gradients.")
     feature_norm: str = setting("none", "What the feature losses' cosine compares: none (the paper: mean-pooled "
                                         "residuals), center, standardize (running statistics) or rms (each token "
-                                        "RMS-normalised before pooling).")
+                                        "RMS-normalised before pooling).", choices=FEATURE_NORMS)
     # what trains
     lora: bool = setting(False, "Train LoRA adapters (peft) instead of all weights.", flag="--lora")
     lora_r: int = setting(16, "LoRA rank.")
@@ -70,7 +72,7 @@ class TrainConfig:
     lr: float | None = setting(None, "Peak learning rate (default 2e-5, or 2e-4 with --lora).")
     weight_decay: float = setting(0.0, "AdamW weight decay.")
     warmup_ratio: float = setting(0.03, "Fraction of the steps spent warming up.")
-    schedule: str = setting("cosine", "Decay after warm-up: cosine, linear or constant.")
+    schedule: str = setting("cosine", "Decay after warm-up.", choices=("cosine", "linear", "constant"))
     max_grad_norm: float = setting(1.0, "Gradient clipping (0: off).")
     max_length: int = setting(512, "Longest sequence in tokens; longer examples are an error.")
     seed: int = setting(0, "Random seed (data order, LoRA init).")
@@ -94,19 +96,17 @@ class TrainConfig:
         flag="--trust-remote-code")
 
     def __post_init__(self) -> None:
-        """Check every value that needs no file and no model (the Python API gets the same errors)."""
-        for name in ("lc", "et"):
-            if getattr(self, f"{name}_signal") not in SIGNALS:
-                raise DftlensError(f"--{name} must be one of {', '.join(SIGNALS)}, not "
-                                   f"{getattr(self, f'{name}_signal')!r}.")
-        from .losses import FEATURE_NORMS
+        """Check every value that needs no file and no model (the Python API gets the same errors).
 
-        if self.feature_norm not in FEATURE_NORMS:
-            raise DftlensError(f"--feature-norm must be one of {', '.join(FEATURE_NORMS)}, not {self.feature_norm!r}.")
-        if self.template not in ("plain", "chat"):
-            raise DftlensError(f"--template must be plain or chat, not {self.template!r}.")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise DftlensError(f"--schedule must be cosine, linear or constant, not {self.schedule!r}.")
+        Finite numbers and the fields' ``choices`` are checked generically (:func:`check_fields`).
+        """
+        check_fields(self)
+        check_device(self.device)
+
+        Finite numbers and the fields' ``choices`` are checked generically (:func:`check_fields`).
+        """
+        check_fields(self)
+        check_device(self.device)
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise DftlensError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")

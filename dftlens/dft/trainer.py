@@ -28,6 +28,7 @@ the step log are :mod:`dftlens.dft.run_dir`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -41,7 +42,8 @@ import torch
 
 from ..config_files import RUN_CONFIG, write_run_config
 from ..data.languages import split_list
-from ..errors import DftlensError
+from ..errors import DftlensError, NonFiniteError
+from ..numerics import check_step, stopped_at
 from ..io import claim_output, write_json
 from ..signals import stop_flag
 from . import checkpoint as ckpt
@@ -243,18 +245,27 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
                 with autocast():
                     loss_fn.prepare_step(micro_batches, gather=dist.gather_rows if dist.world_size > 1 else None)
             sums: dict[str, float] = {}
-            for micro, batch in enumerate(micro_batches):
-                # x world_size: the gradient average over processes then yields the step's sum
-                values = loss_fn.backward(batch, scale=dist.world_size, autocast=autocast, norm=norm, micro=micro)
-                for k, v in values.items():
-                    # loss shares add up; a gradient norm over the step's rows is the root of summed squares
-                    sums[k] = sums.get(k, 0.0) + (v * v if k.endswith("_gnorm") else v)
+            keep = functools.partial(_keep_finite, save, out, step, start, resume_from, optimizer)
+            try:
+                for micro, batch in enumerate(micro_batches):
+                    # x world_size: the gradient average over processes then yields the step's sum
+                    values = loss_fn.backward(batch, scale=dist.world_size, autocast=autocast, norm=norm,
+                                              micro=micro)
+                    for k, v in values.items():
+                        # loss shares add up; a gradient norm over the step's rows is the root of summed squares
+                        sums[k] = sums.get(k, 0.0) + (v * v if k.endswith("_gnorm") else v)
+            except NonFiniteError as exc:  # activations or logits checked inside the passes
+                bar.close()
+                raise stopped_at(step + 1, exc, keep) from None
             densify_grads(params)
             dist.average_gradients(params)
             sums = dist.sum_values(sums)
             sums = {k: (math.sqrt(v) if k.endswith("_gnorm") else v) for k, v in sums.items()}
             clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
             grad_norm = dist.clip_grad_norm(params, clip)
+            if not (all(math.isfinite(v) for v in sums.values()) and math.isfinite(float(grad_norm))):
+                bar.close()
+                check_step(sums, float(grad_norm), step + 1, keep)  # raises, after keeping the last finite state
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             record = {"step": step + 1, **{k: round(v, 6) for k, v in sums.items()}, "lr": lr,
@@ -277,6 +288,20 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     final = save(FINAL, cfg.steps)
     dist.end()
     return TrainResult(out, final, log, dist.is_main)
+
+
+def _keep_finite(save: Callable[[str, int], Path], out: Path, step: int, start: int, resume_from: Path | None,
+                 optimizer: torch.optim.Optimizer) -> str:
+    """Save the weights before step ``step`` (0-based; the last finite state) and say where they are."""
+    optimizer.zero_grad(set_to_none=True)  # the non-finite gradients are never applied
+    if step > start:
+        path = out / f"checkpoint-{step:06d}"
+        if not path.exists():  # not saved by --save-every already
+            path = save(path.name, step)
+        return f"the last finite state (after step {step}) is kept in {path}"
+    if resume_from is not None:
+        return f"the last finite state is {resume_from}, as it was"
+    return "no step had finished, so no checkpoint was written (lower --lr or check the model and data)"
 
 
 def _running(log: list[dict], window: int = 10) -> dict[str, str]:

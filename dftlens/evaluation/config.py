@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config_files import setting
+from ..errors import DftlensError
 from ..models.aliases import EMBEDDED
 from ..models.loading import LoadSettings
 from .benchmarks import DEFAULT_LANGS
@@ -41,3 +42,13 @@ class EvalConfig(LoadSettings):
                                    flag="--allow-download")
     mkqa_file: str | None = setting(None, "mkqa.jsonl(.gz) from github.com/apple/ml-mkqa.")
     threads: int = setting(0, "CPU threads for torch (0: the cores not already busy).")
+
+    def __post_init__(self) -> None:
+        """Load settings (:class:`LoadSettings`), then counts that cannot work, before any task or model loads."""
+        super().__post_init__()
+        if self.threads < 0:
+            raise DftlensError(f"--threads must be 0 (automatic) or a positive number of threads, not {self.threads}.")
+        if self.batch_size < 1:
+            raise DftlensError(f"--batch-size must be at least 1, not {self.batch_size}.")
+        if self.limit is not None and self.limit < 1:
+            raise DftlensError(f"--limit must be at least 1, not {self.limit}.")

@@ -38,6 +38,8 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
+from ..errors import NonFiniteError
+
 
 def _takes_position_ids(model) -> bool:
     """The family table's ``position_ids`` flag for this model; for a family the table does not
@@ -109,6 +111,8 @@ class DftlensHFLM(HFLM):
         if self.share_context:
             try:
                 return self._shared_context_tokens(requests, disable_tqdm=disable_tqdm)
+            except NonFiniteError:  # NaN/inf logits: the run stops (dftlens.numerics.guard_forward)
+                raise
             except Exception as exc:  # an architecture whose cache does not allow this
                 warnings.warn(f"dftlens: shared-context scoring failed ({type(exc).__name__}: {exc}); "
                               "scoring each request separately instead.", RuntimeWarning, stacklevel=2)

@@ -160,10 +160,12 @@ def evaluate_models(
     Benchmarks without data on this machine are skipped with a note.
     ``load_options`` (dtype, device, device_map) go to :func:`dftlens.load_model`,
     which loads each model without an engine: evaluation needs only the plain
-    Hugging Face model.
+    Hugging Face model. Raises NonFiniteError when a forward pass's logits hold NaN or
+    inf (naming the first block whose output does; :func:`dftlens.numerics.guard_forward`).
     """
     from lm_eval import evaluator
 
+    from ..numerics import guard_forward
     from .harness import DftlensHFLM
 
     say = log or (lambda message: None)
@@ -222,7 +224,9 @@ def evaluate_models(
             lm = DftlensHFLM(lens_model.hf_model, lens_model.tokenizer, batch_size=batch_size,
                              max_gen_toks=max_gen_toks)
             say(f"evaluating {label} on {len(loaded)} task(s)" + (f", {limit} documents each" if limit else ""))
-            with quiet_lm_eval(), _offline_if(not allow_download):
+            layers_path = getattr(getattr(lens_model, "arch", None), "layers_path", None)
+            with quiet_lm_eval(), _offline_if(not allow_download), \
+                    guard_forward(lens_model.hf_model, layers_path, label):
                 out = evaluator.evaluate(lm=lm, task_dict=task_dict, limit=limit, log_samples=False,
                                          bootstrap_iters=1000)
             results = (out or {}).get("results", {})

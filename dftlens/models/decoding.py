@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call
 
+from ..numerics import check_logits
 from .lens_kernel import LensReduction, RunningLens, project, reduce_logits
 
 MIN_SLICE = 1024  # vocabulary columns decoded at once, at least (fewer rows are taken instead)
@@ -33,14 +34,19 @@ class LogitLens:
         matrix keeps its gradient through the input lookup of the main loss.
         Used by ``capture(lens=True)``, ``log_probs`` and the held-out NLL; the probe's
         lens uses :meth:`lens_reduce`, the losses :mod:`dftlens.dft.chunked_ce` (same kernel).
+        Raises NonFiniteError (outside autograd) when the logits hold NaN or inf.
         """
         normed = self.final_norm(resid, frozen)
         weight, bias = self.head_params(frozen)
         if weight.device.type == "meta":  # offloaded by a device map: let accelerate's hooks fetch it
             head = self.hf_model.get_output_embeddings()
             logits, cap = head(normed.to(self.dtype)).float(), self.arch.softcap
-            return torch.tanh(logits / cap) * cap if cap else logits
-        return project(normed.to(weight.device), weight, bias, self.arch.softcap)
+            logits = torch.tanh(logits / cap) * cap if cap else logits
+        else:
+            logits = project(normed.to(weight.device), weight, bias, self.arch.softcap)
+        if not torch.is_grad_enabled():  # analysis: NaN/inf stop the run (training checks its losses)
+            check_logits(logits, self.name, self.dtype)
+        return logits
 
     unembed = decode
     logit_lens = decode
@@ -79,7 +85,7 @@ class LogitLens:
         with weight 0); ``top_k``: how many top tokens. Returns a
         :class:`~dftlens.models.lens_kernel.LensReduction` (on the head's device). Equal to
         ``log_softmax(decode(resid))`` reduced directly, to float32 rounding
-        (tests/test_lens_kernel.py).
+        (tests/test_lens_kernel.py). Raises NonFiniteError when a row's logits hold NaN or inf.
         """
         weight, bias = self.head_params(frozen=True)
         parts = []
@@ -98,9 +104,10 @@ class LogitLens:
                 run.update(project(normed, weight[v:v + width], None if bias is None else bias[v:v + width],
                                    self.arch.softcap), v)
             parts.append(run.finish())
-        if len(parts) == 1:
-            return parts[0]
-        return LensReduction(*(torch.cat([getattr(p, f) for p in parts]) for f in LensReduction.__dataclass_fields__))
+        out = parts[0] if len(parts) == 1 else \
+            LensReduction(*(torch.cat([getattr(p, f) for p in parts]) for f in LensReduction.__dataclass_fields__))
+        check_logits(out.lse, self.name, self.dtype)  # a row's log-sum-exp is finite iff its logits are
+        return out
 
     def lens_memory(self) -> int:
         """Bytes the lens may use for its temporaries: an eighth of the memory free now.

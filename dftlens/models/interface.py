@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 import torch
 
 from ..errors import LayerError
+from ..numerics import check_activations
 from .architecture import Architecture, describe
 from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
 from .decoding import LogitLens
@@ -213,6 +214,8 @@ class LensModel(LogitLens):
         Raises:
             LayerError: a name that is not a hook of this model, or a model loaded without
                 an engine. ValueError: ``positions`` is a string other than ``"last"``.
+            NonFiniteError: (``grad=False``) an activation holds NaN or inf at a real token;
+                the message names the first such layer and the dtype (:mod:`dftlens.numerics`).
         """
         names = sorted({self.validate_hook(n) for n in names}, key=execution_order)
         derived = self._derived_parts(names)  # BLOOM's attn_out/mlp_out: differences of residual states
@@ -251,6 +254,8 @@ class LensModel(LogitLens):
         for name, (a, b) in derived.items():
             kept[name] = kept[a] - kept[b]
         kept = {n: kept[n] for n in names}
+        if not grad:  # training checks its losses instead (dft.trainer), without a sync per pass
+            check_activations(kept, self.name, self.dtype, mask if index is None else None)
         return Capture(kept, mask, index)
 
     def intervene(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config_files import setting
+from ..config_files import check_fields, setting
 from ..errors import DftlensError, ModelNotAvailable
 from ..paths import cache_root
 from . import gguf_cache
@@ -191,6 +191,11 @@ class LoadSettings:
                "is refused. The code runs with your permissions: only for authors you trust.",
         flag="--trust-remote-code")
 
+    def __post_init__(self) -> None:
+        """The generic field checks (finite numbers, ``choices``) and :func:`check_device`, before any load."""
+        check_fields(self)
+        check_device(self.device)
+
     def load_kwargs(self) -> dict:
         """``device``, ``dtype``, ``device_map`` and ``trust_remote_code`` for :func:`load_model` (dtype checked now)."""
         resolve_dtype(self.dtype, self.device or "cpu")
@@ -200,6 +205,30 @@ class LoadSettings:
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
+
+
+def check_device(device: str | None, what: str = "--device") -> None:
+    """Raise DftlensError unless ``device`` (None: the default) names a device torch has here.
+
+    ``cpu``, ``cuda``/``cuda:N`` (N below the number of visible GPUs), ``mps``, ``xpu``...
+    as :class:`torch.device` parses them; a GPU type is refused when torch sees none.
+    """
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DftlensError(f"{what} {device!r} is not a device; use cpu, cuda or cuda:N.") from None
+    if parsed.type == "cpu" or parsed.type == "meta":
+        return
+    backend = getattr(torch, parsed.type, None)
+    available = backend is not None and hasattr(backend, "is_available") and backend.is_available()
+    if not available:
+        raise DftlensError(f"{what} {device}: torch sees no {parsed.type} device on this machine; use --device cpu "
+                           "(or leave --device out).")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if parsed.index is not None and parsed.index >= count:
+        raise DftlensError(f"{what} {device}: this machine has {count} {parsed.type} device(s), numbered from 0.")
 
 
 def default_device() -> str:
@@ -306,6 +335,7 @@ def load_hf(
 
     if device_map is not None and device is not None:
         raise DftlensError("Give --device or --device-map, not both: a device map places every layer itself.")
+    check_device(device)
     device = device or default_device()
     check_remote_code(path, trust_remote_code)
     check_weights(Path(path))
