@@ -81,8 +81,12 @@ def error(message: str) -> None:
     """Print one ``error: ...`` line on stderr (the one style of every command).
 
     A word longer than 300 characters (a huge value from a config file, say) is cut to its first
-    120 and its length, so a message never echoes a whole large value.
+    120 and its length, so a message never echoes a whole large value. Rich markup in the message
+    (a quoted ``[[fr, zh]]``) is printed as it is; on a terminal the line starts clean (a progress
+    bar may be left on the current one).
     """
+    if err_console.is_terminal:
+        err_console.file.write("\r\x1b[2K")
     words = [w if len(w) <= 300 else f"{w[:120]}...({len(w)} characters)" for w in message.split(" ")]
     err_console.print(f"[bold red]error:[/] {escape(' '.join(words))}", highlight=False, soft_wrap=True)
 

@@ -149,6 +149,15 @@ class FieldOption:
             help_text = f"{help_text} One of: {', '.join(map(str, choices))}.".strip()
         return cls(field.name, tp, cli_type, shown, decls, help_text, parse, choices, none_as, optional)
 
+    def expected(self) -> str:
+        """What a value of this option looks like, for messages: "language pairs such as fr:zh" ..."""
+        kind = _list_kind(_optional(self.type)[0])
+        if kind == "pairs":
+            return "language pairs such as fr:zh (text, or a list of [input, target] pairs)"
+        if kind == "list":
+            return "a list of names (or comma-separated text)"
+        return f"text as on the command line (see `{self.decls[0].split('/')[0]} --help`)"
+
     def parameter(self) -> inspect.Parameter:
         """A keyword-only ``inspect.Parameter`` holding the ``typer.Option``, for a generated signature."""
         option = typer.Option(self.default, *self.decls, help=self.help)
@@ -163,7 +172,13 @@ class FieldOption:
             if not self.optional:
                 raise DftlensError(f"{where} needs a value.")
             return None
-        value = self.parse(raw) if self.parse else _coerce(raw, _optional(self.type)[0], where)
+        if self.parse:
+            try:
+                value = self.parse(raw)
+            except (TypeError, ValueError, AttributeError, IndexError):  # a YAML value of the wrong shape
+                raise DftlensError(f"{where} must be {self.expected()}, not {shown(raw)}.") from None
+        else:
+            value = _coerce(raw, _optional(self.type)[0], where)
         if self.choices and value not in self.choices:
             raise DftlensError(f"{where} must be one of {', '.join(map(str, self.choices))}, not {shown(value)}.")
         return value
@@ -171,8 +186,10 @@ class FieldOption:
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """A config-file value as the option's type (ints for floats, strings for paths)."""
-    if tp is Path and isinstance(value, str):
-        return Path(value)
+    if tp is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+        raise DftlensError(f"{where} must be a path (text), not {shown(value)}.")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-5 as a string
@@ -184,7 +201,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return [value]
     if tp in _SCALARS and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
         raise DftlensError(f"{where} must be {_NAMES[tp]}, not {shown(value)}.")
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list) or (item in _SCALARS and not all(isinstance(v, item) for v in value)):
+            raise DftlensError(f"{where} must be a list of {_NAMES.get(item, 'values')}, not {shown(value)}.")
     return value
+
 
 
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

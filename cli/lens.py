@@ -36,6 +36,9 @@ def lens(
 
     if csv is not None:
         check_output_file(csv, overwrite)  # before the model loads
+    from dftlens.models.loading import check_top_k
+
+    check_top_k(cfg.top_k, model)  # from config.json, before the weights load
     lm = load_model(model, backend=backend, **load.load_kwargs())
     table = lens_table(lm, cfg.text(), answers=cfg.answers(), top_k=cfg.top_k, overlap=cfg.overlap)
     shown = table.drop(columns="top_token")

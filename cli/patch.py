@@ -30,6 +30,7 @@ def patch(
 ) -> None:
     """Patch source latents into target translation prompts at every layer (concept and mean-latent)."""
     from dftlens import load_model
+    from dftlens.analysis.patch_config import check_words
     from dftlens.analysis.patching import OUTPUTS, check_config, run_patching
     from dftlens.config_files import RUN_CONFIG
     from dftlens.io import prepare_output_dir
@@ -40,14 +41,15 @@ def patch(
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)  # fail before an expensive run, not after
     from dftlens.data.parallel import load_words
 
-    load_words(cfg.words, cfg.languages())  # a bad file or missing language fails before the model loads
+    check_words(load_words(cfg.words, cfg.languages()))  # a bad file, missing language or too few words: now
     lm = load_model(model, backend=backend, **options)
     result = run_patching(lm, cfg)
     settings.values["out"] = str(out)
     result.save(out, overwrite=overwrite, extra=settings.save)  # run_config.yaml swaps in with the results
     table = result.table
     cols = ["experiment", "layer", "n_pairs"] + [c for c in ("p_src_concept", "p_src_concept_src_lang",
-                                                             "p_tgt_concept", "acc_patched", "acc_unpatched")]
+                                                             "p_tgt_concept", "acc_patched", "acc_unpatched")
+                                                 if c in table.columns]  # no mean-latent columns without it
     console.print(table[cols].round(3).to_string(index=False))
     causal = result.causal
     from dftlens.analysis.evidence_kinds import causal_line

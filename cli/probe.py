@@ -60,6 +60,9 @@ def probe(
     from dftlens.layers import model_n_layers
 
     check_choosable(model_n_layers(model), cfg.lc_layer, cfg.et_layer)  # from config.json, without the weights
+    from dftlens.models.loading import check_top_k
+
+    check_top_k(cfg.top_k, model)
     lm = load_model(model, backend=backend, **options)
     result = run_probe(lm, cfg)
     settings.values["out"] = str(out)

@@ -64,8 +64,8 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
     file into gigabytes), safe tags only.
 
     Raises:
-        DftlensError: the file does not exist, is larger than the bound, uses an alias, is not
-            valid YAML, or is not a mapping.
+        DftlensError: the file does not exist, cannot be read, is larger than the bound, is not
+            UTF-8, uses an alias, is not valid YAML, or is not a mapping.
     """
     import yaml
 
@@ -76,7 +76,13 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
         raise DftlensError(f"Config file {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; a run config is a short "
                            "mapping of option names to values.")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())  # noqa: S506 (a safe loader)
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_loader())  # noqa: S506 (a safe loader)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise DftlensError(f"Config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line "
+                           f"{line}); save it as UTF-8.") from None
+    except OSError as exc:
+        raise DftlensError(f"Config file {path} cannot be read ({exc.strerror or exc}).") from None
     except _Alias as exc:
         raise DftlensError(f"Config file {path} uses a YAML alias (line {exc.args[0]}); write the value out "
                            "instead (dftlens does not expand aliases).") from None

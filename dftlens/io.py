@@ -113,6 +113,33 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(json_safe(obj), indent=indent, ensure_ascii=False, default=str, allow_nan=False)
 
 
+def read_json(path: Path | str, kind: type | None = None) -> Any:
+    """The JSON value in ``path`` (a file dftlens or another tool wrote), or DataError in one sentence.
+
+    ``kind`` (e.g. ``dict``): the type the top-level value must have. The error names the
+    file and says what is wrong: cannot be read, not UTF-8, damaged (not valid JSON, with
+    line and column), or the wrong kind of value.
+    """
+    from .errors import DataError
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is damaged: not UTF-8 text.") from None
+    except OSError as exc:
+        raise DataError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is damaged: not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                        f"{exc.colno}).") from None
+    if kind is not None and not isinstance(value, kind):
+        raise DataError(f"{path} is damaged: expected a JSON {'object' if kind is dict else kind.__name__}, "
+                        f"found {type(value).__name__}.")
+    return value
+
+
 def write_json(path: Path | str, obj: Any) -> None:
     """Write ``obj`` to ``path`` as indented UTF-8 JSON (``str()`` for values JSON lacks), atomically.
 

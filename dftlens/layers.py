@@ -274,7 +274,7 @@ def model_n_layers(model: str) -> int | None:
 def parse_layers(value: str | Sequence[int] | None, what: str = "--layers") -> list[int] | None:
     """Block indices from ``"0,4-8"`` (ranges inclusive) or a list of ints; None or empty: None (all).
 
-    Raises DataError for an entry that is neither a number nor a range ``a-b``.
+    Raises DataError for an entry that is neither a number nor a range ``a-b``, or a range with ``b < a``.
     """
     from .data.languages import split_list
 
@@ -286,7 +286,10 @@ def parse_layers(value: str | Sequence[int] | None, what: str = "--layers") -> l
     for part in split_list(value):
         first, _, last = part.partition("-")
         try:
-            layers.extend(range(int(first), int(last or first) + 1))
+            low, high = int(first), int(last or first)
         except ValueError:
             raise DataError(f"{what} entry {part!r} is not a layer or a range (e.g. 0,4-8).") from None
+        if high < low:
+            raise DataError(f"{what} range {part!r} runs backwards; write {high}-{low}.")
+        layers.extend(range(low, high + 1))
     return layers or None

@@ -258,3 +258,160 @@ def test_probe_csvs_neutralise_formula_ids(inputs, tmp_path):
 
     assert set(read_csv(out / "lens_items.csv")["item_id"]) <= set(ids)  # read back as written
     assert not math.isnan(pd.read_csv(out / "lens.csv")["entropy_bits"].iloc[0])
+
+
+# -- 10-17: one line, exit 2, before the model loads where the model is not needed -------------------
+@pytest.fixture
+def no_load(monkeypatch):
+    """The cases that need no model: loading one fails the test."""
+    import dftlens.models.loading as loading
+
+    monkeypatch.setattr(loading, "load_hf", lambda *a, **k: pytest.fail("the model was loaded"))
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("pairs: 5\n", "pairs must be language pairs such as fr:zh (text, or a list of [input, target] pairs), not 5"),
+    ("pairs: [5]\n", "pairs must be language pairs such as fr:zh"),
+    ("tasks: 7\n", "tasks must be a list of names (or comma-separated text), not 7"),
+    ("out: 5\n", "out must be a path (text), not 5"),
+    ("max_items: [1, 2]\n", "max_items must be an integer, not [1, 2]"),
+    ("top_k: .nan\n", "top_k must be an integer, not nan"),
+])
+def test_config_files_with_wrong_types(inputs, tmp_path, no_load, text, phrase):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    out = tmp_path / "out"
+    user_error(["probe", "--model", inputs["model"], "--words", inputs["words"], "--no-probes", "--config", config],
+               phrase)
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_config_file_not_utf8_and_unreadable_data_files(inputs, tmp_path, no_load, monkeypatch):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(b"steps: 3\nlang: caf\xe9\n")
+    out = tmp_path / "run"
+    user_error(["train", "--model", inputs["model"], "--config", config, "--out", out],
+               f"Config file {config} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8", out)
+    # 11: a file that cannot be read (root reads anything, so the read itself is made to fail)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.name in ("words.jsonl", "pairs.jsonl"):
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    user_error(["probe", "--model", inputs["model"], "--words", inputs["words"], *PROBE, "--out", out],
+               f"Cannot read {inputs['words']}: Permission denied; check that it is a readable file", out)
+    user_error(["train", "--model", inputs["model"], "--data", inputs["data"], *TRAIN, "--out", out],
+               f"Cannot read {inputs['data']}: Permission denied", out)
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["lens", "--device", "bogus"], "--device 'bogus' is not a device; use cpu, cuda or cuda:N"),
+    (["probe", "--device", "cuda:7"], "--device cuda:7"),
+    (["lens", "--top-k", "100000"], "--top-k 100000 is more than the"),
+    (["probe", "--top-k", "100000"], "--top-k 100000 is more than the"),
+    (["eval", "--threads", "-1"], "--threads must be 0 (automatic) or a positive number of threads, not -1"),
+    (["patch", "--layers", "3-1"], "--layers range '3-1' runs backwards; write 1-3"),
+])
+def test_options_refused_before_the_model_loads(inputs, tmp_path, no_load, args, phrase):
+    if args[:3] == ["probe", "--device", "cuda:7"] and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    extra = {"probe": ["--words", inputs["words"], *PROBE, "--out", tmp_path / "o"], "eval": ["--out", tmp_path / "o"],
+             "patch": ["--words", inputs["words"], "--out", tmp_path / "o"], "lens": []}[args[0]]
+    user_error([args[0], "--model", inputs["model"], *extra, *args[1:]], phrase, tmp_path / "o")
+
+
+def test_lens_csv_that_is_a_directory_and_patch_with_too_few_words(inputs, tmp_path, no_load):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep")
+    before = snapshot(folder)
+    user_error(["lens", "--model", inputs["model"], "--csv", folder, "--overwrite"],
+               f"--csv {folder} is a directory; give the name of a file to write", folder, before)
+    five = tmp_path / "five.jsonl"
+    five.write_text("".join(inputs["words"].read_text(encoding="utf-8").splitlines(keepends=True)[:5]),
+                    encoding="utf-8")
+    user_error(["patch", "--model", inputs["model"], "--words", five, "--pairs", "zh:fr>fr:zh", "--mean-target", "none",
+                "--out", tmp_path / "p"],
+               "five.jsonl has 5 words; a patching prompt needs 6 (5 demonstrations and the word asked for)",
+               tmp_path / "p")
+
+
+def test_patch_without_mean_latent_prints_its_table(inputs, tmp_path):
+    out = tmp_path / "p"
+    result = ok(["patch", "--model", inputs["model"], "--words", inputs["words"], "--pairs", "zh:fr>fr:zh",
+                 "--mean-target", "none", "--n-pairs", "2", "--layers", "1-2", "--out", out])
+    assert "p_src_concept" in result.stdout and "acc_patched" not in result.stdout
+    assert (out / "patching.csv").is_file()
+
+
+def test_damaged_json_files(inputs, tmp_path):
+    # 16: config.json with a string where an integer belongs
+    model = tmp_path / "model"
+    shutil.copytree(inputs["model"], model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "hidden_size": "64"}))
+    user_error(["lens", "--model", model], "Field 'hidden_size' expected int, got str")
+    # a LoRA adapter folder whose adapter_config.json is cut short
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": ')
+    user_error(["lens", "--model", adapter], "adapter_config.json is damaged: not valid JSON (Expecting value at "
+                                             "line 1, column 29)")
+
+
+def test_damaged_run_files_on_resume(inputs, tmp_path):
+    out = tmp_path / "run"
+    ok(["train", "--model", inputs["model"], "--data", inputs["data"], *TRAIN, "--save-every", "1", "--out", out])
+    # a partial last line in log.jsonl (a kill mid-write) is dropped on resume
+    with (out / "log.jsonl").open("a") as handle:
+        handle.write('{"step": 4, "lo')
+    ok(["train", "--resume", out / "checkpoint-000002", "--overwrite", "--no-progress"])
+    assert [json.loads(r)["step"] for r in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # a damaged line in the middle is named
+    lines = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
+    before = snapshot(out)
+    user_error(["train", "--resume", out / "checkpoint-000002", "--overwrite", "--no-progress"],
+               "log.jsonl:2: a damaged step record; fix or delete that line", out, before)
+    # a damaged run_config.json in the checkpoint
+    (out / "checkpoint-000002" / "run_config.json").write_text('{"model": ')
+    before = snapshot(out)
+    user_error(["train", "--resume", out / "checkpoint-000002", "--overwrite", "--no-progress"],
+               "checkpoint-000002/run_config.json is damaged: not valid JSON", out, before)
+
+
+# -- 17: input longer than the model's context --------------------------------------------------------
+def test_inputs_longer_than_the_context_are_named(inputs, tmp_path, family_dir):
+    long_prompt = "eau " * 700  # about 1400 tokens; the tiny models' context is 512
+    for family in ("llama", "gpt2"):
+        user_error(["lens", "--model", family_dir(family), "--prompt", long_prompt],
+                   "the prompt is", None)
+    line = user_error(["lens", "--model", family_dir("gpt2"), "--prompt", long_prompt], "tokens long")
+    assert "longer than the context of" in line and "(512 tokens, max_position_embeddings)" in line
+    rows = [json.loads(r) for r in inputs["words"].read_text(encoding="utf-8").splitlines()]
+    rows[2]["fr"] = "maison" * 500
+    words = tmp_path / "long.jsonl"
+    words.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    user_error(["probe", "--model", inputs["model"], "--words", words, *PROBE[:-4], "--max-items", "6", "--out",
+                tmp_path / "o"], "(translation fr->zh) is", tmp_path / "o")  # the first prompt holding the word
+
+
+# -- 20: config attributes a family ignores ------------------------------------------------------------
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox"])
+def test_a_stray_num_key_value_heads_changes_nothing(family, family_dir, tmp_path):
+    from dftlens import load_model
+    from dftlens.analysis.lens import lens_table
+
+    stray = tmp_path / family
+    shutil.copytree(family_dir(family), stray)
+    config = json.loads((stray / "config.json").read_text())
+    (stray / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 2}))
+    prompt = 'Français: "eau" - 中文: "'
+    plain = lens_table(load_model(str(family_dir(family))), prompt)
+    for backend in ("transformer_lens", "nnsight"):
+        got = lens_table(load_model(str(stray), backend=backend), prompt)
+        assert torch.allclose(torch.tensor(got["entropy_bits"].to_numpy()),
+                              torch.tensor(plain["entropy_bits"].to_numpy()), atol=1e-4), backend

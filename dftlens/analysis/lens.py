@@ -28,6 +28,7 @@ from ..config_files import check_fields, setting
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
+from ..models.loading import check_top_k
 from ..models.lens_kernel import reduce_logits
 from .lens_rows import SHARES, batch_rows, item_set_tensors, lens_row, pad_sets  # noqa: F401 (lens_row: docs)
 from .token_sets import OVERLAP_POLICIES, TokenSets
@@ -73,7 +74,7 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
 
             stats, top_ids = stats_in_trace(lm, chunk, token_sets, top_k, policy=policy)
         else:
-            batch = lm.tokenize([it.prompt for it in chunk])
+            batch = lm.tokenize([it.prompt for it in chunk], labels=[it.label for it in chunk])
             resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
             n_layers, n_items = resid.shape[:2]
             ids, weights = item_set_tensors(token_sets, chunk, policy)  # [batch, sets, K], the same every layer
@@ -214,7 +215,8 @@ def lens_table(lm: LensModel, prompt: str, answers: Mapping[str, str] | None = N
             be a meaningless 0), or the answers' sets collide (see :func:`answer_ids`).
     """
     ids = answer_ids(TokenSets(lm.tokenizer), dict(answers or {}), overlap)
-    batch = lm.tokenize([prompt])
+    check_top_k(top_k, lm.name, lm.vocab_size)
+    batch = lm.tokenize([prompt], labels=["the prompt"])
     names = lm.hook_names()
     cap = lm.capture(batch, names, positions="last")
     columns = list(ids)

@@ -83,7 +83,7 @@ def stats_in_trace(lm, chunk, token_sets, top_k: int = 10,
     # Plain values only inside the trace: on NDIF its code and the values it uses are shipped over.
     layers_path, norm_path, head_path, softcap = lm.arch.layers_path, lm.arch.norm_path, _head_path(lm), lm.arch.softcap
     n_layers = lm.n_layers
-    batch = lm.tokenize([it.prompt for it in chunk])
+    batch = lm.tokenize([it.prompt for it in chunk], labels=[it.label for it in chunk])
     inputs = lm.model_inputs(batch)
     last = last_token_index(batch["attention_mask"])
     set_ids, set_weights = item_set_tensors(token_sets, chunk, policy)

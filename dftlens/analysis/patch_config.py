@@ -16,6 +16,7 @@ from ..errors import DataError, LayerError
 from ..layers import parse_layers
 from .token_sets import TOKEN_SET_KINDS
 
+N_DEMOS = 5  # demonstrations per patching prompt (the paper's num_few_shot)
 Experiment = tuple[tuple[str, str], tuple[str, str]]  # (source X:Y, target X':Y')
 
 
@@ -79,6 +80,13 @@ class PatchConfig:
         if self.mean_target:
             langs |= set(self.mean_target) | {lang for pair in self.mean_sources for lang in pair}
         return sorted(langs)
+
+
+def check_words(words) -> None:
+    """DataError unless ``words`` (ParallelData) has enough words for a prompt: N_DEMOS demonstrations + the word."""
+    if len(words) < N_DEMOS + 1:
+        raise DataError(f"{words.source} has {len(words)} words; a patching prompt needs {N_DEMOS + 1} "
+                        f"({N_DEMOS} demonstrations and the word asked for).")
 
 
 def check_config(config: PatchConfig, n_layers: int) -> None:

@@ -59,12 +59,11 @@ from ..data.prompts import PromptItem, translation_items
 from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
 from ..models import Edit, LensModel
-from .patch_config import PatchConfig, check_config
+from .patch_config import N_DEMOS, PatchConfig, check_config, check_words
 from .patch_evidence import CONCEPT_COLUMNS, causal_evidence, summarise_patching
 from .token_sets import TokenSets
 
 OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json"]
-N_DEMOS = 5  # the paper's num_few_shot
 
 
 # ---- the batched sweep ------------------------------------------------------
@@ -388,6 +387,7 @@ def run_patching(lm: LensModel, config: PatchConfig | None = None, progress: boo
     check_config(config, lm.n_layers)
     layers = sorted(set(config.layers)) if config.layers else list(range(lm.n_layers))
     words = load_words(config.words, config.languages())
+    check_words(words)
     token_sets = TokenSets(lm.tokenizer, kind=config.token_sets)
     frames = [run_concept(lm, words, src, tgt, layers, token_sets, config, progress) for src, tgt in config.concept]
     if config.mean_target:

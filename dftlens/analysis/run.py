@@ -26,6 +26,7 @@ from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
 from ..layers import LayerChoice, check_order
 from ..models import LensModel
+from ..models.loading import check_top_k
 from .layer_choice import RULES, RuleParams, check_choosable, choose_layers, rule_curves
 from .layer_bootstrap import assess
 from .lens import PROB_COLUMNS, measure
@@ -292,6 +293,7 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
     config = config or ProbeConfig()
     config.__post_init__()  # the values may have been changed since construction
     check_choosable(lm.n_layers, config.lc_layer, config.et_layer)  # before the measurement, not after
+    check_top_k(config.top_k, lm.name, lm.vocab_size)
     words, sentences = config.load_data()
     token_sets = TokenSets(lm.tokenizer)
     items, counts = build_prompt_items(config, words, sentences, token_sets)

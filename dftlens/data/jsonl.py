@@ -10,8 +10,15 @@ from ..errors import DataError
 
 
 def check_utf8(path: Path) -> None:
-    """DataError naming the file, line and column of the first byte that is not UTF-8."""
-    data = Path(path).read_bytes()
+    """DataError naming the file, line and column of the first byte that is not UTF-8.
+
+    The first read of every data file (JSONL, CSV, FLORES): a file that cannot be read
+    (permissions, a directory, an I/O error) is a DataError naming it too.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"Cannot read {path}: {exc.strerror or exc}; check that it is a readable file.") from None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:

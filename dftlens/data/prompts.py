@@ -47,6 +47,11 @@ class PromptItem:
     answer_en: str  # its English version (the latent-language candidate)
     answer_input: str  # the word in the input language
 
+    @property
+    def label(self) -> str:
+        """How messages name this item: ``item w3 (translation fr->zh)``."""
+        return f"item {self.item_id} ({self.task} {self.input_lang}->{self.target_lang})"
+
 
 def _pair_line(src_lang: str, src: str, tgt_lang: str, tgt: str | None) -> str:
     left = f'{native_name(src_lang)}: "{src}" - {native_name(tgt_lang)}: "'

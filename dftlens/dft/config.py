@@ -275,8 +275,14 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path | str) -> "TrainConfig":
-        """The config saved in a ``run_config.json`` file."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """The config saved in a ``run_config.json`` file; DataError if the file is damaged."""
+        from ..io import read_json
+
+        data = read_json(path, dict)
+        try:
+            return cls.from_dict(data)
+        except TypeError as exc:  # a value of the wrong type in a hand-edited file
+            raise DftlensError(f"{path} is damaged: {exc}.") from None
 
 
 def sha256_file(path: Path) -> str:

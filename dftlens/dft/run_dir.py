@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import ownership
 from ..config_files import RUN_CONFIG
-from ..errors import OutputExists
+from ..errors import DataError, OutputExists
 from ..io import atomic_path, check_owned, check_writable, ensure_disk_space, nearest_existing
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -127,8 +127,21 @@ def read_log(out: Path, upto: int) -> list[dict]:
     path = out / LOG
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= upto]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            step = row["step"]
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines):  # a record cut short by a kill mid-write: the step after the checkpoint
+                break
+            raise DataError(f"{path}:{number}: a damaged step record; fix or delete that line.") from None
+        if step <= upto:
+            rows.append(row)
+    return rows
 
 
 def write_log(out: Path, rows: list[dict]) -> None:

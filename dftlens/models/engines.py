@@ -38,6 +38,32 @@ class _StopForward(Exception):
     """Raised from the last requested hook to skip the rest of the forward pass."""
 
 
+# Config attributes TransformerLens 4's bridge reads to size attention (transformer_lens/model_bridge/sources/
+# _hf_format.py), whichever family the model is: one the family's own config does not define is a leftover.
+BRIDGE_GEOMETRY = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "n_key_value_heads",
+                   "num_global_key_value_heads", "head_dim")
+
+
+def drop_ignored_attributes(config) -> list[str]:
+    """Remove from ``config`` the :data:`BRIDGE_GEOMETRY` attributes its family ignores; return their names.
+
+    A config.json may carry keys its family never reads (a GPT-2 or GPT-NeoX config with
+    ``num_key_value_heads``): Hugging Face ignores them, but TransformerLens's bridge reads
+    them and reshapes attention with them (``shape '[2, 19, 2, 16]' is invalid``). An
+    attribute counts as ignored when the family's config class does not define it (it is not
+    among the attributes of a default instance). The model itself never reads it, so its
+    outputs do not change.
+    """
+    try:
+        known = set(type(config)().to_dict())
+    except Exception:  # a config class that cannot be built without arguments: leave it alone
+        return []
+    dropped = [name for name in BRIDGE_GEOMETRY if name in config.__dict__ and name not in known]
+    for name in dropped:
+        delattr(config, name)
+    return dropped
+
+
 class TransformerLensEngine:
     """The TransformerLens 4 engine: a ``TransformerBridge`` around the loaded Hugging Face model.
 
@@ -60,6 +86,7 @@ class TransformerLensEngine:
         # it needs the HF architecture name, which GGUF-converted and tiny configs may lack.
         if not getattr(hf_model.config, "architectures", None):
             hf_model.config.architectures = [type(hf_model).__name__]
+        drop_ignored_attributes(hf_model.config)  # e.g. a GPT-2 config.json carrying num_key_value_heads
         logging.getLogger("transformer_lens").setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from ..errors import LayerError
+from ..errors import DataError, LayerError
 from ..numerics import check_activations
 from .architecture import Architecture, describe
 from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
@@ -152,8 +152,16 @@ class LensModel(LogitLens):
         padding_side: str | None = None,
         add_special_tokens: bool = True,
         max_length: int | None = None,
+        labels: list[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Tokenise with the tokenizer's own BOS convention (added once, never twice)."""
+        """Tokenise with the tokenizer's own BOS convention (added once, never twice).
+
+        Without ``max_length`` (no truncation) every text must fit the model's context
+        (:attr:`context_length`); ``labels`` name the texts in the error (e.g. ``item w3``).
+
+        Raises:
+            DataError: a text longer than the context, named by its label (or its number and end).
+        """
         tok = self.tokenizer
         previous = tok.padding_side
         if padding_side:
@@ -169,6 +177,8 @@ class LensModel(LogitLens):
             )
         finally:
             tok.padding_side = previous
+        if max_length is None:
+            self._check_context(enc["attention_mask"].sum(dim=1).tolist(), texts, labels)
         return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
 
     # ---- running -----------------------------------------------------------
@@ -288,6 +298,26 @@ class LensModel(LogitLens):
     def forward_logits(self, batch: dict[str, torch.Tensor], logits_to_keep: int = 0) -> torch.Tensor:
         """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
         return self.hf_model(**self.model_inputs(batch), logits_to_keep=logits_to_keep).logits
+
+    @property
+    def context_length(self) -> int | None:
+        """Longest input in tokens: ``max_position_embeddings`` (GPT-2's ``n_positions``); None if unbounded.
+
+        Sliding-window attention does not shorten it (the window limits what a position sees,
+        not how many positions there are).
+        """
+        config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else self.config
+        value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def _check_context(self, lengths: list[int], texts: list[str], labels: list[str] | None) -> None:
+        limit = self.context_length
+        if limit is None or max(lengths, default=0) <= limit:
+            return
+        i = next(i for i, n in enumerate(lengths) if n > limit)
+        label = labels[i] if labels else f"text {i + 1} (ending {texts[i][-40:]!r})"
+        raise DataError(f"{label} is {lengths[i]} tokens long, longer than the context of {self.name} "
+                        f"({limit} tokens, max_position_embeddings); shorten it or leave it out.")
 
     def _derived_parts(self, names: list[str]) -> dict[str, tuple[str, str]]:
         out = {}

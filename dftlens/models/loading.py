@@ -120,14 +120,14 @@ def resolve(name: str, allow_download: bool | None = None) -> ResolvedModel:
 
 def _resolve_adapter(name: str, path: Path, allow_download: bool | None) -> ResolvedModel:
     """A LoRA adapter directory: its base (the dftlens run's --model, else the adapter's base id) resolved."""
-    import json
+    from ..io import read_json
 
     base = None
     run_config = path / "run_config.json"
     if run_config.is_file():  # written by dftlens train: the name the base was loaded under
-        base = json.loads(run_config.read_text(encoding="utf-8")).get("model")
+        base = read_json(run_config, dict).get("model")
     if not base:
-        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        base = read_json(path / "adapter_config.json", dict).get("base_model_name_or_path")
     if not base:
         raise ModelNotAvailable(f"{path} is a LoRA adapter that does not name its base model.")
     resolved = resolve(base, allow_download)
@@ -231,6 +231,29 @@ def check_device(device: str | None, what: str = "--device") -> None:
         raise DftlensError(f"{what} {device}: this machine has {count} {parsed.type} device(s), numbered from 0.")
 
 
+def model_config(name: str):
+    """The (text) config of ``name`` read from its config.json without loading weights; None if unknown.
+
+    For checks before the weights load (vocabulary size, layers); a model that cannot be
+    resolved or read returns None, and the real load then reports what is wrong in its words.
+    """
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(resolve(name).path))
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
+    except Exception:
+        return None
+
+
+def check_top_k(top_k: int, model: str | None, vocab_size: int | None = None) -> None:
+    """Raise DftlensError when ``--top-k`` exceeds the vocabulary (``vocab_size``, else from config.json)."""
+    if vocab_size is None and model is not None:
+        vocab_size = getattr(model_config(model), "vocab_size", None)
+    if isinstance(vocab_size, int) and top_k > vocab_size:
+        raise DftlensError(f"--top-k {top_k} is more than the {vocab_size} tokens of {model}'s vocabulary.")
+
+
 def default_device() -> str:
     """``"cuda"`` when a CUDA GPU is available, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -331,6 +354,7 @@ def load_hf(
     folder ships (:func:`check_remote_code` refuses such a folder otherwise); passed explicitly to
     every transformers call, and remembered on the model for the engines.
     """
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if device_map is not None and device is not None:
@@ -353,8 +377,9 @@ def load_hf(
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **trust).to(device).eval()
         model.dftlens_trust_remote_code = bool(trust_remote_code)  # the engines boot with the same decision
-    except (OSError, ValueError) as exc:
-        raise DftlensError(f"Could not load a causal language model from {path}: {exc}") from None
+    except (OSError, ValueError, StrictDataclassError) as exc:  # e.g. config.json with "hidden_size": "64"
+        reason = " ".join(str(exc).split())  # one line, whatever transformers wrote
+        raise DftlensError(f"Could not load a causal language model from {path}: {reason}") from None
     except RuntimeError as exc:
         if "out of memory" in str(exc).lower():
             raise DftlensError(
