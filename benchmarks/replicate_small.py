@@ -30,6 +30,9 @@ from replicate_runs import parse_seeds, signal_fields
 
 from dftlens.data.languages import split_list
 
+from dftlens.io import read_csv, write_csv  # formula cells neutralised, and undone on reading
+
+
 def variants(norms: list[str], lc_only: bool = True, feature_weight: float = 1.0) -> dict[str, tuple[str, str, str]]:
     """name -> (LC signal, ET signal, feature norm); LC-only uses the last norm listed.
 
@@ -92,7 +95,7 @@ def write_sweep(tables: dict[str, pd.DataFrame], layers: list[int], out: Path) -
     if not rows:
         return
     sweep = pd.DataFrame(rows)
-    sweep.to_csv(out / "sweep.csv", index=False)
+    write_csv(out / "sweep.csv", sweep)
     sweep_figure(sweep, out / "sweep.html")
     print("\nET-layer sweep (ET-only logits; LC off), held-out NLL and paired difference to TFT:")
     print(sweep.round(4).to_string(index=False))
@@ -107,7 +110,7 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
         for d in dirs:
             path = d / f"heldout_per_example_{side}.csv"
             if path.exists():
-                merged.update(pd.read_csv(path).to_dict(orient="list"))
+                merged.update(read_csv(path).to_dict(orient="list"))
         if "ET-only (logits)" in merged:
             merged.setdefault("ET-only j=12", merged["ET-only (logits)"])
         per_example[side] = merged
@@ -117,12 +120,12 @@ def combine(dirs: list[Path], out: Path, lang: str) -> None:
                               "nll_se": [np.std(v, ddof=1) / np.sqrt(len(v)) for v in values.values()]})
         diffs = paired(values, "TFT")  # its "se": the paired SE, as in a single run's heldout_paired_<lang>.csv
         table = frame.merge(diffs, on="model")
-        table.to_csv(out / f"heldout_paired_{side}.csv", index=False)
+        write_csv(out / f"heldout_paired_{side}.csv", table)
         print(f"\nheld-out NLL ({side}): mean of per-example NLL +- SE, paired difference to TFT +- paired SE")
         print(table.round(4).to_string(index=False))
     layers = sorted(int(n.split("=")[1]) for n in per_example[lang] if n.startswith("ET-only j="))
     if layers:
-        tables = {side: pd.read_csv(out / f"heldout_paired_{side}.csv").rename(columns={"nll_mean_of_examples": "nll"})
+        tables = {side: read_csv(out / f"heldout_paired_{side}.csv").rename(columns={"nll_mean_of_examples": "nll"})
                   for side in per_example}
         write_sweep(tables, layers, out)
 
@@ -257,7 +260,7 @@ def report(args: argparse.Namespace, out: Path, jobs: list, sweep: dict[str, int
     tables = {side: paired_table(found, side) for side in (args.lang, "en")} if "TFT" in found else {}
     rows = []
     for side, table in tables.items():
-        table.to_csv(out / f"heldout_paired_{side}.csv", index=False)
+        write_csv(out / f"heldout_paired_{side}.csv", table)
         print(f"\nheld-out NLL ({side}), mean over seeds and examples; paired difference to TFT, SE over "
               "examples (seed-averaged), over seeds, and combined:")
         print(table.round(4).to_string(index=False))
@@ -265,7 +268,7 @@ def report(args: argparse.Namespace, out: Path, jobs: list, sweep: dict[str, int
                   "value": r.nll, "stderr": np.nan} for r in table.itertuples()]
     shipped = shipped_table(found)
     if len(shipped):
-        shipped.to_csv(out / "shipped_paired.csv", index=False)
+        write_csv(out / "shipped_paired.csv", shipped)
         print("\nshipped tasks, mean over seeds; difference to TFT (same seed) and its SE across seeds:")
         print(shipped.round(4).to_string(index=False))
         rows += shipped[["model", "task", "language", "metric", "value", "stderr"]].to_dict(orient="records")
@@ -276,11 +279,11 @@ def report(args: argparse.Namespace, out: Path, jobs: list, sweep: dict[str, int
                 for side, v in scores["heldout"].items()] + \
                [{"model": "base", **r} for r in scores["shipped"]] + rows
     if rows:
-        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+        write_csv(out / "results.csv", pd.DataFrame(rows))
     logs = [pd.read_json(job.run_dir(out) / "log.jsonl", lines=True).assign(model=job.name, seed=job.seed)
             for job in jobs if (job.run_dir(out) / "log.jsonl").exists()]
     if logs:
-        pd.concat(logs).to_csv(out / "train_logs.csv", index=False)
+        write_csv(out / "train_logs.csv", pd.concat(logs))
     if sweep and tables:
         write_sweep(tables, sorted(sweep.values()), out)
     return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..config_files import setting
+from ..config_files import check_fields, setting
 from ..data.languages import parse_pair, split_list
 from ..errors import DataError, LayerError
 from ..layers import parse_layers
@@ -56,6 +56,10 @@ class NeuronsConfig:
     batch_size: int = setting(16, "Sentences per forward pass.")
     max_length: int = setting(128, "Tokens per sentence at most (longer ones are cut).")
     seed: int = setting(0, "Seed of the held-out split and the random-neuron control.")
+
+    def __post_init__(self) -> None:
+        """Finite numbers and choices, from the fields (:func:`~dftlens.config_files.check_fields`)."""
+        check_fields(self)
 
     def check(self) -> None:
         """DataError (one sentence) for settings that cannot work; the model is not needed."""
@@ -102,6 +106,10 @@ class SteerConfig:
     n_prompts: int = setting(32, "Translation prompts at most.")
     batch_size: int = setting(16, "Prompts per forward pass.")
     seed: int = setting(0, "Seed for the demonstrations.")
+
+    def __post_init__(self) -> None:
+        """Finite numbers (``--strengths inf`` is refused) and choices, from the fields (:func:`check_fields`)."""
+        check_fields(self)
 
     def languages(self) -> list[str]:
         """English, the prompts' pair and the target (the word file needs them all)."""

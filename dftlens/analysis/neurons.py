@@ -27,7 +27,7 @@ import torch
 
 from ..data.parallel import load_sentences
 from ..errors import DataError, DftlensError
-from ..io import output_dir, write_csv, write_json
+from ..io import output_dir, read_csv, write_csv, write_json
 from ..models import Edit, LensModel
 from ..models.hooks import hook_name
 from ..models.mlp_layout import d_mlp
@@ -268,7 +268,7 @@ def read_neuron_sets(directory: str | Path) -> tuple[dict[str, NeuronSet], Activ
     except (ValueError, KeyError, OSError) as exc:
         raise DataError(f"{directory / 'neuron_stats.npz'} is not a neuron_stats.npz dftlens wrote (plain arrays "
                         f"active, tokens, post_sum, langs): {str(exc).splitlines()[0][:100]}.") from None
-    table = pd.read_csv(directory / "neurons.csv", keep_default_na=False)
+    table = read_csv(directory / "neurons.csv", keep_default_na=False)  # write_csv's quotes undone
     sets: dict[str, NeuronSet] = {lang: {} for lang in stats.langs}
     for layer, neuron, langs in table[["layer", "neuron", "languages"]].itertuples(index=False):
         for lang in filter(None, str(langs).split(";")):

@@ -39,11 +39,13 @@ def read_neuron_file(path: str | Path, langs: list[str] | None) -> dict[int, lis
     """
     import pandas as pd
 
+    from ..io import read_csv
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"--train-neurons {path} is not a file; pass the neurons.csv written by `dftlens neurons`.")
     try:
-        table = pd.read_csv(path, keep_default_na=False)
+        table = read_csv(path, keep_default_na=False)  # the formula-cell quotes of write_csv undone
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
         raise DataError(f"--train-neurons {path} is not a readable CSV ({err}).") from None
     missing = [c for c in REQUIRED if c not in table.columns]
