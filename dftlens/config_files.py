@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import DftlensError
+from .errors import DataError, DftlensError
 
 RUN_CONFIG = "run_config.yaml"
 MAX_CONFIG_BYTES = 1 << 20  # a run config is a few hundred bytes; this bounds what one may hold
@@ -158,7 +158,7 @@ def check_fields(config: Any) -> None:
     allowed for optional fields). Messages name the command-line option (``--lr``).
 
     Raises:
-        NonFiniteError: a NaN or infinite number. DftlensError: a value outside ``choices``.
+        NonFiniteError: a NaN or infinite number. DataError: a value outside ``choices``.
     """
     from .numerics import check_setting
 
@@ -168,7 +168,7 @@ def check_fields(config: Any) -> None:
             check_setting(item, where)
         choices = field.metadata.get("choices")
         if choices and value is not None and value not in choices:
-            raise DftlensError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}.")
+            raise DataError(f"{where} must be one of {', '.join(map(str, choices))}, not {shown(value)}.")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,

@@ -124,8 +124,6 @@ class LensTableConfig:
             raise DataError("--prompt is empty; give the text the model should continue.")
         if self.top_k < 1:
             raise DataError(f"--top-k must be at least 1, not {self.top_k}.")
-        if self.overlap not in OVERLAP_POLICIES:
-            raise DataError(f"--overlap {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}.")
 
     def text(self) -> str:
         """The prompt the lens runs on."""

@@ -106,7 +106,5 @@ def check_config(config: PatchConfig, n_layers: int) -> None:
     for layer in config.layers or []:
         if not 0 <= layer < n_layers:
             raise LayerError(f"Layer {layer} is out of range: the model has blocks 0..{n_layers - 1}.")
-    if config.token_sets not in TOKEN_SET_KINDS:
-        raise DataError(f"--token-sets {config.token_sets!r} is not one of {', '.join(TOKEN_SET_KINDS)}.")
     if config.n_pairs < 1 or config.rows_per_pass < 1:
         raise DataError("--n-pairs and the rows per pass must be at least 1.")

@@ -101,10 +101,6 @@ class ProbeConfig:
         for name in ("batch_size", "top_k"):
             if getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
-        if self.overlap not in OVERLAP_POLICIES:
-            raise DataError(f"--overlap {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}.")
-        if self.rule not in RULES:
-            raise DataError(f"--rule must be one of {', '.join(RULES)}, not {self.rule!r}.")
         check_order(self.lc_layer, self.et_layer)
 
     def load_data(self) -> tuple[ParallelData, ParallelData | None]:
