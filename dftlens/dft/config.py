@@ -102,11 +102,6 @@ class TrainConfig:
         """
         check_fields(self)
         check_device(self.device)
-
-        Finite numbers and the fields' ``choices`` are checked generically (:func:`check_fields`).
-        """
-        check_fields(self)
-        check_device(self.device)
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise DftlensError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
