@@ -172,13 +172,13 @@ def test_every_config_dataclass_checks_numbers_and_choices_generically():
     from dftlens.models.loading import LoadSettings
 
     with pytest.raises(NonFiniteError, match="--lora-dropout must be a finite number"):
-        TrainConfig(lc="off", et="off", lora_dropout=float("nan"))
+        TrainConfig(lc_signal="off", et_signal="off", lora_dropout=float("nan"))
     with pytest.raises(DftlensError, match="--dtype must be one of auto, float32, bfloat16, float16, not 'int8'"):
         LoadSettings(dtype="int8")
     with pytest.raises(DftlensError, match="--dtype must be one of"):
         EvalConfig(dtype="int8")
     with pytest.raises(DftlensError, match="--feature-norm must be one of none, center"):
-        TrainConfig(lc="off", et="off", feature_norm="l2")
+        TrainConfig(lc_signal="off", et_signal="off", feature_norm="l2")
     with pytest.raises(DftlensError, match="--threads must be 0"):
         EvalConfig(threads=-1)
     for cls in (ProbeConfig, PatchConfig, LensTableConfig, EvalConfig, LoadSettings):
