@@ -220,7 +220,7 @@ def test_layers_file_kinds(files, tmp_path):
     (["train", "--lora", "--lora-r", "0"], "--lora-r must be at least 1"),
     (["train", "--lc-layer", "3", "--et-layer", "1"], "The LC layer (blocks.3.hook_resid_post) must come before"),
     (["train", "--lc-layer", "1", "--et-layer", "9"], "The ET layer 9 is out of range"),
-    (["train", "--lc", "bogus"], "--lc must be one of logits, feature, off"),
+    (["train", "--lc", "bogus"], "--lc must be one of logits, feature, contrastive, off"),
     (["train", "--save-adapter", "--lc", "off", "--et", "off"], "--save-adapter needs --lora"),
     (["probe", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["probe", "--max-items", "-1"], "--max-items must be at least 1"),

@@ -47,7 +47,7 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, tiny_dirs, data_file):
     assert_user_error(run(*common, "--data", data_file, "--lang", "vi", "--lc", "off", "--et", "off",
                           "--out", tmp_path / "c"), "language 'vi' is not in this example")
     assert_user_error(run(*common, "--data", data_file, "--lc", "bogus", "--out", tmp_path / "d"),
-                      "--lc must be one of logits, feature, off")
+                      "--lc must be one of logits, feature, contrastive, off")
     assert_user_error(run(*common, "--data", data_file, "--lc-layer", 1, "--et-layer", 9, "--out", tmp_path / "e"),
                       "out of range")
     assert_user_error(run(*common, "--data", data_file, "--out", tmp_path / "f"), "No LC layer")
