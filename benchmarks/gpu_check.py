@@ -35,6 +35,8 @@ import time
 
 import torch
 
+from timing import load_report, machine_load
+
 MODES = {"TFT": ("off", "off"), "DFT-feature": ("feature", "feature"), "DFT-logits": ("logits", "logits")}
 
 
@@ -220,14 +222,17 @@ def main() -> int:
     if not args.cpu_width:
         print(f"GPU: {torch.cuda.get_device_name() if not args.smoke_cpu else 'none (CPU smoke run)'}, torch {torch.__version__}")
     results = {}
+    machine_load()
     for setup in (("lora", "full") if args.setup == "both" else (args.setup,)):
         results[setup] = run(setup, args)
+    machine_load()
     parts = []
     for setup, res in results.items():
         if res:
             parts.append(f"{setup} feature={res['time']['DFT-feature']:.2f} logits={res['time']['DFT-logits']:.2f} "
                          f"memory={max(res['memory']['DFT-feature'], res['memory']['DFT-logits']):.2f}")
     print(("CPU_RATIOS " if args.cpu_width else "GPU_RATIOS ") + " ".join(parts))
+    print(load_report()[0])
     return 0
 
 

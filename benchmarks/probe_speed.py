@@ -1,18 +1,28 @@
-"""The probe's forward-plus-lens pass over a bare forward pass, next to its floor.
+"""The probe's forward-plus-lens pass over a bare forward pass, next to its roofline floor.
 
 On the embedded model, the same translation prompts: (a) a bare forward with
 ``logits_to_keep=1``; (b) what `dftlens probe` does per batch: capture resid_post
 at the last real token of every layer and decode it through the logit lens
-(log-softmax over the full vocabulary, one position per layer), then reduce to
-P(en), P(target), entropy and top-k. The arithmetic floor is the FLOP ratio
-(body + L x head) / (body + 1 x head): the lens decodes L positions where the bare
-pass decodes one. Target: measured ratio within 1.2x of the floor.
+(:meth:`LensModel.lens_reduce`: one pass over the vocabulary, the head read once per
+batch), reduced to P(en), P(target), entropy and top-k.
 
-``--shape 7b`` (GPU only): the same ratio on a random-weight Llama-2-7B-shaped
+The floor is a roofline (Williams, Waterman and Patterson 2009): each pass needs at
+least max(FLOPs / peak FLOP rate, bytes / memory bandwidth) seconds, both rates
+MEASURED in the same run (a float32 1024^3 matmul; a 256 MiB copy; bf16 on the GPU).
+FLOPs: 2 x (non-embedding parameters) per token, attention scores, and the head
+(2 d V) once per prompt for the bare pass, once per layer and prompt for the probe.
+Bytes: every weight read once (the head included, once per batch: the fused lens
+needs no more), plus each block's residual stream in and out. The script prints both
+floors of each pass, which one binds, the floor ratio max(...)_probe / max(...)_bare,
+and measured ratio / floor ratio (target <= 1.2). ``--profile``: the top entries of a
+``torch.profiler`` table of one probe pass. The machine's load is printed and a run
+taken under load is flagged (``timing.py``).
+
+``--shape 7b`` (GPU only): the same on a random-weight Llama-2-7B-shaped
 model (32 layers, d_model 4096, vocabulary 32000) in bfloat16 on CUDA, with the
 offline BPE tokenizer of the tests, padded to 32000 tokens (the weights are
 random, so only the timing means anything). Refuses with exit code 2 without CUDA.
-Usage: python benchmarks/probe_speed.py [--repeats 7] [--batch 16] [--shape embedded|7b]
+Usage: python benchmarks/probe_speed.py [--repeats 7] [--batch 16] [--shape embedded|7b] [--profile]
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -33,14 +44,71 @@ from dftlens.data.prompts import translation_items
 from timing import interleaved_medians, print_ratios
 
 
-def flops_floor(lm, seq_len: int) -> float:
+def pass_costs(lm, batch: int, seq_len: int) -> dict[str, tuple[float, float]]:
+    """FLOPs and bytes of the bare and the probe pass over ``batch`` prompts of ``seq_len`` tokens."""
     cfg = lm.config
-    n_params = sum(p.numel() for p in lm.hf_model.parameters())
+    params = list(lm.hf_model.parameters())
+    size = params[0].element_size()
+    n_params = sum(p.numel() for p in params)
     embed = lm.hf_model.get_input_embeddings().weight.numel()
     body = 2 * (n_params - embed) * seq_len
     attn = 4 * lm.n_layers * seq_len**2 * cfg.num_attention_heads * cfg.head_dim
     head = 2 * lm.d_model * lm.vocab_size
-    return (body + attn + lm.n_layers * head) / (body + attn + head)
+    weights = n_params * size  # tied or not, every matrix is read once per pass
+    stream = 2 * lm.n_layers * batch * seq_len * lm.d_model * size  # each block's residual in and out
+    return {"bare": (batch * (body + attn + head), weights + stream),
+            "probe": (batch * (body + attn + lm.n_layers * head),
+                      weights + stream + lm.n_layers * batch * lm.d_model * 4)}  # + the lens's float32 rows
+
+
+def machine_rates(device: torch.device, dtype: torch.dtype) -> tuple[float, float]:
+    """(peak FLOP/s of a 1024^3 matmul, bytes/s of a 256 MiB copy), best of 5, measured now."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a = torch.randn(1024, 1024, device=device, dtype=dtype)
+    src = torch.empty(2**28 // 4, device=device, dtype=torch.float32).normal_()
+    dst = torch.empty_like(src)
+
+    def best(fn, reps=5):
+        times = []
+        for _ in range(reps + 1):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    flops = 2 * 1024**3 / best(lambda: a @ a)
+    bandwidth = 2 * src.numel() * 4 / best(lambda: dst.copy_(src))
+    return flops, bandwidth
+
+
+def print_floors(costs, flops_rate: float, bandwidth: float, ratio: float) -> None:
+    """The roofline floors of both passes, which binds, and measured ratio / floor ratio."""
+    print(f"measured now: matmul {flops_rate / 1e9:.1f} GFLOP/s, memory {bandwidth / 1e9:.1f} GB/s")
+    floors = {}
+    for name, (flops, nbytes) in costs.items():
+        t_flop, t_mem = flops / flops_rate, nbytes / bandwidth
+        floors[name] = max(t_flop, t_mem)
+        binds = "FLOPs" if t_flop >= t_mem else "memory"
+        print(f"{name} pass: {flops / 1e9:.1f} GFLOP -> {t_flop:.3f} s; {nbytes / 1e9:.2f} GB -> {t_mem:.3f} s; "
+              f"{binds} bind")
+    flop_ratio = costs["probe"][0] / costs["bare"][0]
+    mem_ratio = costs["probe"][1] / costs["bare"][1]
+    floor = floors["probe"] / floors["bare"]
+    print(f"floor ratios: FLOPs {flop_ratio:.3f}, memory {mem_ratio:.3f}; binding floor {floor:.3f}; "
+          f"measured {ratio:.3f}; measured / floor = {ratio / floor:.3f} (target <= 1.2)")
+
+
+def print_profile(run, device: torch.device, rows: int = 12) -> None:
+    """A torch.profiler table of one call of ``run``, sorted by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
 def main() -> None:
@@ -48,6 +116,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--shape", choices=("embedded", "7b"), default="embedded")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of one probe pass")
     args = parser.parse_args()
 
     if args.shape == "7b":
@@ -66,18 +135,25 @@ def main() -> None:
     seq_len = int(batch["attention_mask"].sum(1).float().mean())
 
     sync = torch.cuda.synchronize if lm.device.type == "cuda" else (lambda: None)
+    probe = "probe pass (capture + lens + reductions)"
+    bare = "bare forward (logits_to_keep=1)"
+
+    def probe_pass():
+        measure(lm, items, token_sets, batch_size=len(items), progress=False)
+        sync()
+
     with torch.no_grad():
         medians = interleaved_medians({
-            "bare forward (logits_to_keep=1)": lambda: (lm.forward_logits(batch, logits_to_keep=1), sync()),
-            "probe pass (capture + lens + reductions)": lambda: (
-                measure(lm, items, token_sets, batch_size=len(items), progress=False), sync()),
+            bare: lambda: (lm.forward_logits(batch, logits_to_keep=1), sync()),
+            probe: probe_pass,
         }, repeats=args.repeats)
-    floor = flops_floor(lm, seq_len)
-    ratio = medians["probe pass (capture + lens + reductions)"] / medians["bare forward (logits_to_keep=1)"]
+        rates = machine_rates(lm.device, lm.dtype)
+        if args.profile:
+            print_profile(probe_pass, lm.device)
     print(f"{lm.name}: {lm.dtype} on {lm.device}; batch {len(items)} prompts, mean {seq_len} tokens, "
-          f"{lm.n_layers} layers, vocab {lm.vocab_size}")
-    print_ratios(medians, "bare forward (logits_to_keep=1)")
-    print(f"arithmetic floor {floor:.3f}; measured / floor = {ratio / floor:.3f} (target <= 1.2)")
+          f"{lm.n_layers} layers, vocab {lm.vocab_size}; torch threads {torch.get_num_threads()}")
+    print_ratios(medians, bare)
+    print_floors(pass_costs(lm, len(items), seq_len), *rates, medians[probe] / medians[bare])
 
 
 def seven_b_shaped():

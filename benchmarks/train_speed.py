@@ -61,6 +61,8 @@ from dftlens.dft.config import TrainConfig
 from dftlens.dft.prepare import densify_grads, load_for_training
 from dftlens.dft.trainer import make_optimizer
 
+from timing import load_report, machine_load
+
 MODES = {"TFT": ("off", "off"), "DFT-feature": ("feature", "feature"), "DFT-logits": ("logits", "logits"),
          "DFT-contrastive": ("contrastive", "contrastive")}
 
@@ -247,6 +249,7 @@ def main() -> None:
             if (saved / f"{r[0]}_{r[1]}.json").exists():
                 measured[r] = json.loads((saved / f"{r[0]}_{r[1]}.json").read_text())
     todo = [r for r in rounds if r not in measured]
+    machine_load()  # the children time; the parent reads the load around them
 
     def keep(r, value):
         measured[r] = value
@@ -260,6 +263,7 @@ def main() -> None:
     else:
         for r in todo:
             keep(r, result(start_child(args, r[1], r[0] == "lora")))
+    machine_load()
     ratios = {}
     for kind in kinds:
         ratios[kind] = report(args, kind == "lora", measured[(kind, "time")], measured[(kind, "memory")])
@@ -269,6 +273,7 @@ def main() -> None:
     print("FLOOR " + " ".join(f"{k} logits>={r[3]:.2f}" for k, r in ratios.items()))
     print("RATIOS " + " ".join(f"{k} feature={f:.2f} logits={l:.2f} contrastive={c:.2f} memory={m:.2f}"
                                for k, (f, l, m, _, c) in ratios.items()))
+    print(load_report()[0])
 
 
 if __name__ == "__main__":

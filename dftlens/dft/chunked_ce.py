@@ -6,13 +6,17 @@ rows of logits: for each chunk it computes the logits, their log-sum-exp, the
 loss and, when gradients are wanted, the gradients with respect to the hidden
 states and the head weight straight away (the approach of Liger's fused linear
 cross-entropy), so nothing of size vocab is kept for the backward pass except the
-weight gradient itself. A final logit soft-cap ``c * tanh(z / c)`` is applied
-inside, as the model does.
+weight gradient itself. The logits are the lens kernel's
+(:func:`dftlens.models.lens_kernel.project`: the head product in the weights' dtype, as the
+model computes its logits, then float32, soft-cap ``c * tanh(z / c)`` included), so the
+losses decode exactly as the logit lens does.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..models.lens_kernel import project
 
 # About this many float32 logits per chunk (256 MiB).
 CHUNK_ELEMENTS = 1 << 26
@@ -35,18 +39,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start : start + chunk]
             t = targets[start : start + chunk]
-            z = (h.to(weight.dtype) @ weight.T).float()
-            if bias is not None:
-                z = z + bias.float()
-            if softcap:
-                tanh = torch.tanh(z / softcap)
-                z = tanh * softcap
+            z = project(h, weight, bias, softcap)  # the lens kernel's logits (its dtype policy)
             lse = torch.logsumexp(z, dim=-1)
             total += (lse - z.gather(1, t[:, None]).squeeze(1)).sum()
             if need_h or need_w or need_b:
+                z_capped = z.clone() if softcap else None
                 g = z.sub_(lse[:, None]).exp_()  # softmax, in place; d(nll)/dz = softmax - onehot
                 g[torch.arange(len(t), device=g.device), t] -= 1
-                if softcap:
+                if softcap:  # d(c tanh(x / c))/dx = 1 - tanh^2, with tanh = capped / c
+                    tanh = z_capped.div_(softcap)
                     g = g.mul_(1 - tanh * tanh)
                 g = g.to(weight.dtype)
                 if need_h:
