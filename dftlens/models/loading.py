@@ -181,7 +181,7 @@ class LoadSettings:
     device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
     dtype: str = setting(
         "auto", "Weights dtype: auto (the checkpoint's on a GPU, float32 on the CPU), float32, bfloat16 or float16. "
-                "The logit lens decodes in float32 whatever this is.",
+                "The logit lens's head product runs in it (as the model's own logits), all after it in float32.",
         choices=("auto", "float32", "bfloat16", "float16"))
     device_map: str | None = setting(
         None, "auto: spread the layers over the GPUs, then the CPU (accelerate big-model inference), for models "
@@ -412,8 +412,9 @@ def load_model(
       (TransformerBridge) or "nnsight"; None for no engine (evaluation only needs
       the plain Hugging Face model).
     - ``dtype``: "auto" (the checkpoint's dtype on a GPU, float32 on the CPU),
-      "float32", "bfloat16", "float16". The logit lens decodes in float32 whatever
-      the model's dtype.
+      "float32", "bfloat16", "float16". The logit lens runs its head product in it
+      (as the model computes its own logits) and everything after in float32
+      (:mod:`dftlens.models.lens_kernel`).
     - ``device``: "cpu", "cuda", "cuda:1" ... (default: cuda when available).
     - ``device_map``: "auto" (accelerate big-model inference: layers spread over
       the GPUs, then the CPU) or an explicit accelerate map; excludes ``device``.
