@@ -28,6 +28,7 @@ Usage: python benchmarks/probe_speed.py [--repeats 7] [--batch 16] [--shape embe
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--shape", choices=("embedded", "7b"), default="embedded")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of one probe pass")
+    parser.add_argument("--ab", action="store_true",
+                        help="also time the lens decode alone on the batch's captured residuals: the kernel "
+                             "(lens_reduce) against the full-row path it replaced, interleaved")
     args = parser.parse_args()
 
     if args.shape == "7b":
@@ -154,6 +158,41 @@ def main() -> None:
           f"{lm.n_layers} layers, vocab {lm.vocab_size}; torch threads {torch.get_num_threads()}")
     print_ratios(medians, bare)
     print_floors(pass_costs(lm, len(items), seq_len), *rates, medians[probe] / medians[bare])
+    if args.ab:
+        decode_ab(lm, items, token_sets, batch, args.repeats, sync)
+
+
+def full_row_decode(lm, resid, ids, weights, top_k: int = 10):
+    """The decode the probe ran before the lens kernel: full float32 log-softmax rows, chunks of
+    8 layers (its former 512 MiB CPU budget at batch 16), then exp, entropy, set masses, top-k."""
+    n = resid.shape[1]
+    for first in range(0, resid.shape[0], 8):
+        logp = lm.log_probs(resid[first:first + 8].reshape(-1, resid.shape[-1]))
+        probs = logp.exp()
+        entropy = -(logp.exp() * logp).nan_to_num(nan=0.0, neginf=0.0).sum(-1) / math.log(2)
+        k = logp.shape[0] // n
+        sets = ids.repeat(k, 1, 1).reshape(logp.shape[0], -1)
+        masses = (probs.gather(1, sets) * weights.repeat(k, 1, 1).reshape(logp.shape[0], -1)).sum(-1)
+        top = logp.topk(top_k, dim=-1).indices
+    return entropy, masses, top
+
+
+def decode_ab(lm, items, token_sets, batch, repeats: int, sync) -> None:
+    """Median seconds of the lens decode alone (same captured residuals): kernel vs full rows."""
+    from dftlens.analysis.lens_rows import item_set_tensors
+
+    names = lm.hook_names()
+    with torch.no_grad():
+        resid = lm.capture(batch, names, positions="last").stack(names)  # [layers, batch, d]
+        ids, weights = item_set_tensors(token_sets, items)
+        rows = resid.reshape(-1, resid.shape[-1])
+        kernel, full = "lens decode: kernel (lens_reduce)", "lens decode: full rows (before)"
+        medians = interleaved_medians({
+            kernel: lambda: (lm.lens_reduce(rows, ids.repeat(lm.n_layers, 1, 1), weights.repeat(lm.n_layers, 1, 1),
+                                            10), sync()),
+            full: lambda: (full_row_decode(lm, resid, ids, weights), sync()),
+        }, repeats=repeats)
+    print_ratios(medians, kernel)
 
 
 def seven_b_shaped():

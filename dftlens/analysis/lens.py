@@ -69,7 +69,7 @@ def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="prompt", leave=False)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        if getattr(lm.engine, "lens_in_trace", False):  # nnsight/NDIF: the whole measurement inside the trace
+        if lm.lens_in_trace:  # nnsight/NDIF: the whole measurement inside the trace
             from .lens_in_trace import stats_in_trace
 
             stats, top_ids = stats_in_trace(lm, chunk, token_sets, top_k, policy=policy)

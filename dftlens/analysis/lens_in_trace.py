@@ -69,10 +69,7 @@ def stats_in_trace(lm, chunk, token_sets, top_k: int = 10,
     from ..models.interface import last_token_index
     from .lens_rows import item_set_tensors
 
-    engine = lm.engine
-    if getattr(engine, "name", None) != "nnsight":
-        raise DftlensError("The in-trace lens needs the nnsight engine: load_model(..., backend='nnsight').")
-    model, remote = engine.model, engine.remote
+    model, remote = lm.trace_target()
     if remote:
         import nnsight
 

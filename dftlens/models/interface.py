@@ -295,6 +295,22 @@ class LensModel(LogitLens):
                 cap.logits = {n: self.decode(a) for n, a in cap.activations.items()}
         return cap
 
+    @property
+    def lens_in_trace(self) -> bool:
+        """Whether the probe's lens runs inside one engine trace (nnsight on NDIF, or set so by
+        hand on the engine) instead of capturing residuals (:mod:`dftlens.analysis.lens_in_trace`)."""
+        return bool(getattr(self.engine, "lens_in_trace", False))
+
+    def trace_target(self) -> tuple[object, bool]:
+        """``(nnsight model, remote)``: what code run inside one nnsight trace needs (its
+        ``.trace(inputs, remote=remote)`` and module envoys). Raises DftlensError unless the
+        engine is nnsight."""
+        from ..errors import DftlensError
+
+        if self.backend != "nnsight":
+            raise DftlensError("The in-trace lens needs the nnsight engine: load_model(..., backend='nnsight').")
+        return self.engine.model, bool(self.engine.remote)
+
     def forward_logits(self, batch: dict[str, torch.Tensor], logits_to_keep: int = 0) -> torch.Tensor:
         """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
         return self.hf_model(**self.model_inputs(batch), logits_to_keep=logits_to_keep).logits
