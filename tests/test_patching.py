@@ -225,3 +225,29 @@ def test_first_token_sets_follow_the_tokenizer_and_give_smaller_sets(tiny_models
     assert result.config.token_sets == "first" and (result.table["n_pairs"] == 3).all()
     with pytest.raises(DataError, match="--token-sets"):
         check_config(PatchConfig(token_sets="last"), lm.n_layers)
+
+
+def test_patch_refuses_layers_before_loading_and_exports_named_figures(tiny_dirs, tmp_path, monkeypatch):
+    import dftlens
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before --layers was checked")
+
+    base = ["patch", "--model", str(tiny_dirs["llama"]), "--n-pairs", "2"]
+    with monkeypatch.context() as m:
+        m.setattr(dftlens, "load_model", no_load)
+        bad = runner.invoke(app, base + ["--layers", "0,30", "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and "Layer 30 is out of range" in bad.output, bad.output
+        fmt = runner.invoke(app, base + ["--figure-format", "png,gif", "--out", str(tmp_path / "bad")])
+        assert fmt.exit_code == 2 and "gif" in fmt.output
+    out = tmp_path / "run"
+    ok = runner.invoke(app, base + ["--layers", "1", "--pairs", "de:ru>fr:zh", "--mean-target", "none",
+                                    "--figure-format", "svg", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    name = f"patch-{tiny_dirs['llama'].name}-concept-de-ru-into-fr-zh"
+    svg = (out / "figures" / f"{name}.svg").read_text()
+    assert tiny_dirs["llama"].name in svg and "concept patching: de" in svg  # the file and its title name model and run
+    assert "figures/*.{svg}" in ok.output
+    for line in ok.stdout.replace("\r", "\n").splitlines():  # progress bars redraw with \r on stderr
+        assert len(line.rstrip()) <= 80, line  # the summary reads at 80 columns and in a log file
+    assert "P(A,Y')" in ok.output and "acc" not in ok.output  # only the experiment run is shown

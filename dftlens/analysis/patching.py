@@ -63,7 +63,7 @@ from .patch_config import N_DEMOS, PatchConfig, check_config, check_words
 from .patch_evidence import CONCEPT_COLUMNS, causal_evidence, summarise_patching
 from .token_sets import TokenSets
 
-OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json"]
+OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json", "figures"]
 
 
 # ---- the batched sweep ------------------------------------------------------
@@ -365,8 +365,13 @@ class PatchResult:
     causal: dict
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
-             extra: Callable[[Path], object] | None = None) -> Path:
-        """Write the outputs into ``out`` at once; ``extra(tmp_dir)`` may add ``run_config.yaml``."""
+             extra: Callable[[Path], object] | None = None, figure_formats: list[str] | str | None = None) -> Path:
+        """Write the outputs into ``out`` at once; ``extra(tmp_dir)`` may add ``run_config.yaml``; with
+        ``figure_formats`` (png/svg/pdf) also ``out/figures/patch-<model>-<experiment>-<src>-into-<tgt>.<fmt>``."""
+        from ..viz.export import parse_formats, save_figures
+        from ..viz.patch_figures import patch_figures
+
+        formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
         with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
             if extra is not None:  # e.g. the CLI's run_config.yaml
                 extra(tmp)
@@ -375,7 +380,9 @@ class PatchResult:
                 from ..viz.patch_figures import write_patch_report
 
                 write_patch_report(tmp / "report.html", self.table, self.causal,
-                                   title=f"dftlens patch: {self.model}")
+                                   title=f"dftlens patch: {self.model}", model=self.model)
+            if formats:
+                save_figures(patch_figures(self.table, self.model), tmp / "figures", formats)
             write_json(tmp / "config.json", asdict(self.config))
             write_csv(tmp / "patching.csv", self.table)  # last: its presence means the run completed
         return Path(out).expanduser()

@@ -7,6 +7,7 @@ per quantity with its 95% confidence band over pairs.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -31,8 +32,11 @@ MEAN_LINES = (
 
 
 def patching_figure(table: pd.DataFrame, experiment: str = "concept", source: str | None = None,
-                    target: str | None = None) -> go.Figure:
-    """Probabilities against layer for one experiment of ``patching.csv`` (first one if not named)."""
+                    target: str | None = None, model: str | None = None) -> go.Figure:
+    """Probabilities against layer for one experiment of ``patching.csv`` (first one if not named).
+
+    ``model`` (the run's model name) leads the title, so an exported file names what it shows.
+    """
     frame = table[table["experiment"] == experiment]
     if source is not None:
         frame = frame[frame["source"] == source]
@@ -56,7 +60,7 @@ def patching_figure(table: pd.DataFrame, experiment: str = "concept", source: st
     n = int(frame["n_pairs"].iloc[0])
     what = "concept patching" if experiment == "concept" else "mean-latent patching"
     fig.update_layout(
-        title=f"{what}: {key['source']} into {key['target']} (n = {n} pairs, 95% CI)",
+        title=f"{model + ': ' if model else ''}{what}: {key['source']} into {key['target']} (n = {n} pairs, 95% CI)",
         xaxis_title="patched layer (block index, resid_post)", yaxis_title="probability",
         yaxis=dict(range=[0, 1]), xaxis=dict(dtick=1 if len(x) <= 40 else None),
         template="plotly_white", height=480, legend=dict(orientation="h", y=-0.22),
@@ -79,11 +83,24 @@ _NOTES = {
 }
 
 
-def write_patch_report(path: str | Path, table: pd.DataFrame, causal: dict, title: str) -> None:
+def patch_figures(table: pd.DataFrame, model: str) -> dict[str, go.Figure]:
+    """One figure per (experiment, source, target) of ``patching.csv``, keyed by a file stem that
+    names the model and the experiment: ``patch-<model>-<experiment>-<src>-into-<tgt>``, e.g.
+    ``patch-gemma3-270m-concept-de-ru-into-fr-zh`` (anything but letters, digits and ``.`` becomes ``-``)."""
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+    return {f"patch-{slug(Path(str(model)).name)}-{slug(exp)}-{slug(src)}-into-{slug(tgt)}":
+            patching_figure(table, exp, src, tgt, model=model)
+            for (exp, src, tgt), _ in table.groupby(["experiment", "source", "target"], sort=False)}
+
+
+def write_patch_report(path: str | Path, table: pd.DataFrame, causal: dict, title: str,
+                       model: str | None = None) -> None:
     """A self-contained page (plotly.js inline once) with one figure per experiment and the causal layers."""
     parts, first = [], True
     for (exp, src, tgt), _ in table.groupby(["experiment", "source", "target"], sort=False):
-        fig = patching_figure(table, exp, src, tgt)
+        fig = patching_figure(table, exp, src, tgt, model=model)
         parts.append(f"<h2>{html.escape(exp.replace('_', '-'))}: {html.escape(src)} into {html.escape(tgt)}</h2>"
                      f"<p class='note'>{html.escape(_NOTES.get(exp, ''))}</p>")
         parts.append(fig.to_html(include_plotlyjs=first, full_html=False))
