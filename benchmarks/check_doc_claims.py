@@ -53,7 +53,7 @@ def _ja_zero_shot(m: dict) -> tuple[bool, str]:
 
 def _bf16(m: dict) -> tuple[bool, str]:
     d_en, d_tgt = m["bf16_en"], m["bf16_target"]
-    ok = d_en <= 0.005 and d_tgt <= 0.005 and abs(d_en - 0.0013) <= 0.001 and abs(d_tgt - 0.0026) <= 0.0015
+    ok = d_en <= 0.005 and d_tgt <= 0.005 and abs(d_en - 0.0013) <= 0.001 and abs(d_tgt - 0.0036) <= 0.0015
     return ok, f"max |bf16 - float32|: P(en) {d_en:.4f}, P(target) {d_tgt:.4f}"
 
 
@@ -61,7 +61,7 @@ CLAIMS = [
     Claim("verbs/lens.md", "the middle layers (13-16) decode \"water\" and the last layer (17) says \"水\" (0.97)",
           "lens", _eau_word),
     Claim("verbs/lens.md", "(P(en) 0.224, P(target) 0.215", "lens", _ja_zero_shot),
-    Claim("scale.md", "differ by at most 0.0013 in P(en) and 0.0026 in P(target)", "bf16", _bf16),
+    Claim("scale.md", "differ by at most 0.0013 in P(en) and 0.0036 in P(target)", "bf16", _bf16),
 ]
 
 
