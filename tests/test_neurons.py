@@ -180,6 +180,16 @@ def test_neurons_and_steer_cli(tiny_dirs, tmp_path):
         assert steer["layer"].min() == -1 and set(steer["layer"]) <= {-1, 1, 2}
         assert steer[["switched", "p_new", "p_old"]].apply(lambda c: c.between(0, 1)).all().all()
 
+    # Both runs join layers.json's evidence as kinds of their own.
+    probe_out = tmp_path / "probe"
+    result = runner.invoke(app, ["probe", "--model", model, "--no-probes", "--tasks", "translation", "--pairs", "fr:zh",
+                                 "--max-items", "3", "--batch-size", "3", "--neurons", str(out),
+                                 "--steering", str(tmp_path / "steer-vector"), "--out", str(probe_out)])
+    assert result.exit_code == 0, result.output
+    layers = json.loads((probe_out / "layers.json").read_text())
+    kinds = {r["kind"] for r in layers["evidence"]["readings"]}
+    assert {"neurons", "steering"} <= kinds, kinds
+
 
 def _one_error(args, phrase):
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
@@ -211,3 +221,24 @@ def test_cluster_edges_of_bottom_and_top_neurons():
 
     assert cluster_edges(np.array([5, 8, 2, 0, 0, 0, 1, 6, 9, 3])) == (1, 7)
     assert cluster_edges(np.array([0, 0, 0, 4])) == (None, 3)
+
+
+def test_neuron_and_steering_evidence_kinds():
+    from dftlens.analysis.evidence_kinds import KINDS, KindContext
+
+    ctx = KindContext(18, pd.DataFrame(), None, {}, {}, None, {
+        "neurons": {"kind": "language neurons", "bottom_cluster_end": 7, "top_cluster_start": 16},
+        "steering": {"kind": "language steering", "best_layers": [8, 2, 16],
+                     "best": {"layer": 8, "strength": 2.0, "switched": 0.21}}})
+    (neurons,) = KINDS["neurons"].read(ctx)
+    assert (neurons.signal, neurons.layer, neurons.interval) == ("window", 8, (8, 15))
+    (steer,) = KINDS["steering"].read(ctx)
+    assert (steer.signal, steer.layer, steer.interval) == ("switch", 8, (2, 16))
+    empty = KindContext(18, pd.DataFrame(), None, {}, {}, None, {})
+    assert KINDS["neurons"].read(empty) == [] and KINDS["steering"].read(empty) == []
+
+
+def test_probe_with_a_missing_neurons_run_is_one_error(tiny_dirs, tmp_path):
+    _one_error(["probe", "--model", str(tiny_dirs["llama"]), "--no-probes", "--pairs", "fr:zh", "--neurons",
+                str(tmp_path), "--out", str(tmp_path / "p")], "dftlens neurons")
+    assert not (tmp_path / "p").exists()

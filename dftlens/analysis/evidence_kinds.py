@@ -12,6 +12,11 @@ Each kind reads one measurement and says which layer it points to, with an inter
 - ``causal`` (``probe --causal``): the patching window (concept transfers, output
   language kept) and the layer where the output language switches
   (:func:`.patch_evidence.causal_evidence`).
+- ``neurons`` (``probe --neurons DIR``, a ``dftlens neurons`` run): the layers between the bottom
+  and top clusters of language-specific neurons (Tang et al. 2024), where no language's neurons
+  concentrate.
+- ``steering`` (``probe --steering DIR``, a ``dftlens steer`` run): the layer where steering
+  switches the answer language most, with the span of the three best layers.
 
 Adding a kind is one entry in :data:`KINDS`: a name, a label and a function from
 :class:`KindContext` to a list of :class:`~dftlens.layer_evidence.Reading` (read extra
@@ -96,6 +101,30 @@ def patching_window(ctx: KindContext) -> list[Reading]:
     ]
 
 
+def language_neurons(ctx: KindContext) -> list[Reading]:
+    """Tang et al.'s language-specific neurons (``probe --neurons DIR``): the language-agnostic middle
+    between the bottom and top clusters of neurons (``summary.json``'s cluster edges)."""
+    summary = ctx.inputs.get("neurons")
+    if not summary:
+        return []
+    end, start = summary.get("bottom_cluster_end"), summary.get("top_cluster_start")
+    if end is None or start is None or start - end < 2:
+        return [Reading("neurons", "window", None, None, "no layer between the bottom and top neuron clusters")]
+    return [Reading("neurons", "window", end + 1, (end + 1, start - 1))]
+
+
+def steering_layers(ctx: KindContext) -> list[Reading]:
+    """Language steering (``probe --steering DIR``): the layer whose steering switches the answer most."""
+    summary = ctx.inputs.get("steering")
+    if not summary:
+        return []
+    best, layers = summary.get("best") or {}, summary.get("best_layers") or []
+    if not best or not best.get("switched"):
+        return [Reading("steering", "switch", None, None, "no steered layer switched an answer")]
+    return [Reading("steering", "switch", int(best["layer"]), (min(layers), max(layers)) if layers else None,
+                    f"switch rate {best['switched']:.2f} at strength {best.get('strength')}")]
+
+
 @dataclass(frozen=True)
 class EvidenceKind:
     """One kind of evidence: ``name`` (the readings' ``kind``), ``label`` (figure and table) and ``read``."""
@@ -110,6 +139,8 @@ KINDS: dict[str, EvidenceKind] = {k.name: k for k in (
     EvidenceKind("alignment", "probes: retrieval alignment jump", alignment_jump),
     EvidenceKind("entropy", "entropy drops (Huo et al.)", entropy_drops),
     EvidenceKind("causal", "activation patching (Dumas et al.)", patching_window),
+    EvidenceKind("neurons", "language neurons (Tang et al.)", language_neurons),
+    EvidenceKind("steering", "language steering", steering_layers),
 )}
 """The evidence kinds by name, in the order the figure and table list them; add a kind here."""
 

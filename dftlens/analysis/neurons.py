@@ -17,6 +17,7 @@ RUCAIBox/Language-Specific-Neurons). :func:`run_neurons`:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -276,5 +277,29 @@ def read_neuron_sets(directory: str | Path) -> tuple[dict[str, NeuronSet], Activ
     return {k: {l: np.array(v) for l, v in s.items()} for k, s in sets.items()}, stats
 
 
-__all__ = ["NeuronsResult", "run_neurons", "zero_edits", "random_like", "sentence_nll", "deactivation_table",
+def evidence_inputs(neurons: str | Path | None = None, steering: str | Path | None = None) -> dict:
+    """``{"neurons": summary, "steering": summary}`` of a ``dftlens neurons`` / ``dftlens steer`` run directory
+    (their ``summary.json``), for the layer evidence kinds; a None directory is left out.
+
+    Raises:
+        DataError: a directory without a readable ``summary.json`` of that verb.
+    """
+    out = {}
+    for key, directory, kind in (("neurons", neurons, "language neurons"), ("steering", steering, "language steering")):
+        if directory is None:
+            continue
+        path = Path(directory).expanduser() / "summary.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict) or summary.get("kind") != kind:
+            verb = "neurons" if key == "neurons" else "steer"
+            raise DataError(f"{directory} holds no summary.json of a `dftlens {verb}` run; run `dftlens {verb} --out "
+                            f"{directory}` first.")
+        out[key] = summary
+    return out
+
+
+__all__ = ["evidence_inputs", "NeuronsResult", "run_neurons", "zero_edits", "random_like", "sentence_nll", "deactivation_table",
            "neuron_table", "layer_counts", "summarise", "cluster_edges", "load_split", "read_neuron_sets", "OUTPUTS"]

@@ -29,6 +29,7 @@ from ..models import LensModel
 from ..models.loading import check_top_k
 from .layer_choice import RULES, RuleParams, check_choosable, choose_layers, rule_curves
 from .layer_bootstrap import assess
+from .neurons import evidence_inputs
 from .lens import PROB_COLUMNS, measure
 from .stats import summarise
 from .token_sets import OVERLAP_KINDS, OVERLAP_POLICIES, TokenSets
@@ -79,6 +80,10 @@ class ProbeConfig:
                         choices=RULES)
     causal_pairs: int = setting(0, "Concept pairs for activation-patching evidence in layers.json (0: none; "
                                    "--causal sets 32).")
+    neurons: str | None = setting(None, "A `dftlens neurons` output directory: where its language neurons sit joins "
+                                        "layers.json's evidence.")
+    steering: str | None = setting(None, "A `dftlens steer` output directory: its best steering layers join "
+                                         "layers.json's evidence.")
 
     def __post_init__(self) -> None:
         """Every value that needs no file and no model, checked at construction (one sentence each)."""
@@ -112,6 +117,7 @@ class ProbeConfig:
         needs_sentences = "cloze" in self.tasks or self.run_probes
         langs = sorted(set(self.languages()) | set(self.probe_langs)) if self.run_probes else self.languages()
         sentences = load_sentences(self.sentences, langs) if needs_sentences else None
+        evidence_inputs(self.neurons, self.steering)  # a missing neurons/steer run fails before the model loads
         return words, sentences
 
     def languages(self) -> list[str]:
@@ -325,5 +331,6 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
 
         patched = run_patching(lm, PatchConfig(n_pairs=config.causal_pairs, seed=config.seed), progress=progress)
         causal, patching = causal_check(patched.causal, choice.lc_layer, choice.et_layer), patched.table
-    choice = assess(choice, lens_items, alignment, params, seed=config.seed, causal=causal)
+    choice = assess(choice, lens_items, alignment, params, seed=config.seed, causal=causal,
+                    inputs=evidence_inputs(config.neurons, config.steering))
     return ProbeResult(lm.name, lm.n_layers, config, lens, lens_items, probes, choice, counts, patching)

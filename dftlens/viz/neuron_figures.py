@@ -79,7 +79,7 @@ def steering_figure(table: pd.DataFrame, title: str = "steering") -> go.Figure:
             x, color = part["layer"].tolist(), line_color(i, len(strengths))
             lo, hi = part[f"{metric}_lo"].tolist(), part[f"{metric}_hi"].tolist()
             fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=rgba(color, 0.15),
-                                     line=dict(width=0), hoverinfo="skip", showlegend=False, name=f"CI {s:g}"),
+                                     mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False, name=f"CI {s:g}"),
                           row=1, col=col)
             fig.add_trace(go.Scatter(x=x, y=part[metric].tolist(), mode="lines+markers", name=f"strength {s:g}",
                                      legendgroup=str(s), showlegend=col == 1, line=dict(color=color, width=2)),
