@@ -12,9 +12,8 @@ over processes (see ``replicate_runs.py``). The tables: per variant the paired
 difference to TFT, per-example differences averaged over seeds, with the SE over
 examples, the SE over seeds and their combination (``dftlens.analysis.stats.paired_over_seeds``).
 
-Usage: python benchmarks/replicate_small.py [--out runs/replicate] [--seeds 0,1,2] [--recipe lora|paper]
-       [--steps 60] [--feature-norms none,standardize] [--feature-weight 1] [--sweep-et 6,9,12,15]
-       [--runs NAME,...] [--shard k/n] [--probe-only] [--quick]
+Usage: python benchmarks/replicate_small.py [--seeds 0,1,2] [--recipe lora|paper] [--steps 60] [--feature-norms
+none,standardize] [--contrastive lc,et] [--neurons FILE] [--sweep-et 6,9,12,15] [--runs A,B] [--shard k/n] [--quick]
 """
 
 from __future__ import annotations
@@ -292,8 +291,7 @@ def report(args: argparse.Namespace, out: Path, jobs: list, sweep: dict[str, int
 def main(argv: list[str] | None = None) -> None:
     """Plan the seeds x variants jobs, run this process's share (resuming), then write the tables."""
     args = parse_args(argv)
-    started = time.perf_counter()
-    out = Path(args.out)
+    started, out = time.perf_counter(), Path(args.out)
     if args.combine:
         combine([Path(d) for d in args.combine.split(",")], out, args.lang)
         return
