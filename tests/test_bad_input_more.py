@@ -343,7 +343,7 @@ def test_patch_without_mean_latent_prints_its_table(inputs, tmp_path):
     out = tmp_path / "p"
     result = ok(["patch", "--model", inputs["model"], "--words", inputs["words"], "--pairs", "zh:fr>fr:zh",
                  "--mean-target", "none", "--n-pairs", "2", "--layers", "1-2", "--out", out])
-    assert "p_src_concept" in result.stdout and "acc_patched" not in result.stdout
+    assert "concept patching: zh->fr into fr->zh" in result.stdout and "mean-latent" not in result.stdout.lower()
     assert (out / "patching.csv").is_file()
 
 
