@@ -24,8 +24,9 @@ from .options import BACKEND, FIGURE_FORMAT, LENS_CHUNK
 def compare(
     cfg: ProbeConfig,
     load: LoadSettings,
-    model: List[str] = typer.Option(..., help="Two or more models/checkpoints (repeat the option)."),
-    label: Optional[List[str]] = typer.Option(None, help="A short label per model (same order)."),
+    model: List[str] = typer.Option(..., help="Two or more models/checkpoints (comma-separated or repeated)."),
+    label: Optional[List[str]] = typer.Option(None, help="A short label per model, same order (comma-separated "
+                                              "or repeated: base,dft4)."),
     layers: Optional[Path] = typer.Option(None, help="layers.json of the training run, to mark LC/ET."),
     backend: str = BACKEND,
     lens_chunk: Optional[int] = LENS_CHUNK,
@@ -41,6 +42,11 @@ def compare(
     from dftlens.io import prepare_output_dir
     from dftlens.viz.export import parse_formats
 
+    from dftlens.data.languages import split_list
+
+    model = split_list(model)  # the one list syntax: --model a,b or --model a --model b
+    # Labels keep repeats, so a repeated label is refused as one rather than miscounted.
+    label = [part.strip() for entry in label or [] for part in entry.split(",") if part.strip()]
     if len(model) < 2:
         raise DftlensError("compare needs at least two --model options.")
     if label and len(label) != len(model):

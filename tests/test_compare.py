@@ -17,7 +17,7 @@ def test_compare_two_checkpoints(tiny_dirs, tmp_path):
     LayerChoice("tiny", 4, 1, 2, ["en", "fr", "zh"], {}).save(layers)
     out = tmp_path / "cmp"
     result = runner.invoke(app, ["compare", "--model", str(tiny_dirs["gemma3"]), "--model", str(tiny_dirs["llama"]),
-                                 "--label", "before", "--label", "after", "--layers", str(layers),
+                                 "--label", "before,after", "--layers", str(layers),  # comma list, as eval
                                  "--pairs", "fr:zh", "--max-items", "4", "--max-sentences", "8", "--out", str(out)])
     assert result.exit_code == 0, result.output
     lens = pd.read_csv(out / "compare_lens.csv")
@@ -46,3 +46,11 @@ def test_compare_labels_are_unique(tmp_path):
         model_labels([str(tft), str(tft)])
     with pytest.raises(DataError, match="--label 'a' is given twice"):
         model_labels([str(tft), str(dft)], ["a", "a"])
+
+
+def test_compare_takes_comma_lists_and_counts_them(tiny_dirs, tmp_path):
+    models = f"{tiny_dirs['gemma3']},{tiny_dirs['llama']}"
+    extra = runner.invoke(app, ["compare", "--model", models, "--label", "base,dft4,dft8", "--out", str(tmp_path / "x")])
+    assert extra.exit_code == 2 and "Got 3 --label for 2 --model" in extra.output
+    twice = runner.invoke(app, ["compare", "--model", models, "--label", "a,a", "--out", str(tmp_path / "y")])
+    assert twice.exit_code == 2 and "--label 'a' is given twice" in twice.output

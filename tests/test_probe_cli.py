@@ -56,6 +56,20 @@ def test_probe_bad_layer_and_bad_pair_are_user_errors(tiny_dirs, tmp_path):
     assert not (tmp_path / "a" / "layers.json").exists() and not (tmp_path / "d").exists()
 
 
+def test_no_probes_writes_a_readable_probes_csv_and_the_summary_fits_80_columns(tiny_dirs, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["probe", "--model", str(tiny_dirs["llama"]), "--no-probes", "--max-items", "4",
+                                 "--pairs", "fr:zh", "--tasks", "translation", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    probes = pd.read_csv(out / "probes.csv")  # a header and no rows, not a 1-byte file pandas refuses
+    assert probes.empty and {"layer", "probe", "metric", "value"} <= set(probes.columns)
+    table = result.stdout.split("\n\n")[0].splitlines()
+    assert table[0].split()[:4] == ["task", "pair", "subset", "n"] and len(table) > 1
+    # one line per row at 80 columns and in a log (rich folds longer lines, so check nothing was folded)
+    assert all(len(line) <= 80 for line in table) and table[0].rstrip().endswith("max H"), table
+    assert all(line.split()[0] == "translation" for line in table[1:]), table
+
+
 @pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
                     reason="exporting figures needs Chromium or Chrome")
 def test_probe_saves_figures_as_png_and_svg(tiny_dirs, tmp_path):

@@ -145,16 +145,21 @@ class ProbeResult:
     patching: pd.DataFrame | None = None  # --causal: patching means with CIs per layer (patching.csv's table)
 
     def summary(self) -> pd.DataFrame:
-        """A short table for the terminal: per task and pair, the peaks and where they are."""
+        """A short table for the terminal, one row per task, pair and subset, that fits 80 columns.
+
+        Columns: ``task``, ``pair`` (input->target), ``subset``, ``n`` (items), ``max P(en)`` and
+        ``max H`` (the peak of P(English) and of the entropy in bits, each as ``value @layer``) and
+        ``P(tgt) L<last>`` (P(target) at the last block).
+        """
         rows = []
         lens = self.lens if "subset" in self.lens.columns else self.lens.assign(subset="all")
         for (task, src, tgt, subset), g in lens.groupby(["task", "input_lang", "target_lang", "subset"]):
             g = g.set_index("layer")
             rows.append({
-                "task": task, "pair": f"{src}->{tgt}", "subset": subset, "items": int(g["n_items"].iloc[0]),
-                "max P(en)": round(g["p_en"].max(), 3), "at layer": int(g["p_en"].idxmax()),
-                f"P(target) L{self.n_layers - 1}": round(g["p_target"].iloc[-1], 3),
-                "max entropy": round(g["entropy_bits"].max(), 1), "at": int(g["entropy_bits"].idxmax()),
+                "task": task, "pair": f"{src}->{tgt}", "subset": subset, "n": int(g["n_items"].iloc[0]),
+                "max P(en)": f"{g['p_en'].max():.3f} @{int(g['p_en'].idxmax())}",
+                f"P(tgt) L{self.n_layers - 1}": f"{g['p_target'].iloc[-1]:.3f}",
+                "max H": f"{g['entropy_bits'].max():.1f} @{int(g['entropy_bits'].idxmax())}",
             })
         return pd.DataFrame(rows)
 
@@ -306,10 +311,10 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
                          policy=config.overlap)
     lens = summarise_subsets(lens_items)
 
-    probes = pd.DataFrame()
-    if config.run_probes:
-        from .probes import run_probes
+    from .probes import COLUMNS as PROBE_COLUMNS, run_probes
 
+    probes = pd.DataFrame(columns=PROBE_COLUMNS)  # --no-probes: probes.csv is a header pandas reads, no rows
+    if config.run_probes:
         probe_langs = [lang for lang in config.probe_langs if lang in sentences.languages]
         n = config.max_sentences or len(sentences)
         texts = {lang: column[:n] for lang, column in sentences.by_language(probe_langs).items()}

@@ -305,9 +305,11 @@ def _keep_finite(save: Callable[[str, int], Path], out: Path, step: int, start: 
 
 
 def _running(log: list[dict], window: int = 10) -> dict[str, str]:
+    """The progress bar's postfix: each loss as its mean over the last ``window`` logged steps,
+    named so (``loss_mean10``), since the table printed at the end shows single steps."""
     recent = log[-window:]
     keys = [k for k in ("loss", "tft", "lc", "et") if k in recent[-1]]
-    return {k: f"{sum(r[k] for r in recent) / len(recent):.3f}" for k in keys}
+    return {f"{k}_mean{window}": f"{sum(r[k] for r in recent) / len(recent):.3f}" for k in keys}
 
 
 def _progress(total: int, initial: int, enabled: bool):
