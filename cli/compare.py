@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from dftlens.analysis.run import ProbeConfig
-from dftlens.models.loading import LoadSettings
+from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options
@@ -20,7 +20,8 @@ from .options import BACKEND, FIGURE_FORMAT, LENS_CHUNK
 @config_options(ProbeConfig, LoadSettings, exclude=("lc_layer", "et_layer", "causal_pairs"),
                 defaults={"pairs": [("fr", "zh"), ("de", "ja")], "tasks": ["translation"], "max_items": 40},
                 helps={"pairs": "Translation pairs input:target.", "run_probes": "Also compare the linear probes.",
-                       "seed": "Seed for demonstrations and probe splits (the same for every model)."})
+                       "seed": "Seed for demonstrations and probe splits (the same for every model).",
+                       "dtype": LENS_DTYPE_HELP})
 def compare(
     cfg: ProbeConfig,
     load: LoadSettings,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.lens import LensTableConfig
-from dftlens.models.loading import LoadSettings
+from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import config_options
@@ -17,7 +17,7 @@ from .options import BACKEND, MODEL
 
 @app.command()
 @user_errors
-@config_options(LensTableConfig, LoadSettings)
+@config_options(LensTableConfig, LoadSettings, helps={"dtype": LENS_DTYPE_HELP})
 def lens(
     cfg: LensTableConfig,
     load: LoadSettings,

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.run import ProbeConfig
-from dftlens.models.loading import LoadSettings
+from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, err_console, user_errors
 from .config_options import RunSettings, config_options
@@ -20,7 +20,7 @@ CAUSAL_PAIRS = 32  # concept pairs --causal patches when --causal-pairs is not g
 
 @app.command()
 @user_errors
-@config_options(ProbeConfig, LoadSettings)
+@config_options(ProbeConfig, LoadSettings, helps={"dtype": LENS_DTYPE_HELP})
 def probe(
     cfg: ProbeConfig,
     load: LoadSettings,

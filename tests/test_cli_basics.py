@@ -74,3 +74,17 @@ def test_usage_errors_have_the_same_style():
     assert "probe --help`)" in result.output and "╭" not in result.output
     result = runner.invoke(app, ["frob"])
     assert result.exit_code == 2 and result.output.startswith("error: No such command 'frob'.")
+
+
+def test_help_says_the_logit_lens_line_only_where_the_verb_uses_the_lens():
+    def helps(verb):
+        text = runner.invoke(app, [verb, "--help"], env={"COLUMNS": "2000"}).output
+        return " ".join(text.split())  # rich's box and line breaks do not matter
+
+    for verb in ("probe", "lens", "compare"):
+        assert "The logit lens's head product runs in it" in helps(verb), verb
+    for verb in ("eval", "patch", "neurons", "steer"):
+        text = helps(verb)
+        assert "logit lens" not in text and "Weights dtype" in text, verb
+    assert "head product" not in helps("train")
+    assert "--figure-format" in helps("patch") and "--device" in helps("patch") and "--dtype" in helps("patch")

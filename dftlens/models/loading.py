@@ -16,6 +16,11 @@ from . import gguf_cache
 from .architecture import check_supported
 from .aliases import ALIASES, lookup
 
+# The --dtype help of every verb; verbs that decode with the logit lens add LENS_DTYPE_HELP to it.
+DTYPE_HELP = "Weights dtype: auto (the checkpoint's on a GPU, float32 on the CPU), float32, bfloat16 or float16."
+LENS_DTYPE_HELP = DTYPE_HELP + (" The logit lens's head product runs in it (as the model's own logits), all after "
+                                "it in float32.")
+
 # Only the files a causal LM needs; never optimizer states or other formats.
 _HF_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.tiktoken"]
 
@@ -180,8 +185,7 @@ class LoadSettings:
 
     device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
     dtype: str = setting(
-        "auto", "Weights dtype: auto (the checkpoint's on a GPU, float32 on the CPU), float32, bfloat16 or float16. "
-                "The logit lens's head product runs in it (as the model's own logits), all after it in float32.",
+        "auto", DTYPE_HELP,
         choices=("auto", "float32", "bfloat16", "float16"))
     device_map: str | None = setting(
         None, "auto: spread the layers over the GPUs, then the CPU (accelerate big-model inference), for models "
