@@ -153,8 +153,13 @@ def test_latent_language_facets_bands_and_markers():
     log_fig = latent_language_figure(lens, prob_axis="log")
     log = log_fig.layout.yaxis
     # The smallest mass is 4e-9: the view stops at 1e-6 and draws smaller values at that edge.
-    assert log.type == "log" and tuple(log.range) == (-6, 0) and "below 1e-6" in log.title.text
+    assert log.type == "log" and tuple(log.range) == (-6, 0) and "≤1e-6 on the edge" in log.title.text
     assert min(min(v for v in t.y if v is not None) for t in log_fig.data) == pytest.approx(1e-6)
+    assert log.exponentformat == "power"  # 10^-4, not the SI "100μ"
+    zero = lens.copy()
+    zero.loc[zero.index[0], "p_en"] = 0.0
+    en = next(t for t in latent_language_figure(zero, prob_axis="log").data if t.name == "P(English)")
+    assert sum(v is None or v != v for v in en.y) == 1  # the exact zero is a gap, not a point on the edge
     with pytest.raises(ValueError, match="prob_axis"):
         latent_language_figure(lens, prob_axis="sqrt")
 

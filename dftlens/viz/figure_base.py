@@ -325,7 +325,8 @@ def probability_axis(frames: Sequence[pd.DataFrame], columns: Iterable[str], mod
         values = _values(frames, cols)
         values = values[values > 0]
         low = max(LOG_FLOOR, float(values.min())) if len(values) else LOG_FLOOR
-        return dict(type="log", range=[math.floor(math.log10(low)), 0.0])
+        # Ticks as powers of ten (10^-4), never SI prefixes ("100μ"), which mean nothing for a probability.
+        return dict(type="log", range=[math.floor(math.log10(low)), 0.0], exponentformat="power", dtick=1)
     raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {mode!r}.")
 
 

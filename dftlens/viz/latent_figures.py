@@ -33,10 +33,11 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
     single = len(frames) == 1
     prob_cols = [c for _, c, _ in LATENT_ROLES]
     prob_axis_props = probability_axis([f for _, f, _ in frames], prob_cols, prob_axis)
-    if prob_axis == "log":  # masses (and CI bounds) under the axis' lower edge are drawn at that edge
-        floor = 10 ** prob_axis_props["range"][0]
-        frames = [(label, df.assign(**{col: df[col].clip(lower=floor) for c in prob_cols
-                                       for col in (c, f"{c}_lo", f"{c}_hi") if col in df.columns}), dash)
+    if prob_axis == "log":  # masses (and CI bounds) under the axis' lower edge are drawn at that edge;
+        floor = 10 ** prob_axis_props["range"][0]  # a mean of exactly 0 has no place on it: not drawn (a gap)
+        frames = [(label, df.assign(**{col: (df[col].mask(df[col] == 0) if col == c else df[col]).clip(lower=floor)
+                                       for c in prob_cols for col in (c, f"{c}_lo", f"{c}_hi")
+                                       if col in df.columns}), dash)
                   for label, df, dash in frames]
     facet_rows, cols = grid_shape(len(keys), max_cols)
     per = 2 if entropy else 1
@@ -131,7 +132,8 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
     data = [f for _, f, _ in frames]
     ent_axis_props = dict(range=fit_range(data, ["entropy_bits", *entropy_ci_columns(data[0])]))
     for (r0, c) in prob_cells:
-        log_note = f" (log; below 1e{int(prob_axis_props['range'][0])} at the edge)" if prob_axis == "log" else ""
+        edge = int(prob_axis_props["range"][0])
+        log_note = f" (log)<br>0 not drawn; ≤1e{edge} on the edge" if prob_axis == "log" else ""
         axis((r0, c), "y", title=dict(text="probability" + log_note),
              **prob_axis_props)
         if entropy:

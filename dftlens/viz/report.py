@@ -58,7 +58,8 @@ _NOTES = {
     ),
     "latent_log": (
         "The latent-language curves (all items) on a log scale, so that small probability masses "
-        "and their ordering stay visible; zeros are not drawn."
+        "and their ordering stay visible; a mean of exactly 0 is not drawn (a gap in its line) and "
+        "smaller positive masses sit on the lower edge (the axis title gives it)."
     ),
     "items": (
         "Per item (rows, strongest English peak first; ✓ = answered correctly) and layer: P(English) "
