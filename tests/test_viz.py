@@ -244,7 +244,10 @@ def test_probe_figure_panels():
     assert {"lang_id_all", "lang_id_latin", "lang_id_all control", "majority baseline",
             "lang_id_all selectivity", "retrieval zh-en", "retrieval ja-en"} <= set(names)
     controls = [t for t in lines(fig) if t.name.endswith("control")]
-    assert controls and all(t.line.dash == "dash" for t in controls)
+    assert controls and all(t.line.dash == "dash" and t.showlegend for t in controls)  # named in the legend
+    probe_lines = {t.name: t for t in lines(fig) if t.name in ("lang_id_all", "lang_id_latin")}
+    # equal accuracies (both 1.0) must not hide one line: the one drawn first is wider
+    assert probe_lines["lang_id_all"].line.width > probe_lines["lang_id_latin"].line.width
     # CI bands: two lang-id probes, their selectivities, two retrieval pairs.
     assert len(bands(fig)) == 6
     assert vline_layers(fig) == {2, 8}

@@ -70,11 +70,15 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
         for i, ((probe, metric), name) in enumerate(series_names(ident)):
             frame = ident[(ident["probe"] == probe) & (ident["metric"] == metric)].sort_values("layer")
             color = line_color(i, len(series_names(ident)))
-            add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=color, group=name,
-                      showlegend=True, row=row_of["ident"], col_idx=1, label=f"{name}: {metric}")
-            if has_numbers(frame, "control"):
+            if add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=color, group=name,
+                        showlegend=True, row=row_of["ident"], col_idx=1, label=f"{name}: {metric}"):
+                # Probes often agree (lang_id_all and lang_id_latin both 1.0): each earlier line is
+                # drawn wider, so a line exactly under a later one still shows around it.
+                wider = len(series_names(ident)) - 1 - i
+                fig.data[-1].line.width, fig.data[-1].marker.size = 2 + 3 * wider, 4 + 4 * wider
+            if has_numbers(frame, "control"):  # in the legend, so the dashed lines are named
                 add_line(fig, frame, "control", None, None, name=f"{name} control", color=color, group=name,
-                          showlegend=False, dash="dash", row=row_of["ident"], col_idx=1,
+                          showlegend=True, dash="dash", row=row_of["ident"], col_idx=1,
                           label=f"{name}: control task", band=False)
             if has_numbers(frame, "baseline") and not baseline_done:
                 add_line(fig, frame, "baseline", None, None, name="majority baseline", color=COLORS["other"],
@@ -99,9 +103,11 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
         for i, ((probe, pair_name), frame) in enumerate(groups):
             name = f"{probe} {pair_name}" if several else f"retrieval {pair_name}"
             frame = frame.sort_values("layer")
-            add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
-                      group=f"retr|{name}", showlegend=True, row=row_of["retr"], col_idx=1,
-                      label=f"{name}: {metric}")
+            if add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
+                        group=f"retr|{name}", showlegend=True, row=row_of["retr"], col_idx=1,
+                        label=f"{name}: {metric}"):  # earlier pairs wider, as above: equal lines both show
+                wider = len(groups) - 1 - i
+                fig.data[-1].line.width, fig.data[-1].marker.size = 2 + 3 * wider, 4 + 4 * wider
             if i == 0 and has_numbers(frame, "baseline"):
                 add_line(fig, frame, "baseline", None, None, name="retrieval chance", color=COLORS["other"],
                           group="retr|chance", showlegend=True, dash="dot", row=row_of["retr"], col_idx=1,
