@@ -31,7 +31,8 @@ import torch
 from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
 from dftlens.dft.batches import collate
 from dftlens.dft.config import TrainConfig
-from dftlens.dft.losses import FEATURE_NORMS, DFTLoss
+from dftlens.dft.feature_signal import FEATURE_NORMS
+from dftlens.dft.losses import DFTLoss
 from dftlens.dft.prepare import load_for_training
 
 

@@ -104,7 +104,8 @@ def run(setup: str, args) -> dict | None:
 
     from transformers import AutoModelForCausalLM
 
-    from dftlens.dft.losses import DFTLoss, step_norm
+    from dftlens.dft.loss_terms import step_norm
+    from dftlens.dft.losses import DFTLoss
     from dftlens.layers import LayerChoice
     from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
     from dftlens.dft.trainer import make_optimizer

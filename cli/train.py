@@ -28,7 +28,8 @@ def train(
     settings: RunSettings = None,
 ) -> None:
     """Deep Supervision Fine-Tuning: target-language fine-tuning plus LC/ET supervision at the probed layers."""
-    from dftlens.dft.trainer import TrainingInterrupted, curve_table, resume_config
+    from dftlens.dft.run_dir import curve_table, resume_config
+    from dftlens.dft.trainer import TrainingInterrupted
     from dftlens.dft.trainer import train as run_training
     from dftlens.errors import DftlensError
     from dftlens.signals import exit_code

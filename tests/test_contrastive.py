@@ -24,7 +24,8 @@ from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructi
 from dftlens.dft.batches import collate
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.contrastive_signal import info_nce
-from dftlens.dft.losses import DFTLoss, step_norm
+from dftlens.dft.loss_terms import step_norm
+from dftlens.dft.losses import DFTLoss
 from dftlens.dft.prepare import load_for_training
 from dftlens.dft.trainer import micro_batch_indices, train
 from dftlens.layers import LayerChoice

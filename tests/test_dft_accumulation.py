@@ -15,7 +15,8 @@ from dft_data import instruction_rows, write_jsonl
 from dftlens import load_model
 from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
 from dftlens.dft.batches import collate
-from dftlens.dft.losses import DFTLoss, step_norm
+from dftlens.dft.loss_terms import step_norm
+from dftlens.dft.losses import DFTLoss
 from dftlens.layers import LayerChoice
 from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
 from dftlens.dft.trainer import micro_batch_indices

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from dftlens import load_model
 from dftlens.dft.config import TrainConfig
-from dftlens.dft.trainer import TrainingInterrupted, lr_at, micro_batch_indices, resume_config, train
+from dftlens.dft.run_dir import resume_config
+from dftlens.dft.trainer import TrainingInterrupted, lr_at, micro_batch_indices, train
 from dftlens.errors import OutputExists
 
 CURVE = ("loss", "tft", "lc", "et", "lr", "grad_norm")

@@ -1,4 +1,4 @@
-"""The DFT losses, exactly as ``docs/method.md`` states them.
+"""The DFT losses, as docs/method/dft-losses.md states them.
 
 ``L = L_TFT + w_lc * L_LC + w_et * L_ET``, each component a mean (over the
 micro-batch by default; over the whole optimizer step when the trainer passes
@@ -47,7 +47,8 @@ Losses and gradients equal the full passes to float rounding
 (tests/test_dft_losses.py).
 
 Feature normalisation (``feature_norm``: none, center, standardize, rms) is
-:mod:`.feature_signal` (its names are importable from here too).
+:mod:`.feature_signal`; the denominators and the lens NLL :mod:`.loss_terms`; the
+staged backward :mod:`.loss_backward`.
 """
 
 from __future__ import annotations
@@ -57,64 +58,15 @@ from dataclasses import KW_ONLY, dataclass
 import torch
 
 from ..layers import LayerChoice
-from .batches import IGNORE, Batch, Packed
-from .chunked_ce import linear_cross_entropy
-from .prefix_reuse import continuation, detached, hand_back, kv_cache, reusable
+from .batches import Batch, Packed
 from .contrastive_signal import DEFAULT_TEMPERATURE, CandidateBank, candidate_rows, info_nce, pool_step
-from .feature_signal import (FEATURE_NORMS, RMS_EPS, RUNNING_MOMENTUM, STD_EPS, RunningStats,  # noqa: F401
-                             cosine_loss, mean_pool, rms_normalise)
-
-COMPONENTS = ("loss", "tft", "lc", "et")
-
-
-def units(batch: Batch, lc_signal: str, et_signal: str) -> dict[str, float]:
-    """What each component of ``batch`` averages over: loss tokens (NLL losses) or examples (feature losses)."""
-    out = {"tft": float(batch.main.n_targets)}
-    n_examples = float(batch.main.input_ids.shape[0])
-    for kind, signal, packed in (("lc", lc_signal, batch.lc_logits), ("et", et_signal, batch.et_logits)):
-        if signal == "logits":
-            out[kind] = float(packed.n_targets)
-        elif signal in ("feature", "contrastive"):
-            out[kind] = n_examples
-    return out
-
-
-def step_norm(micro_batches: list[Batch], lc_signal: str, et_signal: str, reduce_sum=None) -> dict[str, float]:
-    """Denominators of one optimizer step: the units of all its micro-batches (and processes).
-
-    ``reduce_sum``: sums a dict of floats over processes (None: one process). With
-    these, each micro-batch's loss is ``sum / step total``; summing micro-batches and
-    processes gives exactly the loss (and gradient) of one big batch, whatever the
-    split into micro-batches: token-mean losses weigh every token of the step alike,
-    example-mean losses every example.
-    """
-    total: dict[str, float] = {}
-    for batch in micro_batches:
-        for k, v in units(batch, lc_signal, et_signal).items():
-            total[k] = total.get(k, 0.0) + v
-    if reduce_sum is not None:
-        total = reduce_sum(total)
-    return {k: max(v, 1.0) for k, v in total.items()}
-
-
-def lm_loss(lm, resid: torch.Tensor, targets: torch.Tensor, frozen: bool, chunk: int | None = None,
-            denominator: float | None = None) -> torch.Tensor:
-    """NLL of ``targets`` [b, t] (IGNORE elsewhere) from residual states [b, t, d], summed / ``denominator``.
-
-    ``denominator`` None: the number of loss tokens here (the mean). The logit lens
-    as the model computes logits (final norm, head, soft-cap), only at the loss
-    positions and in chunks. ``frozen``: no gradient into the norm or the head
-    (with tied embeddings, the input lookup still trains the matrix).
-    """
-    keep = targets != IGNORE
-    hidden = lm.final_norm(resid[keep], frozen)
-    weight, bias = lm.head_params(frozen)  # the lens's own norm/head/soft-cap (LensModel.decode), fused with the CE
-    total = linear_cross_entropy(hidden, weight, targets[keep], bias, lm.arch.softcap, chunk)
-    return total / (denominator if denominator is not None else keep.sum().clamp(min=1))
-
+from .feature_signal import FEATURE_NORMS, STD_EPS, RunningStats, cosine_loss, mean_pool, rms_normalise
+from .loss_backward import StagedBackward
+from .loss_terms import lm_loss
+from .prefix_reuse import continuation, kv_cache, reusable
 
 @dataclass
-class DFTLoss:
+class DFTLoss(StagedBackward):
     """The DFT objective of Huo et al. (AAAI 2025): ``L = L_TFT + w_lc * L_LC + w_et * L_ET``.
 
     ``DFTLoss(lm, choice, lc_signal=..., et_signal=..., ...)``: ``lm`` is a
@@ -353,97 +305,3 @@ class DFTLoss:
                                            norm.get(kind))
         parts["loss"] = self.total(parts)
         return parts
-
-    def backward(self, batch: Batch, scale: float = 1.0, autocast=None,
-                 norm: dict[str, float] | None = None, micro: int | None = None) -> dict[str, float]:
-        """Accumulate ``scale * d loss`` into the parameters' ``.grad``.
-
-        Order: main forward (keys/values recorded), then each logits pass forward
-        and backward on detached copies of the reused keys/values, then one
-        backward through the main pass that also carries those copies' gradients.
-        With logits signals only, the main pass itself is split at the shared prefix
-        (:meth:`_backward_split`), so that one pass's graph is alive at a time.
-        Returns the components as floats, and ``<kind>_gnorm`` for feature losses.
-        Same gradients as ``components(batch, norm)["loss"].backward()``.
-        ``norm``: the step's denominators (:func:`step_norm`); the returned values are
-        then this micro-batch's share of the step's means (they add up over micro-batches).
-        ``micro``: as in :meth:`components`.
-        """
-        from contextlib import nullcontext
-
-        ctx = autocast or nullcontext
-        norm = norm or {}
-        if self.reuse_prefix and self._logits_jobs(batch) and not self.feature_pairs():
-            values = self._backward_split(batch, scale, ctx, norm)
-            if values is not None:
-                return values
-        gnorms: dict[str, float] = {}
-        cache = self._new_cache(batch)
-        with ctx():
-            parts = self.main_pass(batch.main, *self._english(batch, micro), norm=norm, cache=cache, gnorms=gnorms,
-                                   micro=micro)
-            main_total = self.total(parts)
-        values = {k: float(v.detach()) for k, v in parts.items()}
-        kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
-        leaves = []
-        for kind, packed, hook, weight in self._logits_jobs(batch):
-            lengths = reusable(self.lm, batch.main, [packed]) if kv else None
-            prefix = None
-            if lengths is not None and int(lengths.max()):
-                prefix = detached(kv, int(lengths.max()), self.blocks_to(hook))
-                leaves.append(prefix)
-            with ctx():
-                part = self.logits_pass(packed, hook, prefix, lengths, norm.get(kind))
-            (part * (weight * scale)).backward()
-            values[kind] = float(part.detach())
-        tensors, grads = [main_total * scale], [torch.ones_like(main_total)]
-        for prefix in leaves:  # hand the reused keys'/values' gradients to the main pass
-            more = hand_back(kv, prefix)
-            tensors += more[0]
-            grads += more[1]
-        torch.autograd.backward(tensors, grads)
-        values.update(gnorms)
-        return self._with_total(values)
-
-    def _with_total(self, values: dict[str, float]) -> dict[str, float]:
-        values["loss"] = values["tft"] + self.w_lc * values.get("lc", 0.0) + self.w_et * values.get("et", 0.0)
-        return values
-
-    def _backward_split(self, batch: Batch, scale: float, ctx, norm: dict[str, float]) -> dict[str, float] | None:
-        """Logits signals only: the main pass split at the prefix it shares with the logits passes.
-
-        The first ``P`` positions of the main pass (``P`` the longest row's shared
-        prefix, :func:`reusable` over the main and logits passes) run once through
-        every block, recording keys/values. Then L_TFT (the main pass's remainder)
-        and each logits pass run on detached copies of them and backpropagate at
-        once, freeing their graphs; last, one backward through the prefix carries
-        the copies' summed gradients. Peak memory: the prefix's graph plus one
-        remainder's, instead of the whole main pass's graph plus a logits pass's.
-        Same losses and gradients (tests/test_dft_losses.py). None: nothing shared.
-        """
-        from transformers import DynamicCache
-
-        jobs = self._logits_jobs(batch)
-        lengths = reusable(self.lm, batch.main, [batch.main] + [packed for _, packed, _, _ in jobs])
-        cached = int(lengths.max()) if len(lengths) else 0
-        if cached == 0:
-            return None
-        cache = DynamicCache()
-        # The main pass's own tokens up to P (a row's slots past its shared prefix hold its later
-        # main-pass tokens, masked in every remainder, as when the whole main pass is cached).
-        prefix = {k: v[:, :cached] for k, v in batch.main.model_inputs().items()}
-        with ctx():
-            self.lm.capture({**prefix, "past_key_values": cache}, [self.last_hook], grad=True)
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
-        leaves = detached(kv, cached, len(kv))
-        values = {}
-        for kind, packed, hook, weight, frozen in [("tft", batch.main, self.last_hook, 1.0, False),
-                                                   *[(*job, True) for job in jobs]]:
-            with ctx():
-                part = self.logits_pass(packed, hook, leaves, lengths, norm.get(kind), frozen=frozen)
-            (part * (weight * scale)).backward()
-            values[kind] = float(part.detach())
-        tensors, grads = hand_back(kv, leaves)
-        if tensors:
-            torch.autograd.backward(tensors, grads)
-        return self._with_total(values)

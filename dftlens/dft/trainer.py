@@ -50,10 +50,11 @@ from . import checkpoint as ckpt
 from .batches import collate
 from .config import TrainConfig
 from .distributed import Runtime
-from .losses import DFTLoss, step_norm
+from .loss_terms import step_norm
+from .losses import DFTLoss
 from .neuron_mask import read_neuron_file, restrict_to_neurons
-from .run_dir import (FINAL, LOG, append_log, check_run_out, curve_table, prepare_run, read_log,  # noqa: F401
-                      record_saved, remove_leftovers, resume_config, start_run_dir, write_log)
+from .run_dir import (FINAL, append_log, check_run_out, prepare_run, read_log, record_saved, remove_leftovers,
+                      start_run_dir, write_log)
 
 
 

@@ -22,7 +22,7 @@ from ..numerics import check_activations
 from .architecture import Architecture, describe
 from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
 from .decoding import LogitLens
-from .hooks import SITES, execution_order, hook_name, parse_hook_name
+from .hooks import execution_order, hook_name, parse_hook_name
 
 if TYPE_CHECKING:
     from .interventions import Edit
@@ -362,4 +362,4 @@ class LensModel(LogitLens):
         return LensModel(self.hf_model, self.tokenizer, engine, self.name, self.path, self.lens_chunk)
 
 
-__all__ = ["LensModel", "Capture", "Engine", "Positions", "SITES", "last_token_index", "position_ids_from_mask"]
+__all__ = ["LensModel", "Capture", "Engine", "Positions", "last_token_index", "position_ids_from_mask"]

@@ -180,7 +180,7 @@ class LoadSettings:
 
     Config dataclasses inherit them (``class EvalConfig(LoadSettings)``) and the
     command-line options of the other verbs are built from the same fields
-    (``dftlens_cli.options``); :meth:`load_kwargs` is what :func:`load_model` takes.
+    (``cli.config_options``); :meth:`load_kwargs` is what :func:`load_model` takes.
     """
 
     device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
