@@ -135,3 +135,16 @@ def test_save_figure_pdf_from_python(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latent.pdf"]
     with pytest.raises(ExportError, match="gif"):
         save_figure(fig, tmp_path / "latent", "png,gif")
+
+
+def test_entropy_interval_is_bounded_and_absent_for_tiny_subsets():
+    from dftlens.analysis.stats import MIN_BOOTSTRAP_ITEMS
+
+    items = make_items(seed=0)
+    items["entropy_bits"] = np.where(np.arange(len(items)) % 2, 0.0, 12.0)  # a t interval would go below 0
+    lens = summarise_subsets(items)
+    shown = lens[lens["n_items"] >= MIN_BOOTSTRAP_ITEMS]
+    assert len(shown) and (shown["entropy_bits_lo"] >= 0).all() and (shown["entropy_bits_hi"] <= 12).all()
+    assert (shown["entropy_bits_lo"] <= shown["entropy_bits"]).all()
+    tiny = summarise_subsets(items.groupby(["task", "input_lang", "target_lang", "layer"]).head(2))
+    assert tiny["entropy_bits_lo"].isna().all() and tiny["entropy_bits_hi"].isna().all()  # no interval, not a wrong one

@@ -246,13 +246,16 @@ def summarise_subsets(lens_items: pd.DataFrame) -> pd.DataFrame:
     """lens.csv: per task, pair, subset and layer, means with 95% CIs and ``n_items``.
 
     ``subset`` is ``all`` (every item) or ``correct`` (items whose top-1 lens token at the
-    last layer is in the target set); a pair with no correct item has no ``correct`` rows."""
+    last layer is in the target set); a pair with no correct item has no ``correct`` rows.
+    Probability CIs are Student-t clipped to [0, 1]; the entropy's is a percentile bootstrap
+    (never below 0 bits), absent (NaN) for fewer than ``stats.MIN_BOOTSTRAP_ITEMS`` items."""
     keys = ["task", "input_lang", "target_lang", "layer"]
     bounds = {c: (0.0, 1.0) for c in PROB_COLUMNS}
-    frames = [summarise(lens_items, keys, PROB_COLUMNS + ["entropy_bits"], bounds=bounds).assign(subset="all")]
+    cols, boot = PROB_COLUMNS + ["entropy_bits"], ["entropy_bits"]
+    frames = [summarise(lens_items, keys, cols, bounds=bounds, bootstrap=boot).assign(subset="all")]
     if "correct" in lens_items.columns and lens_items["correct"].any():
         right = lens_items[lens_items["correct"].astype(bool)]
-        frames.append(summarise(right, keys, PROB_COLUMNS + ["entropy_bits"], bounds=bounds).assign(subset="correct"))
+        frames.append(summarise(right, keys, cols, bounds=bounds, bootstrap=boot).assign(subset="correct"))
     lens = pd.concat(frames, ignore_index=True)
     front = ["task", "input_lang", "target_lang", "subset", "layer", "n_items"]
     return lens[front + [c for c in lens.columns if c not in front]]

@@ -22,15 +22,44 @@ def mean_ci(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float,
     return (mean, mean - half, mean + half)
 
 
-def summarise(frame: pd.DataFrame, by: list[str], columns: list[str], bounds: dict | None = None) -> pd.DataFrame:
-    """One row per group: ``n_items`` and, per column, ``col``, ``col_lo``, ``col_hi``."""
+MIN_BOOTSTRAP_ITEMS = 5  # fewer items than this: no percentile interval (its quantiles would be single items)
+
+
+def bootstrap_mean_ci(values: np.ndarray | pd.Series, level: float = 0.95, n_boot: int = 1000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap interval over items (Efron & Tibshirani 1993, ch. 13).
+
+    The interval lies inside the range of the values, so a bounded quantity (entropy >= 0
+    bits) gets a bounded interval. NaNs ignored; with fewer than :data:`MIN_BOOTSTRAP_ITEMS`
+    values the bounds are NaN (no interval), with none everything is NaN.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return (np.nan, np.nan, np.nan)
+    mean = float(x.mean())
+    if len(x) < MIN_BOOTSTRAP_ITEMS:
+        return (mean, np.nan, np.nan)
+    draws = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    lo, hi = np.quantile(x[draws].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return (mean, float(lo), float(hi))
+
+
+def summarise(frame: pd.DataFrame, by: list[str], columns: list[str], bounds: dict | None = None,
+              bootstrap: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per group: ``n_items`` and, per column, ``col``, ``col_lo``, ``col_hi``.
+
+    Intervals are Student-t (:func:`mean_ci`), clipped to ``bounds[col]`` where given, except
+    for the ``bootstrap`` columns: percentile bootstrap (:func:`bootstrap_mean_ci`), none
+    (NaN bounds) for groups of fewer than :data:`MIN_BOOTSTRAP_ITEMS` items.
+    """
     bounds = bounds or {}
     rows = []
     for key, group in frame.groupby(by, sort=True, dropna=False):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         row["n_items"] = int(len(group))
         for col in columns:
-            mean, lo, hi = mean_ci(group[col])
+            mean, lo, hi = bootstrap_mean_ci(group[col]) if col in bootstrap else mean_ci(group[col])
             if col in bounds:
                 lo, hi = (float(np.clip(v, *bounds[col])) if not np.isnan(v) else v for v in (lo, hi))
             row[col], row[f"{col}_lo"], row[f"{col}_hi"] = mean, lo, hi

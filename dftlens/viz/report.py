@@ -54,7 +54,9 @@ _NOTES = {
     "latent_correct": (
         "The same curves over the items the model answers correctly: its top-1 logit-lens token at "
         "the last layer is in the target word's token set (n per panel in its title). Averages over "
-        "all items mix in prompts the model never solves."
+        "all items mix in prompts the model never solves. The entropy band is a percentile bootstrap "
+        "over items (never below 0 bits); a panel of fewer than 5 items has no entropy band, as so few "
+        "items give no usable interval."
     ),
     "latent_log": (
         "The latent-language curves (all items) on a log scale, so that small probability masses "
