@@ -25,6 +25,8 @@ def test_compare_two_checkpoints(tiny_dirs, tmp_path):
     html = (out / "compare.html").read_text()
     assert "before" in html and "after" in html and html.count("plotly.js v") <= 2
     assert "LC (1)" in result.output and "ET (2)" in result.output
+    # every figure names its own model(s): the probes of "after" are not titled with the layers' model
+    assert "Linear probes per layer \\u2014 after" in html and "Linear probes per layer \\u2014 before" in html
 
 
 def test_compare_needs_two_models(tiny_dirs, tmp_path):
@@ -54,3 +56,14 @@ def test_compare_takes_comma_lists_and_counts_them(tiny_dirs, tmp_path):
     assert extra.exit_code == 2 and "Got 3 --label for 2 --model" in extra.output
     twice = runner.invoke(app, ["compare", "--model", models, "--label", "a,a", "--out", str(tmp_path / "y")])
     assert twice.exit_code == 2 and "--label 'a' is given twice" in twice.output
+
+
+def test_compare_figure_keys_name_the_models(tiny_dirs, tmp_path):
+    from dftlens.analysis.compare import compare_models
+    from dftlens.analysis.run import ProbeConfig
+
+    cfg = ProbeConfig(pairs=[("fr", "zh")], tasks=["translation"], max_items=4, max_sentences=8)
+    result = compare_models([str(tiny_dirs["gemma3"]), str(tiny_dirs["llama"])], cfg, labels=["base", "dft 4"])
+    keys = {key: fig for key, _, fig in result.figures()}
+    assert "latent_base-vs-dft-4" in keys and {"probes_base", "probes_dft-4"} <= set(keys)
+    assert "dft 4" in keys["probes_dft-4"].layout.title.text and "base" in keys["latent_base-vs-dft-4"].layout.title.text

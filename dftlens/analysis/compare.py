@@ -9,6 +9,7 @@ marked, so the user sees what DFT changed where it supervised.
 from __future__ import annotations
 
 import gc
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -62,7 +63,11 @@ class CompareResult:
 
     def figures(self) -> list[tuple[str, str, "go.Figure"]]:
         """compare.html's figures as (key, heading, figure): the overlaid latent-language curves
-        (all items, and items answered correctly where every model has some) and each model's probes."""
+        (all items, and items answered correctly where every model has some) and each model's probes.
+
+        Keys are the exported file stems and name the models: ``latent_<label>-vs-<label>``,
+        ``latent_correct_...``, ``probes_<label>`` (labels with anything but letters, digits and
+        ``.`` turned into ``-``)."""
         from ..viz.figures import compare_latent_figure, probe_figure
 
         choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
@@ -71,9 +76,15 @@ class CompareResult:
         if all("subset" in df.columns and (df["subset"] == "correct").any() for df in lens.values()):
             figures.append(("latent_correct", "Latent language, items answered correctly", compare_latent_figure(
                 lens, choice=choice, subset="correct")))
-        figures += [(f"probes_{i}", f"Linear probes: {label}", probe_figure(r.probes, choice=choice))
-                    for i, (label, r) in enumerate(self.results.items()) if not r.probes.empty]
-        return figures
+        # Each probe figure is titled and named by its own model (the layers' choice may name another:
+        # the model that was probed before training), so an exported file says what it shows.
+        figures += [(f"probes_{_slug(label)}", f"Linear probes: {label}",
+                     probe_figure(r.probes, choice=choice, title=f"Linear probes per layer — {label}"
+                                  + (f" (LC/ET layers of {choice['model']})" if choice.get("model") else "")))
+                    for label, r in self.results.items() if not r.probes.empty]
+        names = "-vs-".join(_slug(label) for label in self.results)
+        return [(f"{key}_{names}" if key.startswith("latent") else key, heading, fig)
+                for key, heading, fig in figures]
 
     def save(self, out: str | Path, overwrite: bool = False, figure_formats: list[str] | str | None = None,
              extra: Callable[[Path], object] | None = None) -> Path:
@@ -96,6 +107,10 @@ class CompareResult:
             if formats:
                 save_figures({key: fig for key, _, fig in figures}, tmp / "figures", formats)
         return Path(out).expanduser()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(text)).strip("-") or "model"
 
 
 def model_labels(models: list[str], labels: list[str] | None = None) -> list[str]:
