@@ -15,7 +15,7 @@ from dftlens import load_model
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.run_dir import resume_config
 from dftlens.dft.trainer import TrainingInterrupted, lr_at, micro_batch_indices, train
-from dftlens.errors import OutputExists
+from dftlens.errors import DftlensError, OutputExists
 
 CURVE = ("loss", "tft", "lc", "et", "lr", "grad_norm")
 
@@ -237,3 +237,32 @@ def test_adapter_names_the_hugging_face_id_of_its_base(tmp_path):
     assert base_model_id("gemma3-270m", cache) == lookup("gemma3-270m").hf_id != str(cache)
     assert base_model_id("meta-llama/Llama-2-7b-hf", cache) == "meta-llama/Llama-2-7b-hf"
     assert base_model_id(str(tmp_path), tmp_path) == str(tmp_path)  # a local directory stays a path
+
+
+def test_train_takes_a_loaded_model_and_trains_it_in_place(tmp_path, tiny_dirs, data_file):
+    """train(cfg, lm): the curve of train(cfg) loading by name, for a model loaded with or without an engine;
+    lm ends with final/'s weights; resume, LoRA on an engine's model and another dtype are refused first."""
+    from transformers import AutoModelForCausalLM
+
+    kw = dict(data_file=data_file, lc_signal="feature", et_signal="logits", steps=2)
+    by_name = train(config(tmp_path, "by_name", model_dir=tiny_dirs["gemma3"], **kw), progress=False)
+    for backend in (None, "transformer_lens"):
+        lm = load_model(str(tiny_dirs["gemma3"]), backend=backend, device="cpu", dtype="float32")
+        cfg = config(tmp_path, f"given_{backend}", model_dir="gemma3-270m", **kw)  # train records lm.name instead
+        given = train(cfg, lm, progress=False)
+        for a, b in zip(given.log, by_name.log, strict=True):
+            assert {k: a[k] for k in CURVE} == pytest.approx({k: b[k] for k in CURVE}, rel=1e-5)
+        ids = torch.tensor([[2, 50, 60, 70, 80]])
+        with torch.no_grad():  # trained in place: lm computes what final/ does, not what it did before
+            ours, saved = lm.hf_model(input_ids=ids).logits, AutoModelForCausalLM.from_pretrained(str(given.final))(ids).logits
+            torch.testing.assert_close(ours, saved)
+            assert not torch.allclose(ours, AutoModelForCausalLM.from_pretrained(str(tiny_dirs["gemma3"]))(ids).logits)
+        assert json.loads((given.out / "run_config.json").read_text())["model"] == lm.name
+    with pytest.raises(DftlensError, match="resume"):
+        train(cfg, lm, resume=given.out, progress=False)
+    with pytest.raises(DftlensError, match="trains as loaded \\(lora\\)"):
+        train(config(tmp_path, "lora", model_dir="x", lora=True, **kw), lm, progress=False)
+    half = load_model(str(tiny_dirs["gemma3"]), device="cpu", dtype="bfloat16")
+    with pytest.raises(DftlensError, match="bfloat16 but the run trains in float32"):
+        train(config(tmp_path, "half", model_dir="x", **kw), half, progress=False)
+    assert not (tmp_path / "lora").exists() and not (tmp_path / "half").exists()  # refused before writing

@@ -61,13 +61,21 @@ def lora_config(cfg: TrainConfig):
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
 
 
-def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
-    """The LensModel to train (``cfg.dtype`` weights, float32 by default), its LoRA config (or None) and the base path."""
-    source, base = model_source(cfg, resume_from)
-    # The one route to a model (load_model), without an engine yet: LoRA and the other
-    # changes below come first, then the engine is built over the model as it will train.
-    loaded = load_model(cfg.model if source == base else str(source), backend=None, dtype=cfg.dtype, device=device,
-                        trust_remote_code=cfg.trust_remote_code)
+def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str, given: LensModel | None = None):
+    """The LensModel to train (``cfg.dtype`` weights, float32 by default), its LoRA config (or None) and the base path.
+
+    ``given``: an already-loaded model to prepare instead (checked with :func:`check_given`); its
+    ``hf_model`` is changed in place (LoRA, frozen embeddings, checkpointing).
+    """
+    if given is None:
+        source, base = model_source(cfg, resume_from)
+        # The one route to a model (load_model), without an engine yet: LoRA and the other
+        # changes below come first, then the engine is built over the model as it will train.
+        loaded = load_model(cfg.model if source == base else str(source), backend=None, dtype=cfg.dtype,
+                            device=device, trust_remote_code=cfg.trust_remote_code)
+    else:
+        loaded = given  # checked by train (check_given) before the run directory is touched
+        source = base = Path(given.path or given.name)
     hf_model, tokenizer = loaded.hf_model, loaded.tokenizer
     config = None
     if cfg.lora:
@@ -90,8 +98,41 @@ def load_for_training(cfg: TrainConfig, resume_from: Path | None, device: str):
         else:
             hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     sparse_embedding_grads(hf_model)
+    if given is not None and given.engine is not None:
+        return given, config, base_model_id(cfg.model, base)  # checked: no LoRA, nothing to rebuild
     lm = LensModel(hf_model, tokenizer, None, name=cfg.model, path=str(source)).with_backend(cfg.backend)
     return lm, config, base_model_id(cfg.model, base)
+
+
+def check_given(lm: LensModel, cfg: TrainConfig, device: str) -> LensModel:
+    """``lm`` if it can train as ``cfg`` says on ``device``: same device type, ``cfg.dtype`` (unless ``auto``).
+
+    A model loaded without an engine (``load_model(..., backend=None)``) is prepared like
+    one loaded by name (LoRA, frozen embeddings, checkpointing, then the engine). One with an
+    engine already wraps its modules, so it trains as loaded: ``cfg.backend``'s engine, and
+    no LoRA, frozen embeddings or gradient checkpointing.
+
+    Raises:
+        DftlensError: it is elsewhere, in another dtype or behind an engine that cannot be
+        prepared (the sentence says how to load it).
+    """
+    from ..models.loading import resolve_dtype
+
+    changes = [name for name in ("lora", "freeze_embeddings", "gradient_checkpointing") if getattr(cfg, name)]
+    if lm.engine is not None and (lm.backend != cfg.backend or changes):
+        what = f"backend {lm.backend}, not {cfg.backend}" if lm.backend != cfg.backend else ", ".join(changes)
+        raise DftlensError(f"A model loaded with an engine trains as loaded ({what}): load it with "
+                           "load_model(..., backend=None) and train prepares it.")
+
+    param = next(lm.hf_model.parameters())
+    if param.device.type != torch.device(device).type:
+        raise DftlensError(f"The model is on {param.device} but the run trains on {device}: load it with "
+                           f"device={device!r} or set the config's device.")
+    wanted = resolve_dtype(cfg.dtype, device)
+    if cfg.dtype != "auto" and param.dtype != wanted:
+        raise DftlensError(f"The model's weights are {str(param.dtype).removeprefix('torch.')} but the run trains in "
+                           f"{cfg.dtype}: load it with dtype={cfg.dtype!r} or set the config's dtype.")
+    return lm
 
 
 def base_model_id(name: str, path: Path) -> str:

@@ -34,7 +34,7 @@ import os
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +45,7 @@ from ..data.languages import split_list
 from ..errors import DftlensError, NonFiniteError
 from ..numerics import check_step, stopped_at
 from ..io import claim_output, write_json
+from ..models.interface import LensModel
 from ..signals import stop_flag
 from . import checkpoint as ckpt
 from .batches import collate
@@ -124,10 +125,17 @@ def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = False,
+def train(cfg: TrainConfig, lm: LensModel | None = None, resume: Path | str | None = None, overwrite: bool = False,
           on_step: Callable[[dict], None] | None = None, progress: bool = True,
           on_warning: Callable[[str], None] | None = None) -> TrainResult:
     """Run DFT as ``cfg`` says; ``resume`` is a run directory or checkpoint to continue from.
+
+    ``lm``: an already-loaded :class:`~dftlens.models.LensModel` to train instead of loading
+    ``cfg.model`` (as TRL's trainers take a name or a model). Its weights are trained in
+    place (with ``cfg.lora``, the adapter is injected into ``lm.hf_model``); ``cfg.model``
+    is set to ``lm.name``, which the run directory records. It must be on the run's device
+    and, unless ``cfg.dtype`` is ``auto``, in ``cfg.dtype``; it cannot be combined with
+    ``resume`` (a resumed run loads its checkpoint's weights). Raises DftlensError otherwise.
 
     Everything checkable without the model is checked first (values, layers file,
     layer order, --out). The run directory is locked while training (a second
@@ -139,7 +147,14 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
     """
     from ..layers import model_n_layers
 
-    choice = cfg.validate(model_n_layers(cfg.model))  # values, layers file, order: before anything is deleted or loaded
+    if lm is not None:
+        if resume is not None:
+            raise DftlensError("A resumed run loads its checkpoint's weights: pass no lm with resume.")
+        cfg = replace(cfg, model=lm.name)
+        from .prepare import check_given
+
+        check_given(lm, cfg, cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    choice = cfg.validate(lm.n_layers if lm is not None else model_n_layers(cfg.model))  # values, layers file, order: before anything is deleted or loaded
     if choice is not None and choice.warning():  # a provisional probe: say so, and train anyway
         if on_warning is None:
             import warnings
@@ -154,10 +169,10 @@ def train(cfg: TrainConfig, resume: Path | str | None = None, overwrite: bool = 
         check_run_out(Path(cfg.out), overwrite)  # before the lock creates anything
     main = os.environ.get("RANK", "0") == "0"  # set by accelerate launch / torchrun; only rank 0 writes
     with claim_output(cfg.out, check=False) if main else nullcontext():
-        return _train(cfg, resume, overwrite, on_step, progress)
+        return _train(cfg, lm, resume, overwrite, on_step, progress)
 
 
-def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
+def _train(cfg: TrainConfig, given: LensModel | None, resume: Path | str | None, overwrite: bool,
            on_step: Callable[[dict], None] | None, progress: bool) -> TrainResult:
     from .prepare import densify_grads, load_for_training, load_tokenizer, load_training_data, model_source
 
@@ -170,9 +185,11 @@ def _train(cfg: TrainConfig, resume: Path | str | None, overwrite: bool,
     start = ckpt.checkpoint_step(resume_from) if resume_from else 0
     if start >= cfg.steps:
         raise DftlensError(f"{resume_from} is already at step {start} of {cfg.steps}; nothing to do.")
-    examples = load_training_data(cfg, load_tokenizer(model_source(cfg, resume_from)[0], cfg.trust_remote_code))
+    tokenizer = given.tokenizer if given is not None else load_tokenizer(model_source(cfg, resume_from)[0],
+                                                                         cfg.trust_remote_code)
+    examples = load_training_data(cfg, tokenizer)
     torch.manual_seed(cfg.seed)
-    lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device())
+    lm, lora_config, base_path = load_for_training(cfg, resume_from, dist.device(), given)
     choice = cfg.layer_choice(lm.n_layers).bind(lm)  # probe -> layers.json -> this model
     if cfg.train_neurons:  # only the chosen neurons' MLP rows/columns train (see dft/neuron_mask.py)
         restrict_to_neurons(lm.hf_model, read_neuron_file(cfg.train_neurons, cfg.neuron_languages()))
