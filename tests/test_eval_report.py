@@ -32,6 +32,8 @@ def test_differences_to_first_model(frame):
     text = plain_table(EvalRun(frame, ["base", "dft"]))
     assert "Δ dft" in text.splitlines()[0]
     assert "40.0 ±3.0" in text and "+6.0" in text and "-2.0" in text and "25.0" in text
+    assert row["Δ dft stderr"] == pytest.approx(math.sqrt(0.03**2 + 0.03**2))
+    assert "+6.0 ±4.2" in text  # the difference carries its standard error, in points
 
 
 def test_figures_show_the_numbers(frame):
@@ -41,6 +43,7 @@ def test_figures_show_the_numbers(frame):
     assert list(fig.data[1].y) == pytest.approx([46.0, 48.0])
     delta = delta_figure(frame, "acc", ["base", "dft"])
     assert list(delta.data[0].y) == pytest.approx([6.0, -2.0])
+    assert "difference to base of dft" in delta.layout.title.text  # the exported file names both models
     assert delta.data[0].error_y.array[0] == pytest.approx(100 * math.sqrt(0.03**2 + 0.03**2))
     page = report_html(frame, differences(frame), ["base", "dft"], skipped=["mkqa (vi): get it"], notes=["n"])
     assert page.count("plotly-graph-div") == 4 and "mkqa (vi): get it" in page and "+6.0" in page

@@ -101,8 +101,9 @@ def _cells(run: EvalRun) -> list[list[str]]:
         row = [str(r["task"]), str(r["language"]), str(r["metric"])]
         row += [_fmt(r.get(m), r.get(f"{m} stderr")) for m in run.models]
         for m in run.models[1:]:
-            d = r.get(f"Δ {m}")
-            row.append("–" if d is None or math.isnan(d) else f"{100 * d:+.1f}")
+            d, se = r.get(f"Δ {m}"), r.get(f"Δ {m} stderr")
+            text = "–" if d is None or math.isnan(d) else f"{100 * d:+.1f}"
+            row.append(text + (f" ±{100 * se:.1f}" if text != "–" and se is not None and not math.isnan(se) else ""))
         rows.append(row)
     return rows
 

@@ -250,7 +250,8 @@ def _offline_if(offline: bool) -> Iterator[None]:
 
 def differences(frame: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
     """Wide table: one row per (task, language, metric), one value column per model,
-    and ``Δ <model>`` = that model minus the first model for every further model.
+    and ``Δ <model>`` = that model minus the first model for every further model, with
+    ``Δ <model> stderr`` = sqrt(se² + se_first²) (unpaired: the two runs' standard errors).
     """
     if frame.empty:
         return pd.DataFrame(columns=["task", "language", "metric"])
@@ -265,4 +266,7 @@ def differences(frame: pd.DataFrame, models: Sequence[str] | None = None) -> pd.
         out[f"{m} stderr"] = errs[m] if m in errs else math.nan
     for m in models[1:]:
         out[f"Δ {m}"] = out[m] - out[models[0]]
+        # The scores come from separate runs (lm-eval keeps no per-item scores here), so the standard
+        # error of the difference is the unpaired one, sqrt(se_m² + se_first²); NaN when either is unknown.
+        out[f"Δ {m} stderr"] = (out[f"{m} stderr"] ** 2 + out[f"{models[0]} stderr"] ** 2) ** 0.5
     return out.reset_index()

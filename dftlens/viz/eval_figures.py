@@ -95,7 +95,9 @@ def delta_figure(frame: pd.DataFrame, metric: str, models: Sequence[str] | None 
     models = _models(frame, models)
     sub = frame[frame["metric"] == metric]
     unit = " (points)" if sub.empty or _is_share(sub["value"]) else ""
-    title = f"{metric}: difference to {models[0] if models else 'the first model'}{unit}"
+    # The title names every model compared, so an exported delta_<metric> file says what it shows.
+    title = (f"{metric}: difference to {models[0]} of {', '.join(models[1:])}{unit}" if len(models) > 1
+             else f"{metric}: difference to {models[0] if models else 'the first model'}{unit}")
     if len(models) < 2 or sub.empty:
         return _empty(title, "needs two or more models")
     base = {_cell(r): r for _, r in sub[sub["model"] == models[0]].iterrows()}
