@@ -148,3 +148,11 @@ def test_entropy_interval_is_bounded_and_absent_for_tiny_subsets():
     assert (shown["entropy_bits_lo"] <= shown["entropy_bits"]).all()
     tiny = summarise_subsets(items.groupby(["task", "input_lang", "target_lang", "layer"]).head(2))
     assert tiny["entropy_bits_lo"].isna().all() and tiny["entropy_bits_hi"].isna().all()  # no interval, not a wrong one
+
+
+def test_item_heatmap_layer_labels_sit_above_the_data_and_rows_are_readable():
+    fig = item_heatmap_figure(make_items(seed=0), choice=CHOICE)
+    marks = [a for a in fig.layout.annotations if a.text.startswith(("LC", "ET"))]
+    assert marks and all(a.y == 1 and a.yanchor == "bottom" for a in marks)  # above the top row, not on it
+    sizes = [fig.layout[k].tickfont.size for k in fig.layout if k.startswith("yaxis")]
+    assert sizes and all(size >= 11 for size in sizes)  # item names readable (were 9 px)

@@ -218,8 +218,12 @@ def _cell_refs(fig: go.Figure, rc: tuple[int, int] | None) -> tuple[str, str]:
 
 
 def mark_layers(fig, choice: Mapping, *, rows_cols: Iterable[tuple[int, int]] | None = None,
-                 annotate: set[tuple[int, int]] | None = None, dash: str = "dash", suffix: str = "") -> None:
+                 annotate: set[tuple[int, int]] | None = None, dash: str = "dash", suffix: str = "",
+                 labels_above: bool = False) -> None:
     """Dashed vertical lines at the LC and ET layers, labelled in the panels ``annotate``.
+
+    ``labels_above``: the labels sit just above the panel instead of inside its top edge (for
+    heatmaps, whose top row is data a label box would hide).
 
     Shapes and labels are built as plain dicts and added in one layout update: plotly's
     ``add_vline`` per subplot is two orders of magnitude slower on faceted figures.
@@ -240,7 +244,8 @@ def mark_layers(fig, choice: Mapping, *, rows_cols: Iterable[tuple[int, int]] | 
                 # LC's label sits right of its line, ET's left, so the two never collide.
                 right = kind == "lc"
                 notes.append(dict(text=label, x=layer, y=1, xref=xref, yref=yref, showarrow=False,
-                                  xanchor="left" if right else "right", yanchor="top", xshift=3 if right else -3,
+                                  xanchor="left" if right else "right", yanchor="bottom" if labels_above else "top",
+                                  xshift=3 if right else -3,
                                   font=dict(color=color, size=11), bgcolor="rgba(255,255,255,0.7)"))
     if shapes:
         fig.update_layout(shapes=list(fig.layout.shapes) + shapes,

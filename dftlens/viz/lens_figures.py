@@ -157,11 +157,11 @@ def item_heatmap_figure(lens_items: pd.DataFrame, task: str = "translation", pai
                 colorbar=dict(title=dict(text="probability"), len=0.5, y=1, yanchor="top"),
                 hovertemplate=f"%{{y}}<br>layer %{{x}}<br>{labels.get(col, col)} %{{z:.3f}}<extra></extra>",
             ), row=r, col=k)
-            fig.update_yaxes(autorange="reversed", type="category", tickfont=dict(size=9), row=r, col=k)
+            fig.update_yaxes(autorange="reversed", type="category", tickfont=dict(size=11), row=r, col=k)
             fig.update_xaxes(title_text="layer", row=r, col=k)
     if c:
         mark_layers(fig, c, rows_cols=[(r, k) for r in range(1, len(pair_keys) + 1)
-                                        for k in range(1, len(columns) + 1)])
+                                        for k in range(1, len(columns) + 1)], labels_above=True)
     fig.update_layout(title=dict(text=title), template="plotly_white",
-                      height=len(pair_keys) * (n_max * 14 + 110) + 80, margin=dict(t=90))
+                      height=len(pair_keys) * (n_max * 16 + 110) + 80, margin=dict(t=90))
     return fig
