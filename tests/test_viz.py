@@ -377,3 +377,14 @@ def test_facets_put_translation_first():
     lens = make_lens().sort_values(["task", "input_lang"])  # alphabetical: repetition rows first
     facets = [t for t in texts(latent_language_figure(lens)) if "→" in t]
     assert facets[0].startswith("<b>translation") and facets[-1].startswith("<b>repetition")
+
+
+def test_every_model_shade_keeps_its_language_hue():
+    from dftlens.viz.figure_style import SHADES
+
+    channel = {"en": 2, "target": 0, "input": 1}  # blue, red, green
+    for role, k in channel.items():
+        for shade in SHADES[role]:
+            rgb = [int(shade[i:i + 2], 16) for i in (1, 3, 5)]
+            # the role's channel leads and is bright enough to read as a colour, not near-black
+            assert rgb[k] == max(rgb) and rgb[k] >= 105, (role, shade)

@@ -11,12 +11,14 @@ COLORS = {
     "entropy": "#555555",
 }
 # In comparison figures each model gets its own shade of the role's colour (and its own line
-# style), so no two lines in a panel share a colour: dark, light, darkest, ...
+# style), so no two lines in a panel share a colour: base, light, dark, lighter. The dark shade
+# keeps its hue (Brewer's 8th step, not the near-black 9th): a third model's dotted lines must
+# still read as English / target / input.
 SHADES = {
-    "en": ("#1f77b4", "#6baed6", "#08306b", "#9ecae1"),
-    "target": ("#d62728", "#fc9272", "#67000d", "#fcbba1"),
-    "input": ("#2ca02c", "#74c476", "#00441b", "#a1d99b"),
-    "entropy": ("#555555", "#999999", "#111111", "#bbbbbb"),
+    "en": ("#1f77b4", "#6baed6", "#08519c", "#9ecae1"),
+    "target": ("#d62728", "#fc9272", "#a50f15", "#fcbba1"),
+    "input": ("#2ca02c", "#74c476", "#006d2c", "#a1d99b"),
+    "entropy": ("#555555", "#999999", "#252525", "#bbbbbb"),
 }
 
 
