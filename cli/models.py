@@ -16,7 +16,10 @@ def models() -> None:
     from dftlens.models.loading import offline_status
 
     # Hugging Face ids are never cut or wrapped: they are what `hf download` needs.
-    families = Table("family", "HF model_type", "hook sites", title="Supported families")
+    families = Table(title="Supported families")
+    families.add_column("family", no_wrap=True)  # the names the docs and errors use: never split
+    families.add_column("HF model_type", no_wrap=True)
+    families.add_column("hook sites", overflow="fold")
     families.add_column("example", no_wrap=True)
     for fam in FAMILIES:
         families.add_row(fam.name, ", ".join(fam.model_types), family_sites(fam), fam.example)

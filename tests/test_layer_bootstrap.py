@@ -96,7 +96,8 @@ def test_provisional_reasons():
 def test_every_kind_reads_and_disagreement_is_said():
     choice = decide(items(), ALIGN)
     kinds = {(r.kind, r.signal): r for r in choice.evidence.readings}
-    assert set(KINDS) - {"causal"} <= {k for k, _ in kinds}
+    # causal, neurons and steering read other runs (--causal, --neurons DIR, --steering DIR)
+    assert set(KINDS) - {"causal", "neurons", "steering"} <= {k for k, _ in kinds}
     assert kinds["english_onset", "et"].layer == 6 and kinds["alignment", "lc"].layer == 4
     assert (kinds["entropy", "lc"].layer, kinds["entropy", "et"].layer) == (3, 8)
     said = disagreements(choice.evidence.readings, choice.lc_layer, choice.et_layer)
