@@ -26,6 +26,7 @@ def test_compare_two_checkpoints(tiny_dirs, tmp_path):
     assert "before" in html and "after" in html and html.count("plotly.js v") <= 2
     assert "LC (1)" in result.output and "ET (2)" in result.output
     # every figure names its own model(s): the probes of "after" are not titled with the layers' model
+    assert "model before vs after (LC/ET layers of tiny)" in html  # the page header names the models compared
     assert "Linear probes per layer \\u2014 after" in html and "Linear probes per layer \\u2014 before" in html
 
 

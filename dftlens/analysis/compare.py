@@ -101,6 +101,9 @@ class CompareResult:
             write_csv(tmp / "compare_probes.csv", self.probes)
             choice = (self.choice or next(iter(self.results.values())).choice).to_dict()
             figures = self.figures()
+            # The page names the models compared; the layers' own model is said as the source of LC/ET.
+            models = " vs ".join(self.results)
+            choice["model"] = f"{models} (LC/ET layers of {choice['model']})" if choice.get("model") else models
             write_report(tmp / "compare.html", None, None, choice, title="dftlens compare: " +
                          " vs ".join(self.results), summary_df=self.at_layers(),
                          figures=[(heading, fig) for _, heading, fig in figures])
