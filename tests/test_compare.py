@@ -67,4 +67,7 @@ def test_compare_figure_keys_name_the_models(tiny_dirs, tmp_path):
     result = compare_models([str(tiny_dirs["gemma3"]), str(tiny_dirs["llama"])], cfg, labels=["base", "dft 4"])
     keys = {key: fig for key, _, fig in result.figures()}
     assert "latent_base-vs-dft-4" in keys and {"probes_base", "probes_dft-4"} <= set(keys)
+    overlay = keys["probes_base-vs-dft-4"]  # both models' probes on one figure, line style per model
+    assert {t.name for t in overlay.data} >= {"lang_id_all · base", "lang_id_all · dft 4", "retrieval · dft 4"}
+    assert {t.line.dash for t in overlay.data if t.name.endswith("dft 4")} == {"dash"}
     assert "dft 4" in keys["probes_dft-4"].layout.title.text and "base" in keys["latent_base-vs-dft-4"].layout.title.text

@@ -82,8 +82,14 @@ class CompareResult:
                      probe_figure(r.probes, choice=choice, title=f"Linear probes per layer — {label}"
                                   + (f" (LC/ET layers of {choice['model']})" if choice.get("model") else "")))
                     for label, r in self.results.items() if not r.probes.empty]
+        probes = {label: r.probes for label, r in self.results.items() if not r.probes.empty}
+        if len(probes) > 1:
+            from ..viz.probe_figures import compare_probe_figure
+
+            figures.insert(len(figures) - len(probes), ("probes", "Linear probes, all models",
+                                                         compare_probe_figure(probes, choice=choice)))
         names = "-vs-".join(_slug(label) for label in self.results)
-        return [(f"{key}_{names}" if key.startswith("latent") else key, heading, fig)
+        return [(f"{key}_{names}" if key in ("latent", "latent_correct", "probes") else key, heading, fig)
                 for key, heading, fig in figures]
 
     def save(self, out: str | Path, overwrite: bool = False, figure_formats: list[str] | str | None = None,

@@ -132,3 +132,42 @@ def probe_figure(probes_df: pd.DataFrame, choice: Any = None, *, retrieval_metri
                       hovermode="closest", margin=dict(t=90, r=190),
                       **panel_legends(fig, [((r, 1), headings.get(r, "")) for r in legend_rows], below=False))
     return fig
+
+
+def compare_probe_figure(probes_by_model: dict[str, pd.DataFrame], choice: Any = None,
+                         title: str | None = None) -> go.Figure:
+    """Two or more models' probes overlaid, per layer: language-ID accuracy of each probe (top)
+    and translation-retrieval accuracy averaged over language pairs (bottom).
+
+    Colour says the probe (or retrieval), line style the model (first solid, then dashed,
+    dotted, ...), as in :func:`compare_latent_figure`. ``probes_by_model``: label -> probes.csv
+    table; models without rows are left out. No CI bands: the per-model figures carry them.
+    """
+    from .figure_style import DASHES
+
+    frames = {label: df for label, df in probes_by_model.items() if df is not None and len(df)}
+    title = title or f"Linear probes per layer: {' vs '.join(frames) or 'no model'}"
+    if not frames:
+        return empty_figure(title, "No probe results.")
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14, subplot_titles=[
+        "Language identity: probe accuracy", "Cross-lingual alignment: retrieval accuracy (mean over pairs)"])
+    for m, (label, df) in enumerate(frames.items()):
+        dash = DASHES[m % len(DASHES)]
+        acc = df[df["metric"].fillna("accuracy") == "accuracy"] if "metric" in df.columns else df
+        ident = acc[~acc["probe"].astype(str).map(_is_retrieval)]
+        for i, (probe, frame) in enumerate(ident.groupby("probe", sort=False)):
+            frame = frame.groupby("layer", as_index=False)["value"].mean()
+            if add_line(fig, frame, "value", None, None, name=f"{probe} · {label}", color=line_color(i, 2),
+                        group=f"{probe}|{label}", showlegend=True, dash=dash, row=1, col_idx=1, band=False):
+                fig.data[-1].line.width = 2 + 3 * (ident["probe"].nunique() - 1 - i)  # equal lines both show
+        retr = acc[acc["probe"].astype(str).map(_is_retrieval)].groupby("layer", as_index=False)["value"].mean()
+        add_line(fig, retr, "value", None, None, name=f"retrieval · {label}", color=COLORS["input"],
+                 group=f"retr|{label}", showlegend=True, dash=dash, row=2, col_idx=1, band=False)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
+    c = choice_dict(choice)
+    x_range = layer_x_range(list(frames.values()), c)
+    fig.update_xaxes(title_text="layer", range=x_range, **layer_ticks(x_range))
+    if c:
+        mark_layers(fig, c, rows_cols=[(1, 1), (2, 1)])
+    fig.update_layout(title=dict(text=title), template="plotly_white", height=700, margin=dict(t=90, r=230))
+    return fig
