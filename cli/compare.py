@@ -45,7 +45,7 @@ def compare(
 
     from dftlens.data.languages import split_list
 
-    model = split_list(model)  # the one list syntax: --model a,b or --model a --model b
+    model = split_list(model, keep_repeats=True)  # the one list syntax: --model a,b or --model a --model b
     # Labels keep repeats, so a repeated label is refused as one rather than miscounted.
     label = [part.strip() for entry in label or [] for part in entry.split(",") if part.strip()]
     if len(model) < 2:

@@ -35,13 +35,15 @@ def native_name(code: str) -> str:
     return NATIVE_NAMES.get(code, code)
 
 
-def split_list(values: str | Iterable[str] | None) -> list[str]:
+def split_list(values: str | Iterable[str] | None, keep_repeats: bool = False) -> list[str]:
     """Comma-separated and/or repeated values -> an ordered list without repeats.
 
     ``"vi, ar"``, ``["vi,ar", "zh"]`` and ``("vi", "ar", "vi")`` all work (the last gives
     ``["vi", "ar"]``); empty parts are dropped and ``None`` gives ``[]``. This is the one
     parser of comma lists in dftlens (``--langs``, ``--tasks``, ``--model``,
-    ``--probe-langs``, ``--lora-targets`` ...).
+    ``--probe-langs``, ``--lora-targets`` ...). ``keep_repeats=True`` keeps repeated values
+    where a repeat means something (``compare --model m --model m``: one checkpoint twice,
+    e.g. as a sanity check, told apart by ``--label``).
     """
     if values is None:
         return []
@@ -51,7 +53,7 @@ def split_list(values: str | Iterable[str] | None) -> list[str]:
     for value in values:
         for part in str(value).split(","):
             part = part.strip()
-            if part and part not in out:
+            if part and (keep_repeats or part not in out):
                 out.append(part)
     return out
 
