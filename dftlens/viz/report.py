@@ -185,7 +185,9 @@ def _choice_section(choice: dict) -> str:
         if isinstance(evidence, Mapping) else evidence
     ev = evidence_rows(shown)
     if ev:
-        out += ["<h3>What the rule read</h3>", _table(ev, ("signal", "value"))]
+        # Every number the rule used (parameters, curves, counts): folded, so the figures come first.
+        out += [f"<details><summary><strong>What the rule read</strong> ({len(ev)} rows: parameters, curves, "
+                f"prompt counts, overlap sensitivity)</summary>", _table(ev, ("signal", "value")), "</details>"]
     return "\n".join(out)
 
 
