@@ -147,6 +147,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--contrastive", default="", help="comma list of lc, et: one contrastive run per place "
                         "(InfoNCE, the other signal off)")
     parser.add_argument("--temperature", type=float, default=0.1, help="of the contrastive runs")
+    parser.add_argument("--contrastive-norm", default="standardize", choices=["none", "center", "standardize"],
+                        help="--feature-norm of the contrastive runs (with none the pooled states are nearly "
+                        "parallel and InfoNCE sits at chance, see docs/results.md)")
     parser.add_argument("--neurons", default=None, help="a neurons.csv: adds TFT-neurons (TFT training only the "
                         "--lang neurons' MLP rows/columns; full fine-tuning at the recipe's lr)")
     parser.add_argument("--sweep-et", default="", help="comma list of ET layers: one ET-only (logits) run each")
@@ -228,7 +231,7 @@ def plan_runs(args: argparse.Namespace, norms: list[str], sweep_layers: list[int
     runs = {n: signal_fields("off", "logits", "none", 1.0) if n in sweep else
             signal_fields(*table[n], args.feature_weight) for n in names}
     extra = {f"Contrastive-{where.upper()}": {**signal_fields(*(("contrastive", "off") if where == "lc" else
-                                                                ("off", "contrastive")), "none", 1.0),
+                                                                ("off", "contrastive")), args.contrastive_norm, 1.0),
                                                "temperature": args.temperature}
              for where in split_list(args.contrastive)}
     if args.neurons:
