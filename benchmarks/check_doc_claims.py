@@ -72,7 +72,7 @@ def measure(groups: set[str], lm=None) -> dict:
 
     from dftlens import load_model
     from dftlens.analysis.lens import LensTableConfig, lens_table
-    from dftlens.analysis.run import ProbeConfig, run_probe
+    from dftlens.analysis.probe_run import ProbeConfig, run_probe
 
     out: dict = {}
     lm = lm or load_model("gemma3-270m")

@@ -186,7 +186,7 @@ def probe_layers(args: argparse.Namespace, seed: int, out: Path) -> tuple[int, i
         if args.shard:
             raise SystemExit(f"error: {directory}/layers.json is missing; run --probe-only first (or give layers).")
         from dftlens import load_model
-        from dftlens.analysis.run import run_probe
+        from dftlens.analysis.probe_run import run_probe
 
         run_probe(load_model(args.model), probe_config(args, seed)).save(directory, overwrite=True)
     choice = LayerChoice.load(directory / "layers.json")
@@ -195,7 +195,7 @@ def probe_layers(args: argparse.Namespace, seed: int, out: Path) -> tuple[int, i
 
 def probe_config(args: argparse.Namespace, seed: int):
     """The probe's settings (fr->zh and de->ja translation; seeded demonstrations and splits)."""
-    from dftlens.analysis.run import ProbeConfig
+    from dftlens.analysis.probe_run import ProbeConfig
 
     return ProbeConfig(pairs=[("fr", "zh"), ("de", "ja")], tasks=["translation"], seed=seed,
                        max_items=8 if args.quick else 24, max_sentences=12 if args.quick else 40)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from dftlens.analysis.run import ProbeConfig
+from dftlens.analysis.probe_run import ProbeConfig
 from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, user_errors

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from dftlens.analysis.run import ProbeConfig
+from dftlens.analysis.probe_run import ProbeConfig
 from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, err_console, user_errors
@@ -38,7 +38,7 @@ def probe(
 ) -> None:
     """Run the logit lens and probes on parallel prompts and choose the LC and ET layers."""
     from dftlens import load_model
-    from dftlens.analysis.run import OUTPUTS, run_probe
+    from dftlens.analysis.probe_run import OUTPUTS, run_probe
     from dftlens.config_files import RUN_CONFIG
     from dftlens.io import prepare_output_dir
     from dftlens.viz.export import parse_formats

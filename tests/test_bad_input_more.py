@@ -164,7 +164,7 @@ def test_non_finite_numbers_in_a_config_file(inputs, tmp_path):
 def test_every_config_dataclass_checks_numbers_and_choices_generically():
     from dftlens.analysis.lens import LensTableConfig
     from dftlens.analysis.patch_config import PatchConfig
-    from dftlens.analysis.run import ProbeConfig
+    from dftlens.analysis.probe_run import ProbeConfig
     from dftlens.config_files import check_fields
     from dftlens.dft.config import TrainConfig
     from dftlens.errors import DftlensError, NonFiniteError

@@ -61,7 +61,7 @@ def test_compare_takes_comma_lists_and_counts_them(tiny_dirs, tmp_path):
 
 def test_compare_figure_keys_name_the_models(tiny_dirs, tmp_path):
     from dftlens.analysis.compare import compare_models
-    from dftlens.analysis.run import ProbeConfig
+    from dftlens.analysis.probe_run import ProbeConfig
 
     cfg = ProbeConfig(pairs=[("fr", "zh")], tasks=["translation"], max_items=4, max_sentences=8)
     result = compare_models([str(tiny_dirs["gemma3"]), str(tiny_dirs["llama"])], cfg, labels=["base", "dft 4"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dftlens.analysis.run import ProbeConfig
+from dftlens.analysis.probe_run import ProbeConfig
 from dftlens.data.field_formats import word_file_format
 from dftlens.data.parallel import load_words
 from dftlens.errors import DataError

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
 
-from dftlens.analysis.run import summarise_subsets
+from dftlens.analysis.probe_run import summarise_subsets
 from dftlens.viz.checks import axis_problems
 from dftlens.viz.eval_figures import delta_figure, scores_figure
 from dftlens.viz.figures import compare_latent_figure, item_heatmap_figure, latent_language_figure

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dftlens import load_model
-from dftlens.analysis.run import ProbeConfig, run_probe
+from dftlens.analysis.probe_run import ProbeConfig, run_probe
 from dftlens.errors import DftlensError
 
 CONFIG = ProbeConfig(pairs=[("fr", "zh")], tasks=["translation", "repetition"], max_items=6, run_probes=False,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dftlens.analysis.run import ProbeConfig, run_probe
+from dftlens.analysis.probe_run import ProbeConfig, run_probe
 from dftlens.data.parallel import load_parallel, load_sentences, load_words
 from dftlens.data.prompts import cloze_items, repetition_items, translation_items
 from dftlens.errors import DataError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dftlens.analysis.run import ProbeConfig, build_prompt_items
+from dftlens.analysis.probe_run import ProbeConfig, build_prompt_items
 from dftlens.analysis.token_sets import TokenSets
 from dftlens.data.parallel import ParallelData
 from dftlens.errors import DataError

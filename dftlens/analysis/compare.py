@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..io import output_dir, write_csv
 from ..layers import LayerChoice
 from ..models import load_model
-from .run import ProbeConfig, ProbeResult, run_probe
+from .probe_run import ProbeConfig, ProbeResult, run_probe
 
 OUTPUTS = ["compare_lens.csv", "compare_probes.csv", "compare.html", "figures"]
 

@@ -3,7 +3,7 @@
 A standardised, L2-regularised multinomial logistic regression, 5 folds grouped
 by sentence id, next to a majority baseline and a control task run through the
 identical probe and folds (selectivity = accuracy - control accuracy; Hewitt and
-Liang 2019). See :mod:`.probes` for how the results enter ``probes.csv``.
+Liang 2019). See :mod:`.linear_probes` for how the results enter ``probes.csv``.
 """
 
 from __future__ import annotations

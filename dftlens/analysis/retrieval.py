@@ -3,7 +3,7 @@
 For a language pair each sentence retrieves its translation among all ``n``
 candidates of the other language by cosine similarity (both directions averaged;
 chance ``1/n``), after mean-centring each language's vectors; the un-centred
-accuracy and the cosine margin are reported too. See :mod:`.probes`.
+accuracy and the cosine margin are reported too. See :mod:`.linear_probes`.
 """
 
 from __future__ import annotations

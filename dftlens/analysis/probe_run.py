@@ -1,7 +1,7 @@
 """`dftlens probe` as a Python API: prompts -> logit lens -> probes -> layer choice.
 
     from dftlens import load_model
-    from dftlens.analysis.run import ProbeConfig, run_probe
+    from dftlens.analysis.probe_run import ProbeConfig, run_probe
 
     lm = load_model("gemma3-270m")
     result = run_probe(lm, ProbeConfig(pairs=[("fr", "zh")], max_items=40))
@@ -45,7 +45,7 @@ class ProbeConfig:
 
     Translation prompts for each ``pairs`` entry (Wendler et al. 2024's format), repetition
     (and optionally cloze) prompts in ``mono_langs``, and linear probes on parallel
-    sentences in ``probe_langs`` (:mod:`.probes`); the layer rule
+    sentences in ``probe_langs`` (:mod:`.linear_probes`); the layer rule
     (:mod:`.layer_choice`) then picks LC and ET unless ``lc_layer``/``et_layer`` are given.
     ``max_items``/``max_sentences`` None: use all. Cloze is not in the default tasks: on
     the embedded Gemma-3-270M its last-layer P(target) is 0.01-0.02 with whole-word
@@ -286,7 +286,7 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
 
     Follows Wendler et al. (2024, "Do Llamas Work in English?") for the prompts and the
     per-layer P(English)/P(target) of the logit lens, Zhao et al. (MWork) for the token-share
-    view, and adds linear probes (:mod:`.probes`); the layer rule is :mod:`.layer_choice`,
+    view, and adds linear probes (:mod:`.linear_probes`); the layer rule is :mod:`.layer_choice`,
     and with ``config.causal_pairs`` Dumas et al.'s patching adds ``evidence["causal"]``.
 
     Returns:
@@ -314,7 +314,7 @@ def run_probe(lm: LensModel, config: ProbeConfig | None = None, progress: bool =
                          policy=config.overlap)
     lens = summarise_subsets(lens_items)
 
-    from .probes import COLUMNS as PROBE_COLUMNS, run_probes
+    from .linear_probes import COLUMNS as PROBE_COLUMNS, run_probes
 
     probes = pd.DataFrame(columns=PROBE_COLUMNS)  # --no-probes: probes.csv is a header pandas reads, no rows
     if config.run_probes:

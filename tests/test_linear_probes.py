@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dftlens.analysis.probes import (
+from dftlens.analysis.linear_probes import (
     COLUMNS,
     bootstrap_ci,
     control_labels,
