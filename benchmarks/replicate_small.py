@@ -205,6 +205,7 @@ def make_scorer(args: argparse.Namespace, eval_limit: int | None):
     """``score(path)``: held-out NLL per example (target and English side) and, unless --no-shipped, the shipped tasks."""
     from dftlens import load_model
     from dftlens.evaluation.heldout import heldout_nll
+    from dftlens.evaluation.config import EvalConfig
     from dftlens.evaluation.runner import evaluate_models
 
     def score(path: str) -> dict:
@@ -213,7 +214,8 @@ def make_scorer(args: argparse.Namespace, eval_limit: int | None):
                    for side in (args.lang, "en")}
         shipped = []
         if not args.no_shipped:
-            frame = evaluate_models([lm], tasks=("shipped",), langs=[args.lang, "en"], limit=eval_limit).frame
+            cfg = EvalConfig(models=[path], tasks=["shipped"], langs=[args.lang, "en"], limit=eval_limit)
+            frame = evaluate_models(cfg, lm).frame
             shipped = frame[["task", "language", "metric", "value", "stderr"]].to_dict(orient="records")
         return {"heldout": heldout, "shipped": shipped}
 

@@ -46,17 +46,13 @@ def evaluate(
         return
 
     from dftlens.evaluation.outputs import OUTPUTS, plain_table, write_outputs
-    from dftlens.evaluation.runner import auto_threads, evaluate_models
+    from dftlens.evaluation.runner import evaluate_models
     from dftlens.io import prepare_output_dir
 
     first = Path(cfg.models[0]).name if cfg.models else "model"
     out = out or Path("runs") / f"eval-{first}-{datetime.now():%Y%m%d-%H%M%S}"
     prepare_output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite)  # fail before an expensive run, not after
-    run = evaluate_models(
-        cfg.models, cfg.tasks, cfg.langs, limit=cfg.limit, batch_size=cfg.batch_size,
-        allow_download=cfg.allow_download, mkqa_file=cfg.mkqa_file, threads=cfg.threads or auto_threads(),
-        load_options=cfg.load_kwargs(), log=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
-    )
+    run = evaluate_models(cfg, log=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
     settings.values["out"] = str(out)
     # run_config.yaml (and figures/ with --figure-format) swap in with the rest
     paths = write_outputs(run, out, overwrite=overwrite, extra=settings.save, figure_formats=formats)

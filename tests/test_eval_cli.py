@@ -108,3 +108,26 @@ def test_eval_embedded_model_quick(tmp_path):
     frame = pd.read_csv(tmp_path / "e" / "results.csv")
     assert set(frame["model"]) == {"gemma3-270m"} and len(frame) == 3
     assert frame["value"].between(0, 1).all()
+
+
+def test_evaluate_models_takes_the_config_and_models_already_loaded(tiny_dirs):
+    from dftlens import load_model
+    from dftlens.errors import DftlensError
+    from dftlens.evaluation import EvalConfig, evaluate_models
+
+    names = [str(tiny_dirs["gemma3"]), str(tiny_dirs["llama"])]
+    cfg = EvalConfig(models=names, tasks=["dftlens_mcqa"], langs=["en"], limit=2, batch_size=4, threads=1,
+                     dtype="float32")
+    by_name = evaluate_models(cfg)
+    first = load_model(names[0], backend=None, dtype="float32")
+    given = evaluate_models(cfg, [first, None])  # entry 0 reused, entry 1 loaded by name
+    assert given.models == by_name.models == names
+    assert len(given.frame) == 2 and set(given.frame["model"]) == set(names)
+    pd.testing.assert_frame_equal(given.frame, by_name.frame)
+    # one model for a one-name config; the name only labels it (it is never resolved, so need not exist)
+    alone = evaluate_models(EvalConfig(models=["my-base"], tasks=["dftlens_mcqa"], langs=["en"], limit=2,
+                                       batch_size=4, threads=1), first)
+    assert list(alone.frame["model"]) == ["my-base"]
+    assert alone.frame["value"].tolist() == by_name.frame["value"].tolist()[:1]
+    with pytest.raises(DftlensError, match="1 loaded model.s. for the 2 model.s. of the config"):
+        evaluate_models(cfg, first)

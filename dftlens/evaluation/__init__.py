@@ -1,7 +1,8 @@
 """Zero-shot multilingual evaluation on lm-evaluation-harness (``dftlens eval``).
 
-- :func:`evaluate_models` runs one or more models (aliases, Hugging Face ids,
-  local checkpoints) side by side and returns an :class:`EvalRun` whose ``frame``
+- :func:`evaluate_models` (``evaluate_models(cfg, lm=None)`` with an :class:`EvalConfig`)
+  runs one or more models (aliases, Hugging Face ids, local checkpoints, or models
+  already loaded) side by side and returns an :class:`EvalRun` whose ``frame``
   is the tidy table (model, task, language, metric, value, stderr, ...).
 - :data:`BENCHMARKS` / :data:`SUITES` map the DFT paper's benchmarks and
   dftlens's shipped offline tasks to lm-eval task names per language.
@@ -15,7 +16,7 @@ Imports are lazy so that lm-eval task files can import :mod:`.metrics` cheaply.
 from __future__ import annotations
 
 _EXPORTS = {
-    "evaluate_models": "runner", "EvalRun": "runner", "differences": "runner",
+    "evaluate_models": "runner", "EvalConfig": "config", "EvalRun": "runner", "differences": "runner",
     "BENCHMARKS": "benchmarks", "SUITES": "benchmarks", "DEFAULT_LANGS": "benchmarks", "plan": "planning",
     "load_tasks": "task_loading", "summarize_skips": "skips",
     "write_outputs": "outputs", "plain_table": "outputs", "results_table": "outputs",

@@ -18,13 +18,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
-from ..errors import DataError, DftlensError
 from ..data.languages import split_list
-from .benchmarks import DEFAULT_LANGS
+from ..errors import DataError, DftlensError
+from ..models.interface import LensModel
+from ..models.loading import check_remote_code, load_model, resolve
+from ..numerics import guard_forward
+from .config import EvalConfig
 from .offline import quiet_lm_eval
 from .planning import PlannedTask, Skipped, plan
 from .skips import summarize_skips
@@ -133,69 +136,97 @@ def result_rows(results: dict, item: PlannedTask, model: str, n_samples: dict | 
     return rows
 
 
-def evaluate_models(
-    models: Sequence[str | object],
-    tasks: Iterable[str] = ("shipped",),
-    langs: Iterable[str] = DEFAULT_LANGS,
-    *,
-    limit: int | None = None,
-    batch_size: int = 16,
-    allow_download: bool = False,
-    mkqa_file: str | Path | None = None,
-    threads: int | None = None,
-    max_gen_toks: int | None = None,
-    log: Callable[[str], None] | None = None,
-    model_loader: Callable[[str], object] | None = None,
-    load_options: dict | None = None,
-) -> EvalRun:
-    """Evaluate ``models`` zero-shot on ``tasks`` x ``langs``; see :class:`EvalRun`.
+def evaluate_models(cfg: EvalConfig, lm: LensModel | Sequence[LensModel | None] | None = None, *,
+                    log: Callable[[str], None] | None = None) -> EvalRun:
+    """Evaluate ``cfg.models`` zero-shot on ``cfg.tasks`` x ``cfg.langs``; see :class:`EvalRun`.
 
-    ``models`` are names for :func:`dftlens.load_model` (alias, Hugging Face id,
-    local checkpoint, .gguf) or already loaded :class:`~dftlens.LensModel` objects
-    (labelled by their ``name``); the first one is the reference for differences.
+    The shape of every dftlens verb, ``verb(cfg, lm=None)`` (as :func:`dftlens.dft.trainer.train`).
+    ``cfg.models`` are names for :func:`dftlens.load_model` (alias, Hugging Face id, local
+    checkpoint, .gguf), loaded one after the other without an engine (evaluation needs only
+    the plain Hugging Face model) with ``cfg``'s load settings; the first one is the reference
+    for differences, and the names label the table's rows (the same name twice: ``#2``).
 
-    ``tasks`` are suite names ("shipped", "paper", "paper-qa",
-    "paper-understanding", "all"), benchmark names (``benchmarks.BENCHMARKS``) or raw
-    lm-eval task names. ``limit`` caps the documents per task (quick runs).
-    Benchmarks without data on this machine are skipped with a note.
-    ``load_options`` (dtype, device, device_map) go to :func:`dftlens.load_model`,
-    which loads each model without an engine: evaluation needs only the plain
-    Hugging Face model. Raises NonFiniteError when a forward pass's logits hold NaN or
-    inf (naming the first block whose output does; :func:`dftlens.numerics.guard_forward`).
+    ``lm``: models already loaded, so a notebook need not load them again. None (load every
+    model), one :class:`~dftlens.LensModel` (stands for ``cfg.models[0]``, which must then
+    name one model) or a sequence as long as ``cfg.models`` whose entry ``i`` (a LensModel,
+    or None to load ``cfg.models[i]``) stands for ``cfg.models[i]``.
+
+    ``cfg.tasks`` are suite names ("shipped", "paper", "paper-qa", "paper-understanding",
+    "all"), benchmark names (``task_table.BENCHMARKS``) or raw lm-eval task names;
+    ``cfg.limit`` caps the documents per task (quick runs); benchmarks without data on this
+    machine are skipped with a note. ``cfg.threads`` 0: :func:`auto_threads`. ``log``
+    receives one line per stage.
+
+    Raises:
+        DftlensError: no model, or ``lm`` does not match ``cfg.models``.
+        DataError: an unknown task, or nothing can run here (before any model loads).
+        ModelNotAvailable: a named model is not on this machine (before any task runs).
+        NonFiniteError: a forward pass's logits hold NaN or inf (naming the first block whose
+            output does; :func:`dftlens.numerics.guard_forward`).
     """
-    from lm_eval import evaluator
-
-    from ..numerics import guard_forward
-    from .harness import DftlensHFLM
-
     say = log or (lambda message: None)
-    models = [models] if isinstance(models, str) else list(models)
-    tasks, langs = split_list(tasks), split_list(langs)
-    if not models:
-        raise DftlensError("No model given; pass --model (repeat it to compare checkpoints).")
-    if limit is not None and limit < 1:
-        raise DftlensError(f"--limit must be at least 1, not {limit}.")
-    if batch_size < 1:
-        raise DftlensError(f"--batch-size must be at least 1, not {batch_size}.")
-    names = [m if isinstance(m, str) else str(getattr(m, "name", "model")) for m in models]
-    if model_loader is None:
-        from dftlens import load_model
-        from dftlens.models import resolve
-
-        from dftlens.models.loading import check_remote_code
-
-        options = dict(load_options or {})
-        for m in models:  # an unavailable model (or one shipping code) fails now, not after the others ran
-            if isinstance(m, str):
-                check_remote_code(resolve(m).path, bool(options.get("trust_remote_code")))
-
-        model_loader = lambda name: load_model(name, backend=None, **options)  # noqa: E731
-
+    given = _given_models(cfg, lm)
+    labels = _labels(list(cfg.models))
     start = time.perf_counter()
-    planned, skipped = plan(tasks, langs, mkqa_file=mkqa_file)
+    tasks = _load_tasks(cfg, say)
+    rows: list[dict] = []
+    model_seconds: dict[str, float] = {}
+    with torch_threads(cfg.threads or auto_threads()):
+        for name, model, label in zip(cfg.models, given, labels):
+            t0 = time.perf_counter()
+            if model is None:
+                say(f"loading {name}")
+                model = load_model(name, backend=None, **cfg.load_kwargs())
+            rows += _evaluate_one(model, label, tasks, cfg, say)
+            del model
+            gc.collect()
+            model_seconds[label] = time.perf_counter() - t0
+    settings = {"tasks": list(cfg.tasks), "langs": list(cfg.langs), "limit": cfg.limit, "batch_size": cfg.batch_size,
+                "offline": not cfg.allow_download, "threads": cfg.threads, "zero_shot": True}
+    return EvalRun(pd.DataFrame(rows, columns=COLUMNS), labels, tasks.skipped, tasks.notes,
+                   time.perf_counter() - start, model_seconds, settings)
+
+
+def _given_models(cfg: EvalConfig, lm: LensModel | Sequence[LensModel | None] | None) -> list:
+    """One entry per ``cfg.models``: the loaded model given for it, or None (load it); checks what can fail early.
+
+    Raises DftlensError when there is no model or ``lm`` does not match ``cfg.models``; ModelNotAvailable
+    (or the remote-code refusal) for a named model that cannot load, before any task runs.
+    """
+    if not cfg.models:
+        raise DftlensError("No model given; pass --model (repeat it to compare checkpoints).")
+    if lm is None:
+        given = [None] * len(cfg.models)
+    elif isinstance(lm, (list, tuple)):
+        given = list(lm)
+    else:
+        given = [lm]
+    if len(given) != len(cfg.models):
+        raise DftlensError(f"{len(given)} loaded model(s) for the {len(cfg.models)} model(s) of the config; pass "
+                           "one entry per name in cfg.models (None to load that one).")
+    trust = bool(cfg.trust_remote_code)
+    for name, model in zip(cfg.models, given):  # an unavailable model (or one shipping code) fails now
+        if model is None:
+            check_remote_code(resolve(name).path, trust)
+    return given
+
+
+@dataclass
+class _Tasks:
+    """The lm-eval tasks of a run, loaded once: what runs (``loaded``, ``task_dict``), what not and why."""
+
+    loaded: list[PlannedTask]
+    task_dict: dict
+    skipped: list[Skipped]
+    notes: list[str]
+
+
+def _load_tasks(cfg: EvalConfig, say: Callable[[str], None]) -> _Tasks:
+    """Plan and load ``cfg``'s tasks (offline unless ``allow_download``); DataError for a typo or nothing to run."""
+    planned, skipped = plan(split_list(cfg.tasks), split_list(cfg.langs), mkqa_file=cfg.mkqa_file)
     with quiet_lm_eval():
         manager = task_manager_for(planned)
-    task_dict, loaded, missing = load_tasks(planned, manager, offline=not allow_download)
+    task_dict, loaded, missing = load_tasks(planned, manager, offline=not cfg.allow_download)
     skipped += missing
     unknown = [s.task_name or s.benchmark for s in skipped if s.kind == "no-task"]
     if unknown:  # a typo, not missing data: stop before any model loads
@@ -207,37 +238,25 @@ def evaluate_models(
     if skipped:
         say(f"{len(skipped)} benchmark/language cell(s) not run (listed at the end)")
     notes = sorted({f"{i.benchmark} ({i.language}): {i.note}" for i in loaded if i.note})
-    settings = {"tasks": list(tasks), "langs": list(langs), "limit": limit, "batch_size": batch_size,
-                "offline": not allow_download, "threads": threads, "zero_shot": True}
-    labels = _labels(names)
+    return _Tasks(loaded, task_dict, skipped, notes)
 
-    rows: list[dict] = []
-    model_seconds: dict[str, float] = {}
-    with torch_threads(threads):
-        for model, label in zip(models, labels):
-            t0 = time.perf_counter()
-            if isinstance(model, str):
-                say(f"loading {model}")
-                lens_model = model_loader(model)
-            else:
-                lens_model = model
-            lm = DftlensHFLM(lens_model.hf_model, lens_model.tokenizer, batch_size=batch_size,
-                             max_gen_toks=max_gen_toks)
-            say(f"evaluating {label} on {len(loaded)} task(s)" + (f", {limit} documents each" if limit else ""))
-            layers_path = getattr(getattr(lens_model, "arch", None), "layers_path", None)
-            with quiet_lm_eval(), _offline_if(not allow_download), \
-                    guard_forward(lens_model.hf_model, layers_path, label):
-                out = evaluator.evaluate(lm=lm, task_dict=task_dict, limit=limit, log_samples=False,
-                                         bootstrap_iters=1000)
-            results = (out or {}).get("results", {})
-            n_samples = (out or {}).get("n-samples", {})
-            for item in loaded:
-                rows.extend(result_rows(results, item, label, n_samples))
-            del lm, lens_model, out
-            gc.collect()
-            model_seconds[label] = time.perf_counter() - t0
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    return EvalRun(frame, labels, skipped, notes, time.perf_counter() - start, model_seconds, settings)
+
+def _evaluate_one(lens_model, label: str, tasks: _Tasks, cfg: EvalConfig, say: Callable[[str], None]) -> list[dict]:
+    """The tidy rows of one loaded model on every loaded task (lm-eval's ``evaluate`` on the model as it is)."""
+    from lm_eval import evaluator
+
+    from .harness import DftlensHFLM
+
+    lm = DftlensHFLM(lens_model.hf_model, lens_model.tokenizer, batch_size=cfg.batch_size)
+    say(f"evaluating {label} on {len(tasks.loaded)} task(s)" + (f", {cfg.limit} documents each" if cfg.limit else ""))
+    layers_path = getattr(getattr(lens_model, "arch", None), "layers_path", None)
+    with quiet_lm_eval(), _offline_if(not cfg.allow_download), guard_forward(lens_model.hf_model, layers_path, label):
+        out = evaluator.evaluate(lm=lm, task_dict=tasks.task_dict, limit=cfg.limit, log_samples=False,
+                                 bootstrap_iters=1000) or {}
+    rows = []
+    for item in tasks.loaded:
+        rows.extend(result_rows(out.get("results", {}), item, label, out.get("n-samples", {})))
+    return rows
 
 
 @contextmanager
