@@ -373,7 +373,7 @@ def test_sliding_window_takes_the_shortest_prefix_when_slots_would_count(tiny_di
     other = pack([Segmented([2, 5, 6, 7, 3, 3], 4), Segmented([2, 5, 3, 3], 2)], pad_id=0, bos_id=2)
 
     def lm(window):
-        return SimpleNamespace(hf_model=SimpleNamespace(config=SimpleNamespace(sliding_window=window)))
+        return SimpleNamespace(config=SimpleNamespace(sliding_window=window))
 
     assert reusable(lm(None), main, [other]).tolist() == [3, 1]
     assert reusable(lm(6), main, [other]).tolist() == [3, 1]  # 3 cached + 3 new fit in the window

@@ -145,6 +145,29 @@ def test_gradients_flow_through_captures_and_stop_at_the_layer(tiny_dirs, backen
     assert not no_grad.requires_grad
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3", "bloom"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_prefix_then_extend_equals_one_pass(models, family, backend):
+    """A prefix run once (``run_prefix``) and continued (``KVPrefix.extend``) gives the activations of one
+    pass over the whole batch, each row at its own positions (left padding; Gemma-3's 8-token window;
+    BLOOM's ALiBi, which takes no position ids)."""
+    lm = models[family][backend]
+    batch = lm.tokenize(TEXTS, padding_side="left")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    names = lm.hook_names()
+    with torch.no_grad():
+        full = lm.capture(batch, names)
+        cap, prefix = lm.run_prefix({"input_ids": ids[:, :-2], "attention_mask": mask[:, :-2]}, [names[1]])
+        assert list(cap) == [names[1]]  # the last block ran (its keys/values are cached) but is not returned
+        assert prefix.length == ids.shape[1] - 2 and len(prefix.pairs) == lm.n_layers
+        real = mask[:, :-2].bool()
+        torch.testing.assert_close(cap[names[1]][real], full[names[1]][:, :-2][real], atol=1e-5, rtol=1e-4)
+        rest = lm.capture(prefix.extend({"input_ids": ids[:, -2:], "attention_mask": mask}), names)
+    for name in names:
+        assert rest[name].shape[1] == 2
+        torch.testing.assert_close(rest[name], full[name][:, -2:], atol=1e-5, rtol=1e-4)
+
+
 def test_positions_tensor_selects_those_positions(models):
     lm = models["llama"]["transformer_lens"]
     batch = lm.tokenize(TEXTS, padding_side="right")

@@ -51,8 +51,8 @@ def test_batched_sweep_equals_one_pass_per_layer(tiny_models, one_thread, cumula
 
 @pytest.mark.parametrize("family", ["bloom", "gpt2", "gpt_neox", "qwen2"])
 def test_shared_prefix_cache_on_other_families(family, family_dir, one_thread):
-    """The shared-prefix KV cache runs the decoder stack by its generic name (BLOOM and GPT-2 keep
-    it in ``.transformer``, GPT-NeoX in ``.gpt_neox``) and gives the uncached sweep."""
+    """The shared-prefix KV cache (``LensModel.run_prefix``) gives the uncached sweep on families whose
+    decoder stack sits elsewhere (BLOOM and GPT-2 in ``.transformer``, GPT-NeoX in ``.gpt_neox``)."""
     from dftlens import load_model
 
     lm = load_model(str(family_dir(family)))

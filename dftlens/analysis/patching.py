@@ -121,20 +121,12 @@ def patch_sweep(lm: LensModel, texts: list[str], latents: torch.Tensor, layers: 
 
 
 def _shared_prefix(lm: LensModel, batch: dict, tail: int, repeats: int) -> dict:
-    """Run all but the last ``tail`` tokens of each (left-padded) prompt once; the rows'
-    batch: those ``tail`` tokens, repeated ``repeats`` times per prompt, with the KV cache."""
-    from ..models.interface import position_ids_from_mask
-
+    """Run all but the last ``tail`` tokens of each (left-padded) prompt once (:meth:`LensModel.run_prefix`);
+    the rows' batch: those ``tail`` tokens, repeated ``repeats`` times per prompt, continuing that prefix."""
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    head_mask = mask[:, :-tail]
-    # The decoder stack without its head (``.model``, ``.transformer``, ``.gpt_neox``); positions
-    # only for families that take them (BLOOM: ALiBi from the mask).
-    positions = {"position_ids": position_ids_from_mask(head_mask)} if lm.arch.position_ids else {}
-    out = lm.hf_model.base_model(input_ids=ids[:, :-tail], attention_mask=head_mask, use_cache=True, **positions)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(repeats)
-    return {"input_ids": ids[:, -tail:].repeat_interleave(repeats, dim=0),
-            "attention_mask": mask.repeat_interleave(repeats, dim=0), "past_key_values": cache}
+    _, prefix = lm.run_prefix({"input_ids": ids[:, :-tail], "attention_mask": mask[:, :-tail]}, positions="last")
+    return prefix.repeat_rows(repeats).extend({"input_ids": ids[:, -tail:].repeat_interleave(repeats, dim=0),
+                                               "attention_mask": mask.repeat_interleave(repeats, dim=0)})
 
 
 @torch.no_grad()

@@ -42,13 +42,12 @@ class StagedBackward:
             if values is not None:
                 return values
         gnorms: dict[str, float] = {}
-        cache = self._new_cache(batch)
         with ctx():
-            parts = self.main_pass(batch.main, *self._english(batch, micro), norm=norm, cache=cache, gnorms=gnorms,
-                                   micro=micro)
+            parts, recorded = self.main_pass(batch.main, *self._english(batch, micro), norm=norm,
+                                           record=self._records(batch), gnorms=gnorms, micro=micro)
             main_total = self.total(parts)
         values = {k: float(v.detach()) for k, v in parts.items()}
-        kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
+        kv = recorded.pairs if recorded is not None else None
         leaves = []
         for kind, packed, hook, weight in self._logits_jobs(batch):
             lengths = reusable(self.lm, batch.main, [packed]) if kv else None
@@ -85,20 +84,17 @@ class StagedBackward:
         remainder's, instead of the whole main pass's graph plus a logits pass's.
         Same losses and gradients (tests/test_dft_losses.py). None: nothing shared.
         """
-        from transformers import DynamicCache
-
         jobs = self._logits_jobs(batch)
         lengths = reusable(self.lm, batch.main, [batch.main] + [packed for _, packed, _, _ in jobs])
         cached = int(lengths.max()) if len(lengths) else 0
         if cached == 0:
             return None
-        cache = DynamicCache()
         # The main pass's own tokens up to P (a row's slots past its shared prefix hold its later
         # main-pass tokens, masked in every remainder, as when the whole main pass is cached).
-        prefix = {k: v[:, :cached] for k, v in batch.main.model_inputs().items()}
+        inputs = {k: v[:, :cached] for k, v in batch.main.model_inputs().items()}
         with ctx():
-            self.lm.capture({**prefix, "past_key_values": cache}, [self.last_hook], grad=True)
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
+            _, prefix = self.lm.run_prefix(inputs, grad=True)
+        kv = prefix.pairs
         leaves = detached(kv, cached, len(kv))
         values = {}
         for kind, packed, hook, weight, frozen in [("tft", batch.main, self.last_hook, 1.0, False),

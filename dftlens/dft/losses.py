@@ -63,7 +63,8 @@ from .contrastive_signal import DEFAULT_TEMPERATURE, CandidateBank, candidate_ro
 from .feature_signal import FEATURE_NORMS, STD_EPS, RunningStats, cosine_loss, mean_pool, rms_normalise
 from .loss_backward import StagedBackward
 from .loss_terms import lm_loss
-from .prefix_reuse import continuation, kv_cache, reusable
+from ..models.kv_prefix import KVPrefix
+from .prefix_reuse import continuation, reusable
 
 @dataclass
 class DFTLoss(StagedBackward):
@@ -179,15 +180,15 @@ class DFTLoss(StagedBackward):
         return dict(cap.activations)
 
     def main_pass(self, main: Packed, english: dict[str, torch.Tensor], english_mask: torch.Tensor | None = None,
-                  norm: dict[str, float] | None = None, cache=None, gnorms: dict | None = None,
-                  micro: int | None = None) -> dict[str, torch.Tensor]:
+                  norm: dict[str, float] | None = None, record: bool = False, gnorms: dict | None = None,
+                  micro: int | None = None) -> tuple[dict[str, torch.Tensor], KVPrefix | None]:
         """L_TFT and the feature losses from one forward pass over [tgt query, tgt response].
 
         ``english``/``english_mask``: :meth:`english_states` and the English pool mask.
         ``norm``: each component's denominator (:func:`step_norm`); None: this batch's own mean.
 
-        ``cache``: an empty ``transformers`` cache to record every block's keys and
-        values in (for the logits passes). ``gnorms``: filled with
+        ``record``: also keep every block's keys and values (``lm.run_prefix``), for the
+        logits passes to continue from; returned as the second item (None without ``record``). ``gnorms``: filled with
         ``<component>_gnorm``, the norm of the gradient of ``w * L`` with respect to
         the target-side residual states [b, t, d] at the loss's layer. ``micro``: this
         micro-batch's index in the step (:meth:`prepare_step`): the contrastive candidates
@@ -195,8 +196,10 @@ class DFTLoss(StagedBackward):
         """
         norm = norm or {}
         names = {self.last_hook} | {tgt for _, _, tgt in self.feature_pairs()}
-        inputs = main.model_inputs() if cache is None else {**main.model_inputs(), "past_key_values": cache}
-        cap = self.lm.capture(inputs, names, grad=True)
+        if record:
+            cap, prefix = self.lm.run_prefix(main.model_inputs(), names, grad=True)
+        else:
+            cap, prefix = self.lm.capture(main.model_inputs(), names, grad=True), None
         out = {"tft": lm_loss(self.lm, cap[self.last_hook], main.targets, frozen=False, chunk=self.chunk,
                               denominator=norm.get("tft"))}
         if self._uses_stats():
@@ -217,7 +220,7 @@ class DFTLoss(StagedBackward):
                 weight = self.w_lc if kind == "lc" else self.w_et
                 (grad,) = torch.autograd.grad(weight * out[kind], cap[tgt_hook], retain_graph=True)
                 gnorms[f"{kind}_gnorm"] = float(grad.float().norm())
-        return out
+        return out, prefix
 
     def logits_pass(self, packed: Packed, hook: str, prefix: list | None = None,
                     lengths: torch.Tensor | None = None, denominator: float | None = None,
@@ -234,21 +237,18 @@ class DFTLoss(StagedBackward):
             cap = self.lm.capture(packed.model_inputs(), [hook], grad=True)
             return lm_loss(self.lm, cap[hook], packed.targets, frozen=frozen, chunk=self.chunk,
                            denominator=denominator)
-        cache = kv_cache(prefix, int(lengths.max()), self.blocks_to(hook))
+        cached = KVPrefix.from_pairs(prefix, int(lengths.max()), self.blocks_to(hook))
         new, targets = continuation(packed, lengths)
-        cap = self.lm.capture({**new, "past_key_values": cache}, [hook], grad=True)
+        cap = self.lm.capture(cached.extend(new), [hook], grad=True)
         return lm_loss(self.lm, cap[hook], targets, frozen=frozen, chunk=self.chunk, denominator=denominator)
 
     def _logits_jobs(self, batch: Batch) -> list[tuple[str, Packed, str, float]]:
         jobs = [("lc", batch.lc_logits, self.lc_hook, self.w_lc)] if self.lc_signal == "logits" else []
         return jobs + ([("et", batch.et_logits, self.et_hook, self.w_et)] if self.et_signal == "logits" else [])
 
-    def _new_cache(self, batch: Batch):
-        if not (self.reuse_prefix and self._logits_jobs(batch)):
-            return None
-        from transformers import DynamicCache
-
-        return DynamicCache()
+    def _records(self, batch: Batch) -> bool:
+        """Whether the main pass keeps its keys/values for the logits passes (prefix reuse)."""
+        return bool(self.reuse_prefix and self._logits_jobs(batch))
 
     # -- all together -------------------------------------------------------
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -297,9 +297,9 @@ class DFTLoss(StagedBackward):
         ``micro``: the micro-batch's index in the step :meth:`prepare_step` pooled (contrastive).
         """
         norm = norm or {}
-        cache = self._new_cache(batch)
-        parts = self.main_pass(batch.main, *self._english(batch, micro), norm=norm, cache=cache, micro=micro)
-        kv = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
+        parts, prefix = self.main_pass(batch.main, *self._english(batch, micro), norm=norm,
+                                       record=self._records(batch), micro=micro)
+        kv = prefix.pairs if prefix is not None else None
         for kind, packed, hook, _ in self._logits_jobs(batch):
             parts[kind] = self.logits_pass(packed, hook, kv, reusable(self.lm, batch.main, [packed]) if kv else None,
                                            norm.get(kind))

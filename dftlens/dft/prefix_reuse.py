@@ -4,10 +4,11 @@ The DFT logits sequences ``[tgt query, en query]`` (LC) and ``[tgt query, en
 response]`` (ET) start with the target query that the main pass ``[tgt query,
 tgt response]`` also runs. Each row's longest common token prefix with the same
 row of the main pass (:func:`shared_prefix`) is run once; the other passes start
-from its keys and values (a ``transformers`` ``DynamicCache``, :func:`kv_cache`)
-and run only their own tokens (:func:`continuation`). Rows whose prefixes differ
-in length see exactly their own prefix: the cached slots past a row's prefix are
-masked, and the model interface counts positions over the mask.
+from its keys and values (``LensModel.run_prefix``, a
+:class:`~dftlens.models.kv_prefix.KVPrefix`) and run only their own tokens
+(:func:`continuation`). Rows whose prefixes differ in length see exactly their own
+prefix: the cached slots past a row's prefix are masked, and the model interface
+counts positions over the mask.
 
 Used by :class:`~dftlens.dft.losses.DFTLoss`; the same idea as a prompt cache in
 inference servers (vLLM's automatic prefix caching), with the gradient kept.
@@ -47,8 +48,7 @@ def reusable(lm, main: Packed, others: list[Packed]) -> torch.Tensor:
     slots; still exact).
     """
     lengths = torch.stack([shared_prefix(main, other) for other in others]).min(0).values
-    config = getattr(getattr(lm, "hf_model", None), "config", None)
-    window = getattr(config, "sliding_window", None)
+    window = getattr(lm.config, "sliding_window", None)
     if window and len(lengths):
         span = max(int((other.attention_mask.sum(1) - lengths).max()) for other in others)
         if int(lengths.max()) + span > window:
@@ -77,21 +77,6 @@ def continuation(packed: Packed, lengths: torch.Tensor) -> tuple[dict[str, torch
     cached = torch.arange(int(lengths.max()), device=lengths.device) < lengths[:, None]
     mask = torch.cat([cached, valid], 1).to(packed.attention_mask.dtype)
     return {"input_ids": ids, "attention_mask": mask}, targets
-
-
-def kv_cache(prefix: list, cached: int, blocks: int):
-    """A ``DynamicCache`` holding the first ``cached`` positions of ``prefix``'s first ``blocks`` blocks.
-
-    ``prefix``: per block ``(keys, values)`` ``[b, kv_heads, >= cached, head_dim]``. The
-    cache appends the new tokens' keys/values to copies; ``prefix`` is not modified.
-    """
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for index in range(blocks):
-        keys, values = prefix[index]
-        cache.update(keys[:, :, :cached], values[:, :, :cached], index)
-    return cache
 
 
 def detached(kv: list, cached: int, blocks: int) -> list:

@@ -23,6 +23,7 @@ from .architecture import Architecture, describe
 from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
 from .decoding import LogitLens
 from .hooks import execution_order, hook_name, parse_hook_name
+from .kv_prefix import KVPrefix
 
 if TYPE_CHECKING:
     from .interventions import Edit
@@ -267,6 +268,37 @@ class LensModel(LogitLens):
         if not grad:  # training checks its losses instead (dft.trainer), without a sync per pass
             check_activations(kept, self.name, self.dtype, mask if index is None else None)
         return Capture(kept, mask, index)
+
+    def run_prefix(
+        self,
+        batch: dict[str, torch.Tensor],
+        names: Iterable[str] = (),
+        positions: Positions = None,
+        grad: bool = False,
+    ) -> tuple[Capture, KVPrefix]:
+        """Run ``batch`` once through every block, keeping each block's keys and values for later passes.
+
+        The one way to reuse a prefix (:mod:`.kv_prefix`): a later :meth:`capture` or
+        :meth:`intervene` on ``prefix.extend(new)`` runs only the new tokens and gives the
+        numbers of one pass over prefix and new tokens together. ``batch``, ``names``,
+        ``positions`` and ``grad`` are those of :meth:`capture`; the pass always runs to the
+        last block (its ``resid_post`` is read to get there, and returned only when in ``names``).
+        With ``grad=True`` the keys/values stay in the autograd graph.
+
+        Returns:
+            ``(capture, prefix)``: the :class:`Capture` of ``names`` and a :class:`~.kv_prefix.KVPrefix`
+            with ``P = t`` cached positions (``b`` rows).
+
+        Raises:
+            As :meth:`capture`.
+        """
+        prefix = KVPrefix.empty()
+        names = {self.validate_hook(n) for n in names}
+        last = self.hook_name(self.n_layers - 1)
+        cap = self.capture(prefix.extend(batch), names | {last}, positions=positions, grad=grad)
+        if last not in names:
+            del cap.activations[last]
+        return cap, prefix
 
     def intervene(
         self,
