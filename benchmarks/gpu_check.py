@@ -108,7 +108,7 @@ def run(setup: str, args) -> dict | None:
     from dftlens.dft.losses import DFTLoss
     from dftlens.layers import LayerChoice
     from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
-    from dftlens.dft.trainer import make_optimizer
+    from dftlens.dft.session import make_optimizer
     from dftlens.models.engines import make_engine
     from dftlens.models.interface import LensModel
 

@@ -59,7 +59,7 @@ from dftlens.dft.losses import DFTLoss
 from dftlens.layers import LayerChoice
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.prepare import densify_grads, load_for_training
-from dftlens.dft.trainer import make_optimizer
+from dftlens.dft.session import make_optimizer
 
 from timing import load_report, machine_load
 

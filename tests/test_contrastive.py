@@ -27,7 +27,8 @@ from dftlens.dft.contrastive_signal import info_nce
 from dftlens.dft.loss_terms import step_norm
 from dftlens.dft.losses import DFTLoss
 from dftlens.dft.prepare import load_for_training
-from dftlens.dft.trainer import micro_batch_indices, train
+from dftlens.dft.session import micro_batch_indices
+from dftlens.dft.trainer import train
 from dftlens.layers import LayerChoice
 
 pytestmark = pytest.mark.usefixtures("one_thread")

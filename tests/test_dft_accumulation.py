@@ -19,7 +19,7 @@ from dftlens.dft.loss_terms import step_norm
 from dftlens.dft.losses import DFTLoss
 from dftlens.layers import LayerChoice
 from dftlens.dft.prepare import densify_grads, sparse_embedding_grads
-from dftlens.dft.trainer import micro_batch_indices
+from dftlens.dft.session import micro_batch_indices
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from dftlens import load_model
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.run_dir import resume_config
-from dftlens.dft.trainer import TrainingInterrupted, lr_at, micro_batch_indices, train
+from dftlens.dft.session import micro_batch_indices
+from dftlens.dft.trainer import TrainingInterrupted, lr_at, train
 from dftlens.errors import DftlensError, OutputExists
 
 CURVE = ("loss", "tft", "lc", "et", "lr", "grad_norm")
