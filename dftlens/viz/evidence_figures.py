@@ -12,7 +12,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .figure_base import choice_dict, mark_layers, model_title
+from .figure_axes import model_title
+from .figure_data import choice_dict
+from .figure_traces import mark_layers
 from .figure_style import MARKER_COLORS
 
 SIGNAL_NAMES = {"lc": "LC", "et": "ET", "window": "patching window", "switch": "language switch"}

@@ -53,3 +53,13 @@ def line_color(i: int, n: int) -> str:
 ROLE_LABELS = {"en": "English", "target": "target", "input": "input"}
 # The columns that name one facet (panel) of the probe figures.
 FACET_COLS = ("task", "input_lang", "target_lang")
+
+# (colour role, probability column, legend label) of the latent-language lines (Wendler et al. 2024, Fig. 3).
+LATENT_ROLES = (("en", "p_en", "English"), ("target", "p_target", "target"), ("input", "p_input", "input"))
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    """``"#rrggbb"`` and an opacity in [0, 1] -> plotly's ``"rgba(r,g,b,alpha)"`` string (CI band fills)."""
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -21,7 +21,8 @@ from __future__ import annotations
 from .figure_style import (
     COLORS, DASHES, LONG_PALETTE, MARKER_COLORS, PALETTE, ROLE_LABELS, SHADES, line_color,
 )
-from .figure_base import choice_dict, facet_keys, fit_range, probability_axis
+from .figure_axes import fit_range, probability_axis
+from .figure_data import choice_dict, facet_keys
 from .latent_figures import compare_latent_figure, latent_language_figure
 from .lens_figures import entropy_figure, item_heatmap_figure, token_share_figure
 from .probe_figures import probe_figure

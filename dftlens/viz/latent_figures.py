@@ -8,45 +8,42 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figure_style import DASHES, ROLE_LABELS, shade
-from .figure_base import (
-    LATENT_ROLES, PROB_AXES, add_line, choice_dict, empty_figure, entropy_ci_columns, facet_frame, facet_keys,
-    facet_title, filter_lens, fit_range, grid_shape, has_numbers, layer_ticks, layer_x_range, mark_layers,
-    model_title, probability_axis,
+from .figure_axes import (
+    PROB_AXES, empty_figure, facet_title, fit_range, grid_shape, layer_ticks, layer_x_range, model_title,
+    probability_axis,
 )
+from .figure_data import choice_dict, entropy_ci_columns, facet_frame, facet_keys, filter_lens, has_numbers
+from .figure_style import DASHES, LATENT_ROLES, ROLE_LABELS, shade
+from .figure_traces import add_line, mark_layers
 
 # --------------------------------------------------------------------------- latent language
 
 
-def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choices: Sequence[tuple[str, Mapping]],
-            entropy: bool, max_cols: int, prob_axis: str = "full") -> go.Figure:
-    if prob_axis not in PROB_AXES:
-        raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {prob_axis!r}.")
-    keys: list[tuple[str, str, str]] = []
-    for _, df, _ in frames:
-        for k in facet_keys(df):
-            if k not in keys:
-                keys.append(k)
-    if not keys:
-        return empty_figure(title, "No lens rows to plot (check the task / pairs filter).")
+Frames = Sequence[tuple[str, pd.DataFrame, str]]  # (model label, lens rows, line style) per model
+Cell = tuple[int, int]  # (row, col) of a subplot
 
-    single = len(frames) == 1
-    prob_cols = [c for _, c, _ in LATENT_ROLES]
-    prob_axis_props = probability_axis([f for _, f, _ in frames], prob_cols, prob_axis)
-    if prob_axis == "log":  # masses (and CI bounds) under the axis' lower edge are drawn at that edge;
-        floor = 10 ** prob_axis_props["range"][0]  # a mean of exactly 0 has no place on it: not drawn (a gap)
-        frames = [(label, df.assign(**{col: (df[col].mask(df[col] == 0) if col == c else df[col]).clip(lower=floor)
-                                       for c in prob_cols for col in (c, f"{c}_lo", f"{c}_hi")
-                                       if col in df.columns}), dash)
-                  for label, df, dash in frames]
+
+def _on_log_axis(frames: Frames, prob_cols: Sequence[str], floor: float) -> list[tuple[str, pd.DataFrame, str]]:
+    """The frames as the log view draws them: masses (and CI bounds) under the axis' lower edge
+    ``floor`` at that edge; a mean of exactly 0 has no place on a log axis, so it is not drawn (a gap)."""
+    return [(label, df.assign(**{col: (df[col].mask(df[col] == 0) if col == c else df[col]).clip(lower=floor)
+                                 for c in prob_cols for col in (c, f"{c}_lo", f"{c}_hi")
+                                 if col in df.columns}), dash)
+            for label, df, dash in frames]
+
+
+def _grid(frames: Frames, keys: list[tuple[str, str, str]], *, entropy: bool,
+          max_cols: int) -> tuple[go.Figure, int, int, dict]:
+    """The empty subplot grid with a title per facet: returns (figure, columns, height px, margin).
+
+    Explicit vertical domains: each facet is a block (probabilities on top, entropy right below,
+    a small gap between them) and blocks are separated by room for the next panel's title and
+    the "layer" axis title. Unused cells of the grid get no axes.
+    """
     facet_rows, cols = grid_shape(len(keys), max_cols)
     per = 2 if entropy else 1
-    n_rows = facet_rows * per
-    fig = make_subplots(rows=n_rows, cols=cols, horizontal_spacing=0.07 if cols > 1 else 0.0,
+    fig = make_subplots(rows=facet_rows * per, cols=cols, horizontal_spacing=0.07 if cols > 1 else 0.0,
                         vertical_spacing=0.0)
-    # Explicit vertical domains: each facet is a block (probabilities on top, entropy
-    # right below, a small gap between them) and blocks are separated by room for the
-    # next panel's title and the "layer" axis title.
     height = (430 if entropy else 330) * facet_rows + 40
     margin = dict(t=90, l=70, r=30, b=50)
     plot_px = height - margin["t"] - margin["b"]
@@ -73,13 +70,20 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
                     sub.yaxis.visible = False
             else:
                 xdom = fig.get_subplot(f * per + 1, c).xaxis.domain
-                frame = facet_frame(frames[0][1], keys[i]) if single else None
+                frame = facet_frame(frames[0][1], keys[i]) if len(frames) == 1 else None
                 titles.append(dict(text=f"<b>{facet_title(keys[i], frame)}</b>", x=(xdom[0] + xdom[1]) / 2,
                                    y=min(1.0, top), xref="paper", yref="paper", xanchor="center",
                                    yanchor="bottom", showarrow=False, font=dict(size=14)))
     for t in titles:
         fig.add_annotation(**t)
+    return fig, cols, height, margin
 
+
+def _draw_facets(fig: go.Figure, frames: Frames, keys: list[tuple[str, str, str]], cols: int,
+                 entropy: bool) -> tuple[list[Cell], list[Cell]]:
+    """Each facet's P(English), P(target), P(input) lines (and entropy row) for every model;
+    returns the probability cells and all cells (probability and entropy)."""
+    single, per = len(frames) == 1, 2 if entropy else 1
     legend_seen: set[str] = set()
     prob_cells, all_cells = [], []
     for i, key in enumerate(keys):
@@ -115,16 +119,20 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
                                label="entropy (bits)" + ("" if single else f" · {label}"), fmt=".2f")
                 if ok:
                     legend_seen.add(group)
+    return prob_cells, all_cells
 
-    # Axes: x ticks and "layer" only on the lowest row of each facet; the entropy row zooms
-    # with its probability row along x. y ranges are computed here, never matched across
-    # panels: probability axes share one explicit range (0..1, or the log view), entropy axes
-    # another that fits every entropy value and CI drawn.
+
+def _set_axes(fig: go.Figure, frames: Frames, choices: Sequence[tuple[str, Mapping]], prob_cells: list[Cell],
+              cols: int, *, entropy: bool, prob_axis: str, prob_axis_props: dict) -> None:
+    """x ticks and "layer" only on the lowest row of each facet; the entropy row zooms with its
+    probability row along x. y ranges are computed here, never matched across panels:
+    probability axes share one explicit range (0..1, or the log view), entropy axes another
+    that fits every entropy value and CI drawn."""
     x_range = layer_x_range([f for _, f, _ in frames], choices[0][1] if choices else {})
     axes: dict[str, dict] = {}  # one layout update for all axes (per-axis updates are slow)
     common_x = dict(range=x_range, zeroline=False, **layer_ticks(x_range, cols))
 
-    def axis(rc: tuple[int, int], which: str, **props) -> None:
+    def axis(rc: Cell, which: str, **props) -> None:
         sub = fig.get_subplot(*rc)
         name = (sub.xaxis if which == "x" else sub.yaxis).plotly_name
         axes.setdefault(name, dict(common_x) if which == "x" else {}).update(props)
@@ -145,15 +153,36 @@ def _latent(frames: Sequence[tuple[str, pd.DataFrame, str]], *, title: str, choi
             axis((r0, c), "x", title=dict(text="layer"))
     fig.update_layout(**axes)
 
+
+def _latent(frames: Frames, *, title: str, choices: Sequence[tuple[str, Mapping]],
+            entropy: bool, max_cols: int, prob_axis: str = "full") -> go.Figure:
+    """The latent-language figure of one model or several (``frames``), with each ``choices``
+    entry's LC / ET markers: one choice dashed, one per model in that model's line style."""
+    if prob_axis not in PROB_AXES:
+        raise ValueError(f"prob_axis must be one of {', '.join(PROB_AXES)}, not {prob_axis!r}.")
+    keys: list[tuple[str, str, str]] = []
+    for _, df, _ in frames:
+        for k in facet_keys(df):
+            if k not in keys:
+                keys.append(k)
+    if not keys:
+        return empty_figure(title, "No lens rows to plot (check the task / pairs filter).")
+
+    prob_cols = [c for _, c, _ in LATENT_ROLES]
+    prob_axis_props = probability_axis([f for _, f, _ in frames], prob_cols, prob_axis)
+    if prob_axis == "log":
+        frames = _on_log_axis(frames, prob_cols, 10 ** prob_axis_props["range"][0])
+    fig, cols, height, margin = _grid(frames, keys, entropy=entropy, max_cols=max_cols)
+    prob_cells, all_cells = _draw_facets(fig, frames, keys, cols, entropy)
+    _set_axes(fig, frames, choices, prob_cells, cols, entropy=entropy, prob_axis=prob_axis,
+              prob_axis_props=prob_axis_props)
     model_dash = {label: dash for label, _, dash in frames}
     for label, choice in choices:
         if not choice:
             continue
-        # One choice: dashed markers. One per model: each model's markers in its own line style.
         suffix = "" if len(choices) == 1 else f" ({label})"
         dash = "dash" if len(choices) == 1 else model_dash.get(label, "dash")
         mark_layers(fig, choice, rows_cols=all_cells, annotate=set(prob_cells), dash=dash, suffix=suffix)
-
     fig.update_layout(title=dict(text=title), template="plotly_white", hovermode="closest", height=height,
                       margin=margin, legend=dict(tracegroupgap=4))
     return fig

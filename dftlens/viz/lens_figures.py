@@ -8,12 +8,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figure_style import COLORS, line_color
-from .figure_base import (
-    add_line, as_numbers, choice_dict, empty_figure, entropy_ci_columns, facet_frame, facet_keys, facet_title,
-    filter_lens, fit_range, grid_shape, has_numbers, hover_data, layer_ticks, layer_x_range, legend_name,
-    mark_layers, model_title, pair_key, panel_legends, rgba,
+from .figure_axes import (
+    empty_figure, facet_title, fit_range, grid_shape, layer_ticks, layer_x_range, legend_name, model_title,
+    panel_legends,
 )
+from .figure_data import (
+    as_numbers, choice_dict, entropy_ci_columns, facet_frame, facet_keys, filter_lens, has_numbers, pair_key,
+)
+from .figure_style import COLORS, line_color, rgba
+from .figure_traces import add_line, hover_data, mark_layers
 
 # --------------------------------------------------------------------------- entropy
 

@@ -20,8 +20,7 @@ from plotly.subplots import make_subplots
 
 from .. import __version__
 from ..io import write_text
-from .figure_base import rgba
-from .figure_style import line_color
+from .figure_style import line_color, rgba
 
 
 def counts_figure(counts: pd.DataFrame, title: str = "language-specific neurons per layer") -> go.Figure:

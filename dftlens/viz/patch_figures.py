@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .. import __version__
 from ..io import write_text
-from .figure_base import rgba
+from .figure_style import rgba
 
 CONCEPT_LINES = (
     ("p_src_concept", "P(A in Y') source concept, target language", "#d62728", "solid"),
