@@ -53,8 +53,9 @@ def test_process_results_for_task_files():
     assert metrics.process_results_qa_zh(doc, ["老师。"]) == {"f1": 1.0, "exact_match": 1.0}
     squad_layout = {"answers": {"text": ["Paris", "paris city"], "answer_start": [0, 0]}}
     assert make_qa_process_results("en")(squad_layout, ["Paris city"])["f1"] == 1.0
-    for lang in ("en", "zh", "fr", "vi", "ar"):
-        assert callable(getattr(metrics, f"process_results_qa_{lang}"))
+    for lang in ("en", "zh", "fr", "vi", "ar"):  # one per task file, each scoring its own language's answers
+        assert getattr(metrics, f"process_results_qa_{lang}")(doc, ["老师"]) == {"f1": 1.0, "exact_match": 1.0}
+        assert getattr(metrics, f"process_results_qa_{lang}")(doc, ["学生"])["exact_match"] == 0.0
 
 
 def test_accuracy_and_mc1():

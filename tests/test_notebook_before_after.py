@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dftlens.layer_evidence import Evidence
+from dftlens.layers import LayerChoice
 from notebook_runner import _MARK, PLOTLY_MIME, execute, outputs  # noqa: F401
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "dft_before_after.ipynb"
@@ -85,10 +87,8 @@ def _fake_replication(out: Path) -> None:
     """The files benchmarks/replicate_small.py writes, with made-up numbers of known outcome."""
     (out / "probe").mkdir(parents=True)
     (out / "compare").mkdir()
-    (out / "probe" / "layers.json").write_text(
-        '{"model": "gemma3-270m", "n_layers": 18, "lc_layer": 3, "et_layer": 15, '
-        '"hooks": {"lc": "blocks.3.hook_resid_post", "et": "blocks.15.hook_resid_post"}, '
-        '"evidence": {"lc_decided_by": "alignment", "et_decided_by": "english_onset"}}', encoding="utf-8")
+    LayerChoice("gemma3-270m", 18, 3, 15, evidence=Evidence(lc_decided_by="alignment",
+                                                             et_decided_by="english_onset")).save(out / "probe" / "layers.json")
     layers = np.arange(18)
     lens = []
     for i, model in enumerate(["base", "TFT", "DFT-logits"]):

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from dftlens.analysis.overlap_report import overlap_sensitivity, policy_choices
+from dftlens.analysis.probe_run import overlap_evidence
+from dftlens.layer_evidence import Evidence
 from dftlens.viz.overlap_section import overlap_section, sensitivity_table
 
 
@@ -38,10 +40,15 @@ def test_policy_choices_run_the_rule_per_policy():
 
 
 def test_report_section_shows_one_line_per_pair_and_policy():
-    records = overlap_sensitivity(_items()).to_dict(orient="records")
-    table = sensitivity_table(records, [{"policy": "exclusive", "lc": 1, "et": 2}])
+    items = _items()
+    table = sensitivity_table(overlap_sensitivity(items).to_dict(orient="records"), policy_choices(items, n_layers=4))
     assert list(table.columns) == ["pair", "exclusive", "drop", "keep"]
-    assert table.iloc[0]["drop"] == "0.200 @L2 (n=1)" and table.iloc[1]["exclusive"] == "1 / 2"
-    html = overlap_section({"overlap": {"policy": "exclusive", "sensitivity": records}})
-    assert "exclusive" in html and "n=3" in html and "&lt;0xE7&gt;" in html
-    assert overlap_section({}) == ""
+    assert table.iloc[0]["drop"] == "0.200 @L2 (n=1)"
+    assert table.iloc[1].to_dict() == {"pair": "layer rule LC / ET", "exclusive": "1 / 2", "drop": "1 / 2",
+                                       "keep": "1 / 2"}
+    # the section reads layers.json's evidence as the probe writes it
+    evidence = Evidence(overlap=overlap_evidence("exclusive", items, n_layers=4)).to_dict()
+    html = overlap_section(evidence)
+    assert "Overlap policy <b>exclusive</b>:" in html and "n=3" in html and "&lt;0xE7&gt;" in html
+    assert "<td>layer rule LC / ET</td>" in html
+    assert overlap_section(Evidence().to_dict()) == "" and overlap_section({}) == ""

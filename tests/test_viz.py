@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,14 +18,14 @@ from dftlens.viz.figures import (
     probe_figure,
     token_share_figure,
 )
+from dftlens.layer_evidence import Evidence
+from dftlens.layers import LayerChoice
 from dftlens.viz.report import evidence_rows, write_report
 
 N_LAYERS = 12
-def rule_choice() -> dict:
-    """``layers.json`` as the probe builds it: the layer rule and its bootstrap on synthetic per-item curves
+def rule_choice() -> LayerChoice:
+    """The layer choice as the probe builds it: the layer rule and its bootstrap on synthetic per-item curves
     (English from layer 8, the probes' alignment step at 2, entropy drops at 3 and 9)."""
-    from dataclasses import replace
-
     from dftlens.analysis.layer_bootstrap import assess
     from dftlens.analysis.layer_choice import RuleParams, choose_layers, rule_curves
 
@@ -42,10 +43,11 @@ def rule_choice() -> dict:
     counts = [{"task": "translation", "input_lang": "fr", "target_lang": "zh", "built": 150, "dropped_overlap": 4,
                "used": 30}]
     choice = replace(choice, evidence=choice.evidence.but(rule_subsets=subsets, prompt_counts=counts))
-    return assess(choice, items, alignment, params).to_dict()
+    return assess(choice, items, alignment, params)
 
 
-CHOICE = rule_choice()
+RULE_CHOICE = rule_choice()
+CHOICE = RULE_CHOICE.to_dict()  # layers.json as the figures read it
 assert (CHOICE["lc_layer"], CHOICE["et_layer"]) == (2, 8)
 
 
@@ -226,9 +228,19 @@ def test_entropy_figure_one_line_per_facet():
 
 
 def test_token_share_figure_stacked():
-    fig = token_share_figure(make_lens(tasks=("translation",)), choice=CHOICE)
-    assert fig is not None
+    lens = make_lens(tasks=("translation",))
+    fig = token_share_figure(lens, choice=CHOICE)
+    assert [t.name for t in fig.data[:4]] == ["English", "target language", "input language", "other"]
     assert {t.stackgroup for t in fig.data} == {"shares"}
+    # each panel's English share is the table's share_en of that pair, layer by layer
+    fr_zh = lens[(lens["input_lang"] == "fr") & (lens["target_lang"] == "zh")].sort_values("layer")
+    assert list(fig.data[0].x) == list(range(N_LAYERS))
+    assert list(fig.data[0].y) == pytest.approx(fr_zh["share_en"].tolist())
+    assert [a.text for a in fig.layout.annotations][:3] == [
+        "translation: fr → zh (n=30)", "translation: de → ja (n=30)", "translation: en → zh (n=30)"]
+    for k in ("yaxis", "yaxis2", "yaxis3"):
+        assert fig.layout[k].title.text == "share of top-k tokens" and tuple(fig.layout[k].range) == (0, 1)
+    assert fig.layout.xaxis.title.text == "layer" and tuple(fig.layout.xaxis.range) == (-0.5, N_LAYERS - 0.5)
     assert len(fig.data) == 4 * 3  # English, target, input, other; three facets
     assert vline_layers(fig) == {2, 8}
     # Share columns missing: the others still stack.
@@ -329,7 +341,7 @@ def test_report_single_self_contained_file(tmp_path):
     assert "Layer evidence side by side" in text and "The kinds of evidence disagree" in text
     assert "entropy drops (Huo et al.) points to LC 3 (interval 3-3), not 2." in text
     assert "Provisional choice" not in text  # 20 items, clear curves, full support
-    weak = {**CHOICE, "evidence": {**CHOICE["evidence"], "provisional": ["Too few items to decide."]}}
+    weak = replace(RULE_CHOICE, evidence=RULE_CHOICE.evidence.but(provisional=("Too few items to decide.",)))
     warned = write_report(tmp_path / "weak.html", lens, probes, weak).read_text(encoding="utf-8")
     assert "Provisional choice" in warned and "<li>Too few items to decide.</li>" in warned
     assert "peak_p_en" in text
@@ -355,10 +367,17 @@ def test_per_item_rows_are_refused_clearly():
 
 
 def test_evidence_rows_order():
-    rows = evidence_rows({"curves": {"p_en": [0.1, 0.25]}, "measures": {"p_en_peak": 0.25},
-                          "lc_decided_by": "entropy_first_drop", "et_decided_by": "english_onset"})
-    assert rows == [("lc_decided_by", "entropy_first_drop"), ("et_decided_by", "english_onset"),
-                    ("measures.p_en_peak", "0.25"), ("curves.p_en", "0.1, 0.25")]
+    evidence = Evidence(lc_decided_by="entropy_first_drop", et_decided_by="english_onset",
+                        measures={"p_en_peak": 0.25}, curves={"p_en": [0.1, 0.25]})
+    assert evidence_rows(evidence) == evidence_rows(evidence.to_dict()) == [
+        ("lc_decided_by", "entropy_first_drop"), ("et_decided_by", "english_onset"), ("rule", "current"),
+        ("measures.p_en_peak", "0.25"), ("curves.p_en", "0.1, 0.25"), ("provisional", "")]
+    # the rule's own evidence: what decided first, then single numbers, then curves and records
+    rows = evidence_rows(RULE_CHOICE.evidence)
+    assert rows[:2] == [("lc_decided_by", "alignment"), ("et_decided_by", "english_onset")]
+    keys = [k for k, _ in rows]
+    assert keys.index("measures.p_en_at_et") < keys.index("curves.p_en") < keys.index("prompt_counts[0]")
+    assert dict(rows)["curves.entropy_bits"].startswith("10, 10, 10, 7,")
     assert evidence_rows(None) == [] and evidence_rows({}) == []
 
 

@@ -27,8 +27,8 @@ def _labels() -> dict[str, str]:
     return {name: kind.label for name, kind in KINDS.items()}
 
 
-def evidence_rows(choice: Any) -> list[dict]:
-    """One row per reading: ``evidence`` (kind label), ``signal``, ``layer``, ``interval`` and ``note``."""
+def reading_rows(choice: Any) -> list[dict]:
+    """One row per reading of ``evidence.readings``: ``evidence`` (kind label), ``signal``, ``layer``, ``interval`` and ``note``."""
     readings = (choice_dict(choice).get("evidence") or {}).get("readings") or []
     labels = _labels()
     return [{"evidence": labels.get(r["kind"], r["kind"]), "signal": SIGNAL_NAMES.get(r["signal"], r["signal"]),
@@ -43,7 +43,7 @@ def layer_evidence_figure(choice: Any) -> go.Figure | None:
     hover text and no dot. None when the choice has no readings.
     """
     c = choice_dict(choice)
-    rows = evidence_rows(c)
+    rows = reading_rows(c)
     if not rows:
         return None
     fig = go.Figure()

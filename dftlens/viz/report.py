@@ -133,8 +133,11 @@ def _flatten(evidence: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def evidence_rows(evidence: Any) -> list[tuple[str, str]]:
-    """The (possibly nested) evidence dict as (key, formatted value) rows: what decided
-    first (``*decided_by*``), then single values, then per-layer curves and records."""
+    """The evidence (a :class:`dftlens.layer_evidence.Evidence`, or its dict as in ``layers.json``)
+    as (dotted key, formatted value) rows: what decided first (``*decided_by*``), then single
+    values, then per-layer curves and records. None gives no rows."""
+    if hasattr(evidence, "to_dict"):
+        evidence = evidence.to_dict()
     def rank(item: tuple[str, Any]) -> int:
         key, value = item
         if "decided_by" in key:
@@ -203,7 +206,7 @@ def _provisional_note(evidence: Any) -> str:
 def _kinds_section(choice: Mapping) -> str:
     from ..analysis.evidence_kinds import disagreements
     from ..layer_evidence import Reading
-    from .evidence_figures import evidence_rows as reading_rows
+    from .evidence_figures import reading_rows
 
     rows = reading_rows(choice)
     if not rows:
