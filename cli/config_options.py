@@ -304,7 +304,9 @@ def config_options(*config_classes: type, exclude: tuple[str, ...] = (), default
                 elif name in defaults:
                     values[name] = defaults[name]
             for name in set(given) & (set(fields) - set(options)):  # settings only files set
-                values[name] = _coerce(given[name], _optional(types_[name])[0], f"{where_file}: {name}")
+                tp, optional = _optional(types_[name])
+                values[name] = None if given[name] is None and optional else _coerce(given[name], tp,
+                                                                                     f"{where_file}: {name}")
             own_values = {}
             for p in own:
                 if not explicit(p.name) and p.name in given:

@@ -15,7 +15,7 @@ from .config_options import RunSettings, config_options
 
 @app.command()
 @user_errors
-@config_options(TrainConfig, lazy=True)
+@config_options(TrainConfig, lazy=True, exclude=("device_map",))  # one device per process; --fsdp shards
 def train(
     build: Callable[..., TrainConfig],
     chat_template: bool = typer.Option(False, "--chat-template", help="Format prompts with the tokenizer's chat template."),

@@ -124,3 +124,30 @@ def test_report_to_tensorboard_alongside_the_log(tmp_path, tiny_dirs, data_file)
     assert scalars == pytest.approx([r["loss"] for r in log], rel=1e-5)
     assert_user_error(run("--model", tiny_dirs["llama"], "--data", data_file, "--lc", "off", "--et", "off",
                           "--report-to", "bogus", "--out", tmp_path / "bad"), "--report-to must be one of")
+
+
+def test_train_config_takes_load_settings_and_reads_old_flat_files(tmp_path):
+    from dftlens.dft.config import TrainConfig
+    from dftlens.errors import DftlensError
+    from dftlens.models.loading import LoadSettings
+
+    # a run_config.json as runs wrote it before TrainConfig reused LoadSettings (flat keys, old signal names)
+    old = {"out": "runs/x", "model": "gemma3-270m", "lc": "off", "et": "off", "steps": 3, "backend": "nnsight",
+           "device": "cpu", "dtype": "bfloat16", "trust_remote_code": False, "lc_hook": "blocks.1.hook_resid_post",
+           "completed_steps": 3}
+    (tmp_path / "run_config.json").write_text(json.dumps(old))
+    cfg = TrainConfig.load(tmp_path / "run_config.json")
+    assert isinstance(cfg, LoadSettings)
+    assert cfg.load_kwargs() == {"device": "cpu", "dtype": "bfloat16", "device_map": None, "trust_remote_code": False}
+    assert (cfg.backend, cfg.lc_signal, cfg.steps) == ("nnsight", "off", 3)
+    assert TrainConfig(lc_signal="off", et_signal="off").dtype == "float32"  # training's own default
+    with pytest.raises(DftlensError, match="does not take a device map"):
+        TrainConfig(lc_signal="off", et_signal="off", device_map="auto")
+    assert_user_error(run("--lc", "off", "--et", "off", "--backend", "tl"),
+                      "--backend must be one of transformer_lens, nnsight, not 'tl'")
+    result = run("--device-map", "auto")
+    assert result.exit_code == 2 and "No such option: --device-map" in result.output
+    # the same flat keys in a YAML --config still fill the options
+    (tmp_path / "old.yaml").write_text("lc: 'off'\net: 'off'\ndevice: cpu\ndtype: bfloat16\ntrust_remote_code: false\n"
+                                       "device_map: null\nsteps: 0\n")
+    assert_user_error(run("--config", tmp_path / "old.yaml"), "--steps must be at least 1, not 0")

@@ -6,12 +6,13 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..config_files import check_fields, setting
+from ..config_files import setting
 from ..data.languages import split_list
 from ..errors import DftlensError
 from ..layer_evidence import Evidence
 from ..layers import LayerChoice, check_order
-from ..models.loading import check_device
+from ..models.engines import BACKENDS
+from ..models.loading import DTYPE_CHOICES, LoadSettings
 from .feature_signal import FEATURE_NORMS
 
 SIGNALS = ("logits", "feature", "contrastive", "off")
@@ -19,8 +20,13 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LoadSettings):
     """Everything that decides a run's loss curve (saved as run_config.json and run_config.yaml).
+
+    How the model loads (``device``, ``dtype``, ``trust_remote_code``) are the fields of
+    :class:`~dftlens.models.loading.LoadSettings`, as for every verb; ``dtype`` defaults to
+    float32 here (master weights), and ``device_map`` must stay None (training places the
+    model on one device per process; shard a large one with ``fsdp``).
 
     ``dftlens train``'s options are generated from these fields (help, defaults and
     choices here); ``dftlens train --config <run>/run_config.yaml`` reruns a run.
@@ -86,22 +92,21 @@ class TrainConfig:
     save_every: int = setting(0, "Save a checkpoint every N steps (0: only at the end, and on Ctrl-C).")
     keep_checkpoints: int = setting(2, "Intermediate checkpoints kept (the final one always stays).")
     report_to: str = setting("", "Experiment trackers besides log.jsonl: tensorboard, wandb (comma list).")
-    backend: str = setting("transformer_lens", "transformer_lens or nnsight.")
-    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available).")
+    backend: str = setting("transformer_lens", "The engine that reads the activations the losses use.",
+                           choices=BACKENDS)
+    # device, device_map and trust_remote_code come from LoadSettings; training keeps float32 master weights
     dtype: str = setting("float32", "Weights dtype for training: float32 (master weights; bf16 autocast on a GPU), "
-                                    "auto, bfloat16 or float16.")
-    trust_remote_code: bool = setting(
-        False, "Run the Python code a model folder ships (auto_map in its config.json). Without it such a model "
-               "is refused. The code runs with your permissions: only for authors you trust.",
-        flag="--trust-remote-code")
+                                    "auto, bfloat16 or float16.", choices=DTYPE_CHOICES)
 
     def __post_init__(self) -> None:
         """Check every value that needs no file and no model (the Python API gets the same errors).
 
         Finite numbers and the fields' ``choices`` are checked generically (:func:`check_fields`).
         """
-        check_fields(self)
-        check_device(self.device)
+        super().__post_init__()  # check_fields (finite numbers, choices) and the device
+        if self.device_map is not None:
+            raise DftlensError("Training puts the model on one device per process and does not take a device map; "
+                               "shard a model too large for one GPU with --fsdp.")
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise DftlensError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}.")
