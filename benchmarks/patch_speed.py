@@ -18,7 +18,8 @@ import argparse
 import torch
 
 from dftlens import load_model
-from dftlens.analysis.patching import concept_pairs, last_token_latents, patch_sweep, set_masses
+from dftlens.analysis.patch_pairs import concept_pairs
+from dftlens.analysis.patch_sweep import last_token_latents, patch_sweep, set_masses
 from dftlens.analysis.token_sets import TokenSets
 from dftlens.data.parallel import load_words
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from dftlens.analysis.probe_run import ProbeConfig
-from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
+from dftlens.models.load_settings import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options

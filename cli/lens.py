@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.lens import LensTableConfig
-from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
+from dftlens.models.load_settings import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import config_options
@@ -36,7 +36,7 @@ def lens(
 
     if csv is not None:
         check_output_file(csv, overwrite)  # before the model loads
-    from dftlens.models.loading import check_top_k
+    from dftlens.models.name_resolution import check_top_k
 
     check_top_k(cfg.top_k, model)  # from config.json, before the weights load
     lm = load_model(model, backend=backend, **load.load_kwargs())

@@ -13,7 +13,7 @@ def models() -> None:
 
     from dftlens.models.aliases import ALIASES
     from dftlens.models.architecture import FAMILIES, family_sites
-    from dftlens.models.loading import offline_status
+    from dftlens.models.name_resolution import offline_status
 
     # Hugging Face ids are never cut or wrapped: they are what `hf download` needs.
     families = Table(title="Supported families")

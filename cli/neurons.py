@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.neuron_config import NeuronsConfig, SteerConfig
-from dftlens.models.loading import LoadSettings
+from dftlens.models.load_settings import LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options

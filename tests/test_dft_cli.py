@@ -129,7 +129,7 @@ def test_report_to_tensorboard_alongside_the_log(tmp_path, tiny_dirs, data_file)
 def test_train_config_takes_load_settings_and_reads_old_flat_files(tmp_path):
     from dftlens.dft.config import TrainConfig
     from dftlens.errors import DftlensError
-    from dftlens.models.loading import LoadSettings
+    from dftlens.models.load_settings import LoadSettings
 
     # a run_config.json as runs wrote it before TrainConfig reused LoadSettings (flat keys, old signal names)
     old = {"out": "runs/x", "model": "gemma3-270m", "lc": "off", "et": "off", "steps": 3, "backend": "nnsight",

@@ -12,7 +12,7 @@ from dftlens.analysis.token_sets import TokenSets
 from dftlens.data.parallel import load_words
 from dftlens.data.prompts import translation_items
 from dftlens.errors import DftlensError
-from dftlens.models.loading import resolve_dtype
+from dftlens.models.load_settings import resolve_dtype
 
 COLS = ["p_en", "p_target", "entropy_bits"]
 

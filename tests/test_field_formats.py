@@ -81,7 +81,7 @@ def test_dumas_synonyms_are_kept_for_the_token_sets():
 
 
 def test_patching_sets_cover_every_synonym():
-    from dftlens.analysis.patching import concept_pairs
+    from dftlens.analysis.patch_pairs import concept_pairs
     from dftlens.analysis.token_sets import TokenSets
 
     class Vocab:

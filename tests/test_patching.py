@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dftlens.analysis.patching import (
-    PatchConfig, causal_evidence, last_token_latents, patch_sweep, run_patching, set_masses, top1_in,
-)
-from dftlens.analysis.patch_config import check_config, parse_experiments
+from dftlens.analysis.patching import run_patching
+from dftlens.analysis.patch_config import PatchConfig, check_config, parse_experiments
+from dftlens.analysis.patch_evidence import causal_evidence
+from dftlens.analysis.patch_sweep import last_token_latents, patch_sweep, set_masses, top1_in
 from dftlens.errors import DataError
 from dftlens.config_files import read_run_config
 from dftlens.layers import parse_layers
@@ -204,7 +204,7 @@ def test_probe_causal_adds_patching_evidence(tiny_dirs, tmp_path):
 def test_first_token_sets_follow_the_tokenizer_and_give_smaller_sets(tiny_models):
     """--token-sets first (Dumas et al.): each answer set is the tokenizer's first token of the
     word and of " word", never larger than the prefix set's ordinary tokens plus those."""
-    from dftlens.analysis.patching import concept_pairs
+    from dftlens.analysis.patch_pairs import concept_pairs
     from dftlens.analysis.token_sets import TokenSets
     from dftlens.data.parallel import load_words
 

@@ -28,7 +28,7 @@ from ..config_files import check_fields, setting
 from ..data.prompts import PromptItem
 from ..errors import DataError
 from ..models import LensModel
-from ..models.loading import check_top_k
+from ..models.name_resolution import check_top_k
 from ..models.lens_kernel import reduce_logits
 from .lens_rows import SHARES, batch_rows, item_set_tensors, lens_row, pad_sets  # noqa: F401 (lens_row: docs)
 from .token_sets import OVERLAP_POLICIES, TokenSets

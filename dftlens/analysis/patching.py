@@ -40,218 +40,26 @@ latent, is not run: it costs a second sweep.)
 All layers of a pair run as rows of one batch (``rows_per_pass`` rows per
 forward pass), each row patched at its own layer(s) through ``LensModel.intervene``;
 ``test_patching`` checks that this gives the numbers of one pass per layer.
+
+This module runs the experiments (:func:`run_patching`, :func:`run_concept`,
+:func:`run_mean_latent`); the sweep and its readouts are :mod:`.patch_sweep`, the prompts
+and pairs :mod:`.patch_pairs`, the result and its files :mod:`.patch_result`.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable
-
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from ..data.languages import native_name
 from ..data.parallel import load_words
-from ..data.prompts import PromptItem, translation_items
 from ..errors import DataError
-from ..io import output_dir, write_csv, write_json
-from ..models import Edit, LensModel
-from .patch_config import N_DEMOS, PatchConfig, check_config, check_words
+from ..models import LensModel
+from .patch_config import PatchConfig, check_config, check_words
 from .patch_evidence import CONCEPT_COLUMNS, causal_evidence, summarise_patching
+from .patch_pairs import concept_pairs, mean_pairs
+from .patch_result import PatchResult
+from .patch_sweep import Readout, last_token_latents, patch_sweep, set_masses, top1_in
 from .token_sets import TokenSets
-
-OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json", "figures"]
-
-
-# ---- the batched sweep ------------------------------------------------------
-
-Readout = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@torch.no_grad()
-def patch_sweep(lm: LensModel, texts: list[str], latents: torch.Tensor, layers: list[int],
-                readout: Readout, positions: torch.Tensor | None = None, cumulative: bool = False,
-                rows_per_pass: int = 72, prefix_cache: bool = True, progress: bool = False,
-                desc: str = "patching") -> torch.Tensor:
-    """Patch each target prompt at every layer in ``layers``, as rows of few forward passes.
-
-    ``texts``: P target prompts. ``latents`` [P, n_layers, d_model]: the value
-    written at ``blocks.{l}.hook_resid_post`` of prompt p is ``latents[p, l]``.
-    ``positions`` [P]: the position written (negative: counted back from the last
-    real token, -1 = last); None = the last token. ``cumulative``: the row for layer
-    j is patched at every layer j..L-1 (mean-latent patching), else at j only.
-    ``readout(log_probs [R, vocab], prompt index [R]) -> [R, q]`` reduces each
-    row's next-token distribution. Returns [P, len(layers), q].
-
-    The rows of one prompt differ only from the first patched position on (the
-    model is causal), so with ``prefix_cache`` the tokens before it run once per
-    prompt and their KV cache is shared by that prompt's rows: a pass costs about
-    P prompts plus P x layers x (a few tokens), not P x layers whole prompts.
-    ``prefix_cache=False`` runs every row in full (the reference in the tests).
-    """
-    n_l = len(layers)
-    per_pass = max(1, rows_per_pass // n_l)
-    last = lm.hook_name(lm.n_layers - 1)
-    tail = 1 if positions is None else int((-positions).max())  # tokens from the first patched one to the end
-    if positions is not None and int(positions.max()) >= 0:
-        raise ValueError("patch_sweep positions must be negative (counted back from the last token)")
-    out = []
-    for start in tqdm(range(0, len(texts), per_pass), desc=desc, disable=not progress, leave=False):
-        prompts = list(range(start, min(start + per_pass, len(texts))))
-        row_prompt = torch.tensor(prompts).repeat_interleave(n_l)  # [R]
-        row_layer = torch.tensor(layers).repeat(len(prompts))  # [R]
-        batch = lm.tokenize([texts[p] for p in prompts], padding_side="left")
-        if prefix_cache and batch["input_ids"].shape[1] > tail:
-            batch = _shared_prefix(lm, batch, tail, n_l)
-        else:
-            batch = {k: v.repeat_interleave(n_l, dim=0) for k, v in batch.items()}
-        edits = []
-        for layer in sorted(set(layers)) if not cumulative else range(min(layers), lm.n_layers):
-            rows = torch.nonzero(row_layer <= layer if cumulative else row_layer == layer).flatten()
-            pos = "last" if positions is None else positions[row_prompt[rows]]
-            value = latents[row_prompt[rows], layer].to(lm.device)
-            edits.append(Edit(lm.hook_name(layer), value, positions=pos, rows=rows.to(lm.device)))
-        cap = lm.intervene(batch, edits, names=[last], positions="last")
-        logp = lm.log_probs(cap[last]).cpu()  # [R, vocab]
-        out.append(readout(logp, row_prompt).reshape(len(prompts), n_l, -1))
-    return torch.cat(out)
-
-
-def _shared_prefix(lm: LensModel, batch: dict, tail: int, repeats: int) -> dict:
-    """Run all but the last ``tail`` tokens of each (left-padded) prompt once (:meth:`LensModel.run_prefix`);
-    the rows' batch: those ``tail`` tokens, repeated ``repeats`` times per prompt, continuing that prefix."""
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    _, prefix = lm.run_prefix({"input_ids": ids[:, :-tail], "attention_mask": mask[:, :-tail]}, positions="last")
-    return prefix.repeat_rows(repeats).extend({"input_ids": ids[:, -tail:].repeat_interleave(repeats, dim=0),
-                                               "attention_mask": mask.repeat_interleave(repeats, dim=0)})
-
-
-@torch.no_grad()
-def last_token_latents(lm: LensModel, texts: list[str], batch_size: int = 32) -> torch.Tensor:
-    """[len(texts), n_layers, d_model]: each prompt's last-token ``resid_post`` at every block."""
-    names = lm.hook_names()
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        cap = lm.capture(lm.tokenize(texts[start:start + batch_size]), names, positions="last")
-        chunks.append(cap.stack(names).transpose(0, 1))
-    return torch.cat(chunks)
-
-
-def set_masses(sets_per_prompt: list[list[frozenset[int]]]) -> Readout:
-    """Readout: probability mass of each prompt's token sets -> [R, n_sets]."""
-    def readout(logp: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        probs = logp.exp()
-        return torch.stack([
-            torch.stack([probs[r, sorted(s)].sum() if s else probs.new_zeros(()) for s in sets_per_prompt[p]])
-            for r, p in enumerate(prompt.tolist())
-        ])
-    return readout
-
-
-def top1_in(sets_per_prompt: list[list[frozenset[int]]]) -> Readout:
-    """Readout: whether the argmax token is in each set (1.0/0.0), plus the set masses."""
-    masses = set_masses(sets_per_prompt)
-
-    def readout(logp: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        top = logp.argmax(-1).tolist()
-        hits = torch.tensor([[float(top[r] in s) for s in sets_per_prompt[p]] for r, p in enumerate(prompt.tolist())])
-        return torch.cat([hits, masses(logp, prompt)], dim=1)
-    return readout
-
-
-# ---- prompts and pairs ------------------------------------------------------
-
-def _tail(item: PromptItem) -> str:
-    return f'" - {native_name(item.target_lang)}: "'
-
-
-def cut_at_word(item: PromptItem) -> str:
-    """The prompt ending right after the word to translate (their ``cut_at_obj``)."""
-    return item.prompt[: -len(_tail(item))]
-
-
-def word_position(lm: LensModel, item: PromptItem) -> int | None:
-    """Negative position of the word's last token in the full prompt (their ``get_obj_id``).
-
-    Found from the tokenizer's character offsets; None when the word's last token
-    also covers the closing quote (the tokenizer merged them).
-    """
-    end = len(cut_at_word(item))  # character just after the word
-    enc = lm.tokenizer(item.prompt, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
-    for i, (start, stop) in enumerate(offsets):
-        if start < end <= stop:
-            return i - len(offsets) if stop == end else None
-    return None
-
-
-def _items(words, pair: tuple[str, str], seed: int) -> dict[str, PromptItem]:
-    return {it.item_id: it for it in translation_items(words, pair[0], pair[1], n_demos=N_DEMOS, seed=seed)}
-
-
-def _collision_ids(token_sets: TokenSets):
-    """The ids that decide whether two words collide: prefix sets leave byte-fallback tokens out
-    (see :mod:`.token_sets`); first-token sets keep every id, as Dumas et al.'s
-    ``has_no_collisions`` does."""
-    return token_sets.ids if token_sets.kind == "first" else token_sets.ordinary_ids
-
-
-def _union(ids, words) -> frozenset[int]:
-    """The union of ``ids(word)`` over a concept's words (its synonyms, when the file lists them)."""
-    return frozenset().union(*(ids(w) for w in words))
-
-
-def concept_pairs(words, source: tuple[str, str], target: tuple[str, str], token_sets: TokenSets,
-                  n_pairs: int, seed: int) -> list[dict]:
-    """Up to ``n_pairs`` (A, B) pairs, A != B, whose four answer-token sets are disjoint
-    (byte-fallback tokens aside for prefix sets). A set covers every synonym of the word when
-    the words file lists them (Dumas et al.'s files), as their code does."""
-    src, tgt = _items(words, source, seed), _items(words, target, seed)
-    ids = list(words.ids)
-    combos = [(a, b) for a in ids for b in ids if a != b]
-    random.Random(f"{seed}-concept-{source}-{target}").shuffle(combos)
-    key = _collision_ids(token_sets)
-    pairs = []
-    for a, b in combos:
-        answers = [(a, target[1]), (a, source[1]), (b, target[1]), (b, source[1])]
-        sets = [_union(token_sets.ids, words.words_of(c, lang)) for c, lang in answers]
-        plain = [_union(key, words.words_of(c, lang)) for c, lang in answers]
-        if any(not s for s in sets) or sum(len(s) for s in plain) != len(frozenset().union(*plain)):
-            continue
-        pairs.append({"a": a, "b": b, "source": src[a].prompt, "target": tgt[b].prompt, "sets": sets})
-        if len(pairs) >= n_pairs:
-            break
-    return pairs
-
-
-def mean_pairs(lm: LensModel, words, sources: list[tuple[str, str]], target: tuple[str, str],
-               token_sets: TokenSets, n_pairs: int, seed: int) -> list[dict]:
-    """Up to ``n_pairs`` (A, B) pairs for mean-latent patching (A's and B's Y' sets disjoint)."""
-    src = [_items(words, pair, seed) for pair in sources]
-    tgt = _items(words, target, seed)
-    ids = list(words.ids)
-    combos = [(a, b) for a in ids for b in ids if a != b]
-    random.Random(f"{seed}-mean-{sources}-{target}").shuffle(combos)
-    position: dict[str, int | None] = {}
-    key = _collision_ids(token_sets)
-    pairs = []
-    for a, b in combos:
-        sa, sb = (_union(token_sets.ids, words.words_of(c, target[1])) for c in (a, b))
-        if not sa or not sb or _union(key, words.words_of(a, target[1])) & _union(key, words.words_of(b, target[1])):
-            continue
-        if b not in position:
-            position[b] = word_position(lm, tgt[b])
-        if position[b] is None:
-            continue
-        pairs.append({"a": a, "b": b, "sources": [cut_at_word(s[a]) for s in src], "target": tgt[b].prompt,
-                      "own": tgt[a].prompt, "position": position[b], "sets": [sa, sb]})
-        if len(pairs) >= n_pairs:
-            break
-    return pairs
-
 
 # ---- the experiments --------------------------------------------------------
 
@@ -336,48 +144,6 @@ def _unpatched(lm: LensModel, texts: list[str], readout: Readout, batch_size: in
         cap = lm.capture(lm.tokenize(texts[start:start + batch_size]), [last], positions="last")
         out.append(readout(lm.log_probs(cap[last]).cpu(), torch.arange(start, start + len(cap[last]))))
     return torch.cat(out)
-
-
-# ---- result -----------------------------------------------------------------
-
-@dataclass
-class PatchResult:
-    """What :func:`run_patching` measured (``dftlens patch``).
-
-    Fields: ``model``, ``n_layers``, ``config``, ``items`` (one row per pair and layer,
-    ``patching_items.csv``), ``table`` (means with 95% CIs per experiment and layer,
-    ``patching.csv``), ``causal`` (the evidence :func:`causal_evidence` read from ``table``).
-    """
-
-    model: str
-    n_layers: int
-    config: PatchConfig
-    items: pd.DataFrame  # one row per pair and layer (patching_items.csv)
-    table: pd.DataFrame  # means with CIs (patching.csv)
-    causal: dict
-
-    def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
-             extra: Callable[[Path], object] | None = None, figure_formats: list[str] | str | None = None) -> Path:
-        """Write the outputs into ``out`` at once; ``extra(tmp_dir)`` may add ``run_config.yaml``; with
-        ``figure_formats`` (png/svg/pdf) also ``out/figures/patch-<model>-<experiment>-<src>-into-<tgt>.<fmt>``."""
-        from ..viz.export import parse_formats, save_figures
-        from ..viz.patch_figures import patch_figures
-
-        formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
-        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
-            if extra is not None:  # e.g. the CLI's run_config.yaml
-                extra(tmp)
-            write_csv(tmp / "patching_items.csv", self.items)
-            if report:
-                from ..viz.patch_figures import write_patch_report
-
-                write_patch_report(tmp / "report.html", self.table, self.causal,
-                                   title=f"dftlens patch: {self.model}", model=self.model)
-            if formats:
-                save_figures(patch_figures(self.table, self.model), tmp / "figures", formats)
-            write_json(tmp / "config.json", asdict(self.config))
-            write_csv(tmp / "patching.csv", self.table)  # last: its presence means the run completed
-        return Path(out).expanduser()
 
 
 def run_patching(lm: LensModel, config: PatchConfig | None = None, progress: bool = True) -> PatchResult:

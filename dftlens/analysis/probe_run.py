@@ -26,7 +26,7 @@ from ..errors import DataError
 from ..io import output_dir, write_csv, write_json
 from ..layers import LayerChoice, check_order
 from ..models import LensModel
-from ..models.loading import check_top_k
+from ..models.name_resolution import check_top_k
 from .layer_choice import RULES, RuleParams, check_choosable, choose_layers, rule_curves
 from .layer_bootstrap import assess
 from .neurons import evidence_inputs

@@ -12,7 +12,7 @@ from ..errors import DftlensError
 from ..layer_evidence import Evidence
 from ..layers import LayerChoice, check_order
 from ..models.engines import BACKENDS
-from ..models.loading import DTYPE_CHOICES, LoadSettings
+from ..models.load_settings import DTYPE_CHOICES, LoadSettings
 from .feature_signal import FEATURE_NORMS
 
 SIGNALS = ("logits", "feature", "contrastive", "off")
@@ -24,7 +24,7 @@ class TrainConfig(LoadSettings):
     """Everything that decides a run's loss curve (saved as run_config.json and run_config.yaml).
 
     How the model loads (``device``, ``dtype``, ``trust_remote_code``) are the fields of
-    :class:`~dftlens.models.loading.LoadSettings`, as for every verb; ``dtype`` defaults to
+    :class:`~dftlens.models.load_settings.LoadSettings`, as for every verb; ``dtype`` defaults to
     float32 here (master weights), and ``device_map`` must stay None (training places the
     model on one device per process; shard a large one with ``fsdp``).
 
@@ -141,7 +141,7 @@ class TrainConfig(LoadSettings):
                     f"(or --{kind} off)."
                 )
         check_order(*self._given_layers())
-        from ..models.loading import resolve_dtype
+        from ..models.load_settings import resolve_dtype
 
         resolve_dtype(self.dtype, "cpu")  # a bad --dtype fails before anything loads
         if self.save_adapter and not self.lora:

@@ -116,7 +116,7 @@ def check_given(lm: LensModel, cfg: TrainConfig, device: str) -> LensModel:
         DftlensError: it is elsewhere, in another dtype or behind an engine that cannot be
         prepared (the sentence says how to load it).
     """
-    from ..models.loading import resolve_dtype
+    from ..models.load_settings import resolve_dtype
 
     changes = [name for name in ("lora", "freeze_embeddings", "gradient_checkpointing") if getattr(cfg, name)]
     if lm.engine is not None and (lm.backend != cfg.backend or changes):

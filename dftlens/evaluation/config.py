@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..config_files import setting
 from ..errors import DftlensError
 from ..models.aliases import EMBEDDED
-from ..models.loading import LoadSettings
+from ..models.load_settings import LoadSettings
 from .benchmarks import DEFAULT_LANGS
 
 TASKS_HELP = (
@@ -26,7 +26,7 @@ TASKS_HELP = (
 class EvalConfig(LoadSettings):
     """Models x tasks x languages, zero-shot, on lm-evaluation-harness (see :func:`.runner.evaluate_models`).
 
-    ``device``, ``dtype``, ``device_map``: how each model loads (:class:`~dftlens.models.loading.LoadSettings`).
+    ``device``, ``dtype``, ``device_map``: how each model loads (:class:`~dftlens.models.load_settings.LoadSettings`).
     """
 
     models: list[str] = setting(

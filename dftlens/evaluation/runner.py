@@ -25,7 +25,8 @@ import pandas as pd
 from ..data.languages import split_list
 from ..errors import DataError, DftlensError
 from ..models.interface import LensModel
-from ..models.loading import check_remote_code, load_model, resolve
+from ..models.loading import check_remote_code, load_model
+from ..models.name_resolution import resolve
 from ..numerics import guard_forward
 from .config import EvalConfig
 from .offline import quiet_lm_eval

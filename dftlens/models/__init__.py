@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from .engines import BACKENDS, make_engine
 from .hooks import SITES, hook_name, parse_hook_name
-from .interface import Capture, LensModel, last_token_index
+from .capture import Capture, last_token_index
+from .interface import LensModel
 from .interventions import Edit
-from .loading import DTYPE_CHOICES, load_hf, load_model, resolve
+from .load_settings import DTYPE_CHOICES
+from .loading import load_hf, load_model
+from .name_resolution import resolve
 from .aliases import ALIASES, EMBEDDED
 from .quiet import silence_cache_rename_warning
 

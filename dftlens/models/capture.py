@@ -2,8 +2,8 @@
 
 :class:`Engine` is the protocol both engines (TransformerLens ``TransformerBridge``,
 nnsight) implement; :class:`Capture` the activations read at hook names, reduced to
-the requested positions; :data:`Positions` which positions are kept. Split out of
-:mod:`dftlens.models.interface`, which re-exports every name here.
+the requested positions; :data:`Positions` which positions are kept, with the
+position helpers the interface and the engines share.
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ class Capture:
     def stack(self, names: Iterable[str]) -> torch.Tensor:
         """[len(names), batch, ...] in the order given."""
         return torch.stack([self.activations[n] for n in names])
+
+
+def gather_positions(act: torch.Tensor, index: torch.Tensor, drop: bool = False) -> torch.Tensor:
+    """``act`` ``[b, t, d]`` at the positions ``index`` ``[b, k]``: ``[b, k, d]``; ``drop`` (k = 1): ``[b, d]``."""
+    act = act.gather(1, index.unsqueeze(-1).expand(-1, -1, act.shape[-1]))
+    return act[:, 0] if drop else act
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

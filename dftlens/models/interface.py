@@ -5,9 +5,9 @@ attaches to its activations by TransformerLens hook names through one of two
 engines (TransformerLens ``TransformerBridge`` or nnsight). Everything above this
 module speaks hook names only and never needs to know which engine runs.
 
-The capture contract (:class:`Capture`, :class:`Engine`, :data:`Positions`) is
+Its parts: the capture contract (``Capture``, ``Engine``, ``Positions``) is
 :mod:`.capture`, the logit lens (:meth:`LensModel.decode` and its helpers)
-:mod:`.decoding`; both are importable from here as before.
+:mod:`.decoding`, tokenizing :mod:`.tokenizing`, prefix reuse :mod:`.kv_prefix`.
 """
 
 from __future__ import annotations
@@ -17,20 +17,21 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from ..errors import DataError, LayerError
+from ..errors import LayerError
 from ..numerics import check_activations
 from .architecture import Architecture, describe
-from .capture import Capture, Engine, Positions, last_token_index, position_ids_from_mask
+from .capture import Capture, Engine, Positions, gather_positions, last_token_index, position_ids_from_mask
 from .decoding import LogitLens
 from .hooks import execution_order, hook_name, parse_hook_name
 from .kv_prefix import KVPrefix
+from .tokenizing import Tokenizing
 
 if TYPE_CHECKING:
     from .interventions import Edit
 
 
 @dataclass
-class LensModel(LogitLens):
+class LensModel(LogitLens, Tokenizing):
     """A loaded model behind one interface for analysis and training, with TransformerLens hook names.
 
     Activations are named ``blocks.{layer}.hook_{site}`` (``layer``: 0-based block index;
@@ -139,49 +140,6 @@ class LensModel(LogitLens):
         """The hook sites this model has (GPT-NeoX with parallel attention has no resid_mid)."""
         return self.arch.available
 
-    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``input_ids``, ``attention_mask`` and, where the family takes them, position ids from the mask."""
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        if self.arch.position_ids:
-            inputs["position_ids"] = position_ids_from_mask(batch["attention_mask"])
-        return inputs
-
-    # ---- inputs ------------------------------------------------------------
-    def tokenize(
-        self,
-        texts: list[str],
-        padding_side: str | None = None,
-        add_special_tokens: bool = True,
-        max_length: int | None = None,
-        labels: list[str] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Tokenise with the tokenizer's own BOS convention (added once, never twice).
-
-        Without ``max_length`` (no truncation) every text must fit the model's context
-        (:attr:`context_length`); ``labels`` name the texts in the error (e.g. ``item w3``).
-
-        Raises:
-            DataError: a text longer than the context, named by its label (or its number and end).
-        """
-        tok = self.tokenizer
-        previous = tok.padding_side
-        if padding_side:
-            tok.padding_side = padding_side
-        try:
-            enc = tok(
-                list(texts),
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=add_special_tokens,
-                truncation=max_length is not None,
-                max_length=max_length,
-            )
-        finally:
-            tok.padding_side = previous
-        if max_length is None:
-            self._check_context(enc["attention_mask"].sum(dim=1).tolist(), texts, labels)
-        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
-
     # ---- running -----------------------------------------------------------
     def capture(
         self,
@@ -232,36 +190,20 @@ class LensModel(LogitLens):
         derived = self._derived_parts(names)  # BLOOM's attn_out/mlp_out: differences of residual states
         run_names = sorted(set(names) - set(derived) | {p for parts in derived.values() for p in parts},
                            key=execution_order)
+        if self.engine is None:
+            raise LayerError(f"{self.name} was loaded without an engine (backend=None); reload it with a backend.")
         # With a KV cache (``batch["past_key_values"]``) the mask covers cache + new
         # tokens; positions and edits refer to the new tokens only.
-        full_mask = batch["attention_mask"]
-        mask = full_mask[:, -batch["input_ids"].shape[1]:]
+        mask = batch["attention_mask"][:, -batch["input_ids"].shape[1]:]
         index = self._position_index(positions, mask)
+        plan = self._edit_plan(edits, mask)
         kept: dict[str, torch.Tensor] = {}
 
         def keep(name: str, act: torch.Tensor) -> None:
-            if index is not None:
-                act = act.gather(1, index.unsqueeze(-1).expand(-1, -1, act.shape[-1]))
-                if isinstance(positions, str):  # "last": one position per row, drop its axis
-                    act = act[:, 0]
-            kept[name] = act
+            kept[name] = act if index is None else gather_positions(act, index, drop=isinstance(positions, str))
 
-        if self.engine is None:
-            raise LayerError(f"{self.name} was loaded without an engine (backend=None); reload it with a backend.")
-        run_batch = {k: v for k, v in batch.items() if k != "position_ids"}
-        if self.arch.position_ids:  # BLOOM takes none (ALiBi from the mask)
-            run_batch["position_ids"] = position_ids_from_mask(full_mask)[:, -mask.shape[1]:]
-        plan = None
-        if edits:
-            from .interventions import EditPlan
-
-            for e in edits:
-                if parse_hook_name(self.validate_hook(e.hook))[1] in self.arch.derived:
-                    raise LayerError(f"{e.hook} of {self.name} ({self.arch.family}) is a difference of residual "
-                                     "states, not a module output; edit a resid_* hook instead.")
-            plan = EditPlan(list(edits), mask)
         with torch.set_grad_enabled(grad):
-            self.engine.run(run_batch, run_names, keep, **({"edit": plan} if plan else {}))
+            self.engine.run(self._run_batch(batch), run_names, keep, **({"edit": plan} if plan else {}))
         for name, (a, b) in derived.items():
             kept[name] = kept[a] - kept[b]
         kept = {n: kept[n] for n in names}
@@ -347,25 +289,25 @@ class LensModel(LogitLens):
         """A bare Hugging Face forward pass (no hooks), the reference for timings and tests."""
         return self.hf_model(**self.model_inputs(batch), logits_to_keep=logits_to_keep).logits
 
-    @property
-    def context_length(self) -> int | None:
-        """Longest input in tokens: ``max_position_embeddings`` (GPT-2's ``n_positions``); None if unbounded.
+    def _run_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``batch`` for the engine: position ids of the new tokens counted over the whole mask (none for BLOOM)."""
+        run_batch = {k: v for k, v in batch.items() if k != "position_ids"}
+        if self.arch.position_ids:  # BLOOM takes none (ALiBi from the mask)
+            new = batch["input_ids"].shape[1]
+            run_batch["position_ids"] = position_ids_from_mask(batch["attention_mask"])[:, -new:]
+        return run_batch
 
-        Sliding-window attention does not shorten it (the window limits what a position sees,
-        not how many positions there are).
-        """
-        config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else self.config
-        value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        return int(value) if isinstance(value, int) and value > 0 else None
+    def _edit_plan(self, edits: "list[Edit] | None", mask: torch.Tensor):
+        """The engines' ``EditPlan`` for ``edits`` (None without edits); LayerError for a derived site."""
+        if not edits:
+            return None
+        from .interventions import EditPlan
 
-    def _check_context(self, lengths: list[int], texts: list[str], labels: list[str] | None) -> None:
-        limit = self.context_length
-        if limit is None or max(lengths, default=0) <= limit:
-            return
-        i = next(i for i, n in enumerate(lengths) if n > limit)
-        label = labels[i] if labels else f"text {i + 1} (ending {texts[i][-40:]!r})"
-        raise DataError(f"{label} is {lengths[i]} tokens long, longer than the context of {self.name} "
-                        f"({limit} tokens, max_position_embeddings); shorten it or leave it out.")
+        for e in edits:
+            if parse_hook_name(self.validate_hook(e.hook))[1] in self.arch.derived:
+                raise LayerError(f"{e.hook} of {self.name} ({self.arch.family}) is a difference of residual "
+                                 "states, not a module output; edit a resid_* hook instead.")
+        return EditPlan(list(edits), mask)
 
     def _derived_parts(self, names: list[str]) -> dict[str, tuple[str, str]]:
         out = {}
@@ -394,4 +336,4 @@ class LensModel(LogitLens):
         return LensModel(self.hf_model, self.tokenizer, engine, self.name, self.path, self.lens_chunk)
 
 
-__all__ = ["LensModel", "Capture", "Engine", "Positions", "last_token_index", "position_ids_from_mask"]
+__all__ = ["LensModel"]

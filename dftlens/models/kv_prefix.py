@@ -9,7 +9,7 @@ the same pass (the interface counts positions over the mask, so each row continu
 position). The same idea as a prompt cache in inference servers (vLLM's automatic prefix
 caching), with the gradient kept when the prefix ran with ``grad=True``.
 
-Two users: activation patching (:func:`dftlens.analysis.patching.patch_sweep`: a prompt's
+Two users: activation patching (:func:`dftlens.analysis.patch_sweep.patch_sweep`: a prompt's
 rows share every token before the first patched position) and the DFT losses
 (:mod:`dftlens.dft.prefix_reuse`: the logits passes share the target query with the main pass).
 """

@@ -1,0 +1,55 @@
+"""What ``dftlens patch`` measured (:class:`PatchResult`) and how it is saved, every file at once or none."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ..io import output_dir, write_csv, write_json
+from .patch_config import PatchConfig
+
+OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json", "figures"]
+
+
+@dataclass
+class PatchResult:
+    """What :func:`~dftlens.analysis.patching.run_patching` measured (``dftlens patch``).
+
+    Fields: ``model``, ``n_layers``, ``config``, ``items`` (one row per pair and layer,
+    ``patching_items.csv``), ``table`` (means with 95% CIs per experiment and layer,
+    ``patching.csv``), ``causal`` (the evidence :func:`~dftlens.analysis.patch_evidence.causal_evidence` read
+    from ``table``).
+    """
+
+    model: str
+    n_layers: int
+    config: PatchConfig
+    items: pd.DataFrame  # one row per pair and layer (patching_items.csv)
+    table: pd.DataFrame  # means with CIs (patching.csv)
+    causal: dict
+
+    def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
+             extra: Callable[[Path], object] | None = None, figure_formats: list[str] | str | None = None) -> Path:
+        """Write the outputs into ``out`` at once; ``extra(tmp_dir)`` may add ``run_config.yaml``; with
+        ``figure_formats`` (png/svg/pdf) also ``out/figures/patch-<model>-<experiment>-<src>-into-<tgt>.<fmt>``."""
+        from ..viz.export import parse_formats, save_figures
+        from ..viz.patch_figures import patch_figures
+
+        formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
+        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
+            if extra is not None:  # e.g. the CLI's run_config.yaml
+                extra(tmp)
+            write_csv(tmp / "patching_items.csv", self.items)
+            if report:
+                from ..viz.patch_figures import write_patch_report
+
+                write_patch_report(tmp / "report.html", self.table, self.causal,
+                                   title=f"dftlens patch: {self.model}", model=self.model)
+            if formats:
+                save_figures(patch_figures(self.table, self.model), tmp / "figures", formats)
+            write_json(tmp / "config.json", asdict(self.config))
+            write_csv(tmp / "patching.csv", self.table)  # last: its presence means the run completed
+        return Path(out).expanduser()
