@@ -271,6 +271,19 @@ def test_probe_figure_panels():
     assert margin.layout.yaxis3.range is None  # not an accuracy: no [0, 1] axis
 
 
+def test_probe_figure_many_pairs_stay_readable():
+    """Nine retrieval pairs (the probe's default languages): each earlier line still wider than the
+    next, so equal lines all show, but the widest is 10 px, not 26."""
+    rows = [{"layer": layer, "probe": "retrieval", "metric": "accuracy", "value": 0.9, "ci_low": 0.85,
+             "ci_high": 0.95, "baseline": 0.01, "lang_pair": f"{lang}-en"}
+            for lang in ("zh", "fr", "de", "ru", "ja", "es", "vi", "ar", "ko") for layer in range(N_LAYERS)]
+    fig = probe_figure(pd.DataFrame(rows))
+    widths = [t.line.width for t in lines(fig) if t.name.startswith("retrieval ") and t.name != "retrieval chance"]
+    assert len(widths) == 9 and widths[0] == pytest.approx(10) and widths[-1] == 2
+    assert all(a > b for a, b in zip(widths, widths[1:]))
+    assert probe_figure(make_probes()).data[1].line.width == 5  # two probes: 3 px apart, as before
+
+
 def test_probe_figure_partial_and_empty():
     probes = make_probes()
     only_id = probes[probes["probe"] != "retrieval"].drop(columns=["selectivity", "lang_pair"])

@@ -40,6 +40,18 @@ def _probe_rows(probes_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd
     return df, ident, retr
 
 
+MAX_EXTRA_WIDTH = 8.0  # px: the first of many equal lines is at most this much wider than the last
+
+
+def _widen(trace: go.Scatter, i: int, n: int) -> None:
+    """Line ``i`` of ``n`` drawn wider than every later one (3 px a step, 4 px of marker), so a line
+    exactly under a later one still shows around it; with many lines the steps shrink so the first
+    is at most :data:`MAX_EXTRA_WIDTH` wider than the last (9 retrieval pairs: 10 px down to 2 px)."""
+    step = min(1.0, MAX_EXTRA_WIDTH / (3 * (n - 1))) if n > 1 else 1.0
+    wider = (n - 1 - i) * step
+    trace.line.width, trace.marker.size = 2 + 3 * wider, 4 + 4 * wider
+
+
 def _series_names(frame: pd.DataFrame) -> list[tuple[tuple, str]]:
     """((probe, metric), legend name) per line: the metric is named only when a probe has several."""
     groups = list(frame.groupby(["probe", "metric"], sort=False, dropna=False).groups)
@@ -58,8 +70,7 @@ def _identity_rows(fig: go.Figure, ident: pd.DataFrame, row_of: dict[str, int]) 
                     showlegend=True, row=row_of["ident"], col_idx=1, label=f"{name}: {metric}"):
             # Probes often agree (lang_id_all and lang_id_latin both 1.0): each earlier line is
             # drawn wider, so a line exactly under a later one still shows around it.
-            wider = len(_series_names(ident)) - 1 - i
-            fig.data[-1].line.width, fig.data[-1].marker.size = 2 + 3 * wider, 4 + 4 * wider
+            _widen(fig.data[-1], i, len(_series_names(ident)))
         if has_numbers(frame, "control"):  # in the legend, so the dashed lines are named
             add_line(fig, frame, "control", None, None, name=f"{name} control", color=color, group=name,
                       showlegend=True, dash="dash", row=row_of["ident"], col_idx=1,
@@ -94,8 +105,7 @@ def _retrieval_row(fig: go.Figure, retr: pd.DataFrame, row: int, retrieval_metri
         if add_line(fig, frame, "value", "ci_low", "ci_high", name=name, color=line_color(i, len(groups)),
                     group=f"retr|{name}", showlegend=True, row=row, col_idx=1,
                     label=f"{name}: {metric}"):  # earlier pairs wider, as above: equal lines both show
-            wider = len(groups) - 1 - i
-            fig.data[-1].line.width, fig.data[-1].marker.size = 2 + 3 * wider, 4 + 4 * wider
+            _widen(fig.data[-1], i, len(groups))
         if i == 0 and has_numbers(frame, "baseline"):
             add_line(fig, frame, "baseline", None, None, name="retrieval chance", color=COLORS["other"],
                       group="retr|chance", showlegend=True, dash="dot", row=row, col_idx=1,
