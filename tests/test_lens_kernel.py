@@ -16,7 +16,7 @@ from dftlens.analysis.lens_rows import batch_rows, item_set_tensors
 from dftlens.data.parallel import load_words
 from dftlens.data.prompts import translation_items
 from dftlens.models import decoding
-from dftlens.models.lens_kernel import reduce_logits
+from dftlens.models.lens_kernel import cap_logits, project, reduce_logits
 
 NUMERIC = ["p_en", "p_target", "p_input", "entropy_bits", "share_en", "share_target", "share_input", "share_other",
            "p_en_exclusive", "p_en_drop", "p_en_keep"]
@@ -39,7 +39,9 @@ def test_one_pass_over_slices_equals_the_full_log_softmax(slice_size):
     logits[2] *= 10  # a peaked row: most mass on few tokens
     set_ids = torch.randint(0, 1000, (6, 3, 5), generator=gen)
     set_weights = (torch.rand(6, 3, 5, generator=gen) > 0.3).float()
+    before = logits.clone()
     red = reduce_logits(logits, set_ids, set_weights, top_k=4, slice_size=slice_size)
+    assert torch.equal(logits, before)  # logits given by the caller are read, never shifted in place
     logp = torch.log_softmax(logits, dim=-1)
     entropy, masses, top_ids, top_logp = _old_stats(logp, set_ids, set_weights, 4)
     torch.testing.assert_close(red.lse, torch.logsumexp(logits, -1), atol=1e-5, rtol=1e-6)
@@ -51,6 +53,18 @@ def test_one_pass_over_slices_equals_the_full_log_softmax(slice_size):
     ref = torch.log_softmax(logits.double(), -1)
     ref_entropy = -(ref.exp() * ref).sum(-1) / math.log(2)
     assert (red.entropy_bits.double() - ref_entropy).abs().max() <= (entropy.double() - ref_entropy).abs().max() + 2e-6
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_project_into_a_buffer_equals_the_allocating_product(softcap):
+    gen = torch.Generator().manual_seed(1)
+    normed, weight, bias = torch.randn(5, 8, generator=gen), torch.randn(11, 8, generator=gen), torch.randn(11)
+    for b in (None, bias):
+        buffer = torch.full((5, 11), float("nan"))
+        out = project(normed, weight, b, softcap, out=buffer)
+        assert out.data_ptr() == buffer.data_ptr()  # written in place, no new block
+        torch.testing.assert_close(out, cap_logits(torch.nn.functional.linear(normed, weight, b), softcap),
+                                   atol=1e-6, rtol=1e-6)
 
 
 def test_zero_probability_entries_and_no_sets():

@@ -17,7 +17,7 @@ from .lens_kernel import LensReduction, RunningLens, project, reduce_logits
 
 MIN_SLICE = 1024  # vocabulary columns decoded at once, at least (fewer rows are taken instead)
 MAX_SLICE = 32768  # ... and at most (of 8k, 32k and the whole 262k vocabulary, the fastest on a 2-core CPU)
-TEMPORARIES = 4  # float32 [rows, slice] tensors alive at once in a slice (logits, shifted, exp, top-k)
+TEMPORARIES = 3  # float32 [rows, slice] blocks alive at once in a slice (the logits buffer, the exp buffer, top-k)
 
 
 class LogitLens:
@@ -100,9 +100,12 @@ class LogitLens:
             normed = self.final_norm(resid[rows]).to(weight.device)
             run = RunningLens(normed.shape[0], weight.device, ids, weights, top_k)
             width = self.lens_slice(normed.shape[0])
+            buffer = (torch.empty(normed.shape[0], width, device=weight.device)  # the logits of each slice
+                      if weight.dtype == torch.float32 else None)
             for v in range(0, weight.shape[0], width):
-                run.update(project(normed, weight[v:v + width], None if bias is None else bias[v:v + width],
-                                   self.arch.softcap), v)
+                logits = project(normed, weight[v:v + width], None if bias is None else bias[v:v + width],
+                                 self.arch.softcap, out=buffer)  # (not the narrower last slice)
+                run.update(logits, v, scratch=True)
             parts.append(run.finish())
         out = parts[0] if len(parts) == 1 else \
             LensReduction(*(torch.cat([getattr(p, f) for p in parts]) for f in LensReduction.__dataclass_fields__))

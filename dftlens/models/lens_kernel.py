@@ -39,14 +39,25 @@ LOG2 = math.log(2.0)
 
 
 def project(normed: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-            softcap: float | None = None) -> torch.Tensor:
+            softcap: float | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """float32 logits ``[n, V']`` of normed states ``[n, d]`` through head rows ``weight`` ``[V', d]``.
 
     The product runs in ``weight``'s dtype (the model's own), its result is upcast to
     float32, then the soft-cap ``softcap * tanh(z / softcap)`` (Gemma-2) applies in float32.
-    ``weight``/``bias`` may be a slice of the vocabulary.
+    ``weight``/``bias`` may be a slice of the vocabulary. ``out``: a contiguous float32
+    ``[n, V']`` buffer to write the logits into when the head is float32 and no autograd
+    is recorded (the lens reuses one per call instead of allocating, and page-faulting,
+    a fresh block per vocabulary slice); ignored otherwise.
     """
-    return cap_logits(F.linear(normed.to(weight.dtype), weight, bias).float(), softcap)
+    normed = normed.to(weight.dtype)
+    if (out is not None and weight.dtype == torch.float32 and out.shape == (normed.shape[0], weight.shape[0])
+            and not (torch.is_grad_enabled() and (normed.requires_grad or weight.requires_grad))):
+        logits = (torch.mm(normed, weight.t(), out=out) if bias is None
+                  else torch.addmm(bias, normed, weight.t(), out=out))
+        if softcap:
+            logits.div_(softcap).tanh_().mul_(softcap)
+        return logits
+    return cap_logits(F.linear(normed, weight, bias).float(), softcap)
 
 
 def cap_logits(logits: torch.Tensor, softcap: float | None) -> torch.Tensor:
@@ -95,23 +106,19 @@ class RunningLens:
         self.set_logits = torch.full(self.ids.shape, -math.inf, device=device)
         self.top_values = torch.empty(n, 0, device=device)
         self.top_ids = torch.empty(n, 0, dtype=torch.long, device=device)
+        self._exp: torch.Tensor | None = None  # the reused exp buffer of update()
 
-    def update(self, logits: torch.Tensor, offset: int) -> None:
-        """Fold in ``logits`` [n, V'] float32, the vocabulary ids ``offset .. offset + V' - 1``."""
+    def update(self, logits: torch.Tensor, offset: int, scratch: bool = False) -> None:
+        """Fold in ``logits`` [n, V'] float32, the vocabulary ids ``offset .. offset + V' - 1``.
+
+        ``scratch=True``: ``logits`` is a temporary the caller drops (or refills) afterwards,
+        so it is shifted in place; otherwise it is left as it was. Either way the pass
+        allocates no ``[n, V']`` block beyond one reused buffer (for ``exp``): allocating
+        one per slice costs page faults that, on a CPU, take longer than the arithmetic.
+        """
         width = logits.shape[1]
         peak = logits.amax(dim=1)
         m = peak if self.m is None else torch.maximum(self.m, peak)
-        shifted = logits - m[:, None]
-        e = torch.exp(shifted)
-        s_part = e.sum(dim=1)
-        u_part = torch.linalg.vecdot(e, shifted)
-        if self.m is None:
-            self.s, self.u = s_part, u_part
-        else:  # rescale what came before to the new maximum
-            delta = self.m - m  # <= 0
-            scale = torch.exp(delta)
-            self.s, self.u = self.s * scale + s_part, (self.u + delta * self.s) * scale + u_part
-        self.m = m
         if self.ids.shape[1]:
             local = self.ids - offset
             inside = (local >= 0) & (local < width)
@@ -123,6 +130,19 @@ class RunningLens:
             ids = torch.cat([self.top_ids, ids + offset], dim=1)
             keep = values.topk(min(self.top_k, values.shape[1]), dim=1).indices
             self.top_values, self.top_ids = values.gather(1, keep), ids.gather(1, keep)
+        shifted = logits.sub_(m[:, None]) if scratch else logits - m[:, None]
+        if self._exp is None or self._exp.shape != shifted.shape:
+            self._exp = torch.empty_like(shifted)
+        e = torch.exp(shifted, out=self._exp)
+        s_part = e.sum(dim=1)
+        u_part = e.mul_(shifted).sum(dim=1)  # sum exp(z - m) (z - m), in the buffer (s_part is taken)
+        if self.m is None:
+            self.s, self.u = s_part, u_part
+        else:  # rescale what came before to the new maximum
+            delta = self.m - m  # <= 0
+            scale = torch.exp(delta)
+            self.s, self.u = self.s * scale + s_part, (self.u + delta * self.s) * scale + u_part
+        self.m = m
 
     def finish(self) -> LensReduction:
         """The reduction of everything folded in (raises ValueError when nothing was)."""
