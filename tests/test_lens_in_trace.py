@@ -80,3 +80,25 @@ def test_remote_without_key_or_network_is_one_sentence(monkeypatch):
     monkeypatch.setattr(CONFIG.API, "APIKEY", "not-a-real-key")  # offline (HF_HUB_OFFLINE=1): no config to fetch
     with pytest.raises(DftlensError, match="network access"):
         load_model("meta-llama/Llama-2-7b-hf", backend="nnsight", remote=True)
+
+
+def test_remote_takes_the_hugging_face_model_out_of_nnsights_language_model(tiny_dirs, monkeypatch):
+    """After NDIF's config and tokenizer are fetched, ``load_remote`` takes the Hugging Face model out of
+    nnsight's ``LanguageModel`` (``engines.nnsight_module``, the one read of an nnsight internal): a
+    ``LanguageModel`` over a local tiny model stands in for the meta-weight one. Fails if nnsight
+    renames the attribute."""
+    import nnsight
+    from nnsight import CONFIG, TransformersModel
+
+    from dftlens.models.engines import nnsight_module
+
+    local = load_model(str(tiny_dirs["llama"]), backend=None)
+    wrapped = TransformersModel(local.hf_model, task="text-generation", tokenizer=local.tokenizer)
+    assert nnsight_module(wrapped) is local.hf_model
+    monkeypatch.setattr(CONFIG.API, "APIKEY", "not-a-real-key")
+    monkeypatch.setattr(nnsight, "LanguageModel", lambda hf_id, **kwargs: wrapped)
+    lm = load_model("meta-llama/Llama-2-7b-hf", backend="nnsight", remote=True)
+    assert lm.hf_model is local.hf_model and lm.engine.model is wrapped
+    assert lm.engine.remote and lm.lens_in_trace and lm.n_layers == local.n_layers
+    with pytest.raises(DftlensError, match="no longer keeps the wrapped model"):
+        nnsight_module(object.__new__(TransformersModel))

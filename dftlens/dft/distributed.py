@@ -191,17 +191,15 @@ class Runtime:
         """
         if self.world_size == 1:
             return
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
         params = [p for p in params if not _is_dtensor(p)]
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         for bucket in _buckets(params):
             grads = [p.grad for p in bucket]
-            flat = self.accelerator.reduce(_flatten_dense_tensors(grads), reduction="mean")
-            for g, new in zip(grads, _unflatten_dense_tensors(flat, grads)):
-                g.copy_(new)
+            flat = self.accelerator.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
+            for g, new in zip(grads, torch.split(flat, [g.numel() for g in grads])):
+                g.copy_(new.view_as(g))
 
     def sum_values(self, values: dict[str, float]) -> dict[str, float]:
         """``values`` summed over the processes (float64 all-reduce); as given in a single process."""
@@ -289,7 +287,8 @@ def _buckets(params):
     bucket, size = [], 0
     for p in params:
         # one dtype and device per bucket (flattening mixes nothing)
-        if bucket and (size + p.numel() > BUCKET_ELEMENTS or p.grad.dtype != bucket[0].grad.dtype):
+        if bucket and (size + p.numel() > BUCKET_ELEMENTS
+                       or (p.grad.dtype, p.grad.device) != (bucket[0].grad.dtype, bucket[0].grad.device)):
             yield bucket
             bucket, size = [], 0
         bucket.append(p)

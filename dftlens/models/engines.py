@@ -20,18 +20,21 @@ from .hooks import execution_order, parse_hook_name
 BACKENDS = ("transformer_lens", "nnsight")
 
 
-# TransformerLens' bridge keeps each wrapped Hugging Face module as ``_original_component``.
-_BRIDGE_WRAPPER = "_original_component"
+# The name under which TransformerLens' bridge registers each wrapped Hugging Face module (its
+# ``set_original_component`` calls ``add_module("_original_component", ...)``), so it appears in the
+# wrapped model's parameter names; the module itself is read through the public ``original_component``.
+BRIDGE_SUBMODULE = "_original_component"
 
 
 def hf_name(name: str) -> str:
-    """A parameter or module name as Hugging Face spells it (engine wrappers removed)."""
-    return name.replace(f".{_BRIDGE_WRAPPER}", "")
+    """A parameter or module name as Hugging Face spells it (the bridge's :data:`BRIDGE_SUBMODULE` removed)."""
+    return name.replace(f".{BRIDGE_SUBMODULE}", "")
 
 
 def unwrap(module):
-    """The Hugging Face module an engine may have wrapped (the module itself otherwise)."""
-    return getattr(module, _BRIDGE_WRAPPER, module)
+    """The Hugging Face module a bridge component wraps (its ``original_component``), else ``module`` itself."""
+    inner = getattr(module, "original_component", None)
+    return inner if isinstance(inner, torch.nn.Module) else module
 
 
 class _StopForward(Exception):
@@ -114,8 +117,10 @@ class TransformerLensEngine:
                 return args, kwargs
             return None
 
+        from transformer_lens.model_bridge.generalized_components import AttentionBridge
+
         for module in hf_model.modules():
-            if hasattr(module, "_update_kv_cache") and not getattr(module, "_dftlens_cache_hook", False):
+            if isinstance(module, AttentionBridge) and not getattr(module, "_dftlens_cache_hook", False):
                 module.register_forward_pre_hook(pre, with_kwargs=True)
                 module._dftlens_cache_hook = True
 
@@ -238,6 +243,28 @@ class NNsightEngine:
                 if name in wanted:
                     keep(name, act.save())
             tracer.stop()
+
+
+# nnsight 0.8 has no public accessor for the torch module an envoy wraps; its ``Envoy`` documents the
+# attribute ``_module`` ("The wrapped torch.nn.Module"). This is the one place dftlens reads it:
+# pyproject.toml pins nnsight>=0.8,<0.9 and tests/test_lens_in_trace.py fails if it disappears.
+NNSIGHT_MODULE_ATTRIBUTE = "_module"
+
+
+def nnsight_module(envoy) -> torch.nn.Module:
+    """The torch module an nnsight envoy wraps (e.g. the Hugging Face model of a ``LanguageModel``).
+
+    Raises:
+        DftlensError: the envoy has no such module (an nnsight release outside the pinned range).
+    """
+    module = getattr(envoy, "__dict__", {}).get(NNSIGHT_MODULE_ATTRIBUTE)
+    if not isinstance(module, torch.nn.Module):
+        import nnsight
+
+        raise DftlensError(f"nnsight {getattr(nnsight, '__version__', '?')} no longer keeps the wrapped model as "
+                           f"Envoy.{NNSIGHT_MODULE_ATTRIBUTE}; install the range dftlens supports: "
+                           "pip install 'nnsight>=0.8,<0.9'.")
+    return module
 
 
 def make_engine(backend: str, hf_model, tokenizer, model_name: str, path: str | None = None, **options):

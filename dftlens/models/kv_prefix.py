@@ -70,7 +70,7 @@ class KVPrefix:
         return int(self.cache.get_seq_length())
 
     def repeat_rows(self, repeats: int) -> "KVPrefix":
-        """Each row ``repeats`` times in a row (as ``tensor.repeat_interleave(repeats, dim=0)``), in place; returns self."""
+        """Each row ``repeats`` times in a row (as ``repeat_interleave(repeats, dim=0)``), in place; returns self."""
         self.cache.batch_repeat_interleave(repeats)
         return self
 

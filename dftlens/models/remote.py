@@ -27,7 +27,7 @@ def load_remote(name: str, lens_chunk: int | None = None):
     """
     from nnsight import CONFIG, LanguageModel
 
-    from .engines import NNsightEngine
+    from .engines import NNsightEngine, nnsight_module
     from .interface import LensModel
 
     spec = lookup(name)
@@ -46,7 +46,7 @@ def load_remote(name: str, lens_chunk: int | None = None):
             f"Could not fetch the config and tokenizer of {hf_id} ({type(exc).__name__}): running on NDIF needs "
             "network access to huggingface.co and api.ndif.us."
         ) from None
-    hf_model = model._model
+    hf_model = nnsight_module(model)  # the meta-weight Hugging Face model inside
     check_supported(hf_model.config, type(hf_model).__name__)
     engine = NNsightEngine(hf_model, model.tokenizer, name, remote=True, nnsight_model=model)
     return LensModel(hf_model, model.tokenizer, engine, name=name, path=None, lens_chunk=lens_chunk)
