@@ -117,19 +117,21 @@ class RunningLens:
         one per slice costs page faults that, on a CPU, take longer than the arithmetic.
         """
         width = logits.shape[1]
-        peak = logits.amax(dim=1)
+        if self.top_k:  # the slice's top-k, sorted: its first value is the slice's maximum (no amax pass)
+            values, ids = logits.topk(min(self.top_k, width), dim=1)
+            peak = values[:, 0]
+            values = torch.cat([self.top_values, values], dim=1)
+            ids = torch.cat([self.top_ids, ids + offset], dim=1)
+            keep = values.topk(min(self.top_k, values.shape[1]), dim=1).indices
+            self.top_values, self.top_ids = values.gather(1, keep), ids.gather(1, keep)
+        else:
+            peak = logits.amax(dim=1)
         m = peak if self.m is None else torch.maximum(self.m, peak)
         if self.ids.shape[1]:
             local = self.ids - offset
             inside = (local >= 0) & (local < width)
             picked = logits.gather(1, local.clamp(0, width - 1))
             self.set_logits = torch.where(inside, picked, self.set_logits)
-        if self.top_k:
-            values, ids = logits.topk(min(self.top_k, width), dim=1)
-            values = torch.cat([self.top_values, values], dim=1)
-            ids = torch.cat([self.top_ids, ids + offset], dim=1)
-            keep = values.topk(min(self.top_k, values.shape[1]), dim=1).indices
-            self.top_values, self.top_ids = values.gather(1, keep), ids.gather(1, keep)
         shifted = logits.sub_(m[:, None]) if scratch else logits - m[:, None]
         if self._exp is None or self._exp.shape != shifted.shape:
             self._exp = torch.empty_like(shifted)
