@@ -323,7 +323,7 @@ def test_probe_run_ctrl_c_overwrite_and_failed_runs(files, tmp_path, monkeypatch
     assert not (tmp_path / "deep").exists()  # a failed run leaves no (empty) --out, nor its parents
     ok([*verb, "--out", out])
     before = snapshot(out)
-    assert sorted(before) == [".dftlens-manifest.json", "config.json", "layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html",
+    assert sorted(before) == [".dftlens-manifest.json", "layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html",
                               "run_config.yaml"]
     user_error([*verb, "--out", out], "pass --overwrite", out, before)
 
@@ -349,8 +349,9 @@ def test_train_out_overwrite_and_resume(files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [a if a != files["data"] else "pairs.jsonl" for a in verb] + ["--save-every", "1", "--out", "nested/run"]
     ok(args)
-    saved = json.loads((out / "run_config.json").read_text())
+    saved = json.loads((out / "checkpoint-000001" / "run_config.json").read_text())
     assert saved["data"] == str(data.resolve()) and saved["inputs"]["--data"]["path"] == str(data.resolve())
+    assert not (out / "run_config.json").exists()  # the run folder's one settings file is run_config.yaml
     before = snapshot(out)
     user_error(args, "already holds a run; pass --overwrite", out, before)
     # --overwrite with an error found later (a language the data lacks) keeps the earlier run

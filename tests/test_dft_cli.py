@@ -67,7 +67,9 @@ def test_layers_json_hooks_overwrite_and_resume_rules(tmp_path, tiny_dirs, data_
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "step" in result.output and "tft" in result.output and "et" in result.output
-    saved = json.loads((out / "run_config.json").read_text())
+    saved = json.loads((out / "final" / "run_config.json").read_text())
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".dftlens-manifest.json", "log.jsonl",
+                                                                     "run_config.yaml"]  # one settings file
     assert saved["et_hook"] == "blocks.2.hook_resid_mid"  # used as written, not rebuilt from the index
     assert_user_error(run(*args), "already holds a run", "--overwrite")
     assert_user_error(run("--resume", out, "--steps", 5), "--resume continues a run with its saved settings",
@@ -79,7 +81,7 @@ def test_layers_json_hooks_overwrite_and_resume_rules(tmp_path, tiny_dirs, data_
     assert rerun_config["lc_signal"] == "logits" and rerun_config["steps"] == 2 and rerun_config["layers"] == str(layers)
     again = run("--config", out / "run_config.yaml", "--out", tmp_path / "again", "--no-progress")
     assert again.exit_code == 0, again.output
-    first, second = (json.loads((d / "run_config.json").read_text()) for d in (out, tmp_path / "again"))
+    first, second = (read_run_config(d / "run_config.yaml") for d in (out, tmp_path / "again"))
     assert {**first, "out": None} == {**second, "out": None}
     assert_user_error(run("--resume", out, "--config", out / "run_config.yaml"),
                       "--resume continues a run with its saved settings")

@@ -12,6 +12,7 @@ from dft_data import instruction_rows, write_jsonl
 from safetensors.torch import load_file
 
 from dftlens import load_model
+from dftlens.config_files import read_run_config
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.run_dir import resume_config
 from dftlens.dft.session import micro_batch_indices
@@ -257,7 +258,7 @@ def test_train_takes_a_loaded_model_and_trains_it_in_place(tmp_path, tiny_dirs, 
             ours, saved = lm.hf_model(input_ids=ids).logits, AutoModelForCausalLM.from_pretrained(str(given.final))(ids).logits
             torch.testing.assert_close(ours, saved)
             assert not torch.allclose(ours, AutoModelForCausalLM.from_pretrained(str(tiny_dirs["gemma3"]))(ids).logits)
-        assert json.loads((given.out / "run_config.json").read_text())["model"] == lm.name
+        assert read_run_config(given.out / "run_config.yaml")["model"] == lm.name
     with pytest.raises(DftlensError, match="resume"):
         train(cfg, lm, resume=given.out, progress=False)
     with pytest.raises(DftlensError, match="trains as loaded \\(lora\\)"):

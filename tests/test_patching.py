@@ -144,7 +144,7 @@ def test_patch_cli_writes_outputs_and_rejects_bad_input(tiny_dirs, tmp_path):
     base = ["patch", "--model", str(tiny_dirs["llama"]), "--n-pairs", "3"]
     ok = runner.invoke(app, base + ["--layers", "1-2", "--out", str(out)])
     assert ok.exit_code == 0, ok.output
-    for name in ("patching.csv", "patching_items.csv", "report.html", "config.json"):
+    for name in ("patching.csv", "patching_items.csv", "report.html", "run_config.yaml"):
         assert (out / name).is_file()
     table = pd.read_csv(out / "patching.csv")
     assert {"p_src_concept", "p_src_concept_lo", "p_src_concept_hi", "p_tgt_concept_src_lang_hi",

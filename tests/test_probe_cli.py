@@ -108,3 +108,22 @@ def test_embedded_probe_shows_the_english_pivot(tmp_path):
         assert curve.loc[en_peak, "p_en"] > curve.loc[en_peak - 4, "p_en"]
     layers = json.loads((out / "layers.json").read_text())
     assert 0 < layers["lc_layer"] < layers["et_layer"] < last
+
+
+def test_python_save_writes_the_one_settings_file_that_config_reruns(tiny_dirs, tmp_path):
+    from dftlens import load_model
+    from dftlens.analysis.probe_run import ProbeConfig, run_probe
+
+    model = str(tiny_dirs["llama"])
+    cfg = ProbeConfig(pairs=[("fr", "zh")], tasks=["translation"], max_items=4, run_probes=False)
+    result = run_probe(load_model(model), cfg, progress=False)
+    result.save(tmp_path / "api", report=False)
+    assert not (tmp_path / "api" / "config.json").exists()
+    saved = read_run_config(tmp_path / "api" / "run_config.yaml")
+    assert saved["pairs"] == [["fr", "zh"]] and saved["max_items"] == 4 and saved["run_probes"] is False
+    rerun = runner.invoke(app, ["probe", "--config", str(tmp_path / "api" / "run_config.yaml"), "--model", model,
+                                "--out", str(tmp_path / "cli")])
+    assert rerun.exit_code == 0, rerun.output
+    assert read_run_config(tmp_path / "cli" / "run_config.yaml")["max_items"] == 4
+    lens = [pd.read_csv(tmp_path / d / "lens.csv") for d in ("api", "cli")]
+    pd.testing.assert_frame_equal(*lens)

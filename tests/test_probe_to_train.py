@@ -42,7 +42,7 @@ def test_probe_layers_json_train(tiny_dirs, data_file, tmp_path):
                                 "--steps", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress"])
     assert train.exit_code == 0, train.output
     assert "warning:" in train.stderr and "is provisional" in train.stderr  # repeated, not refused
-    saved = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "final" / "run_config.json").read_text())
     assert (saved["lc_hook"], saved["et_hook"]) == (choice.hooks["lc"], choice.hooks["et"])
     assert (saved["lc_signal"], saved["et_signal"]) == ("logits", "feature")
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config_files import RUN_CONFIG, write_run_config
 from ..data.parallel import load_sentences
 from ..errors import DataError, DftlensError
 from ..io import output_dir, read_csv, write_csv, write_json
@@ -38,7 +39,7 @@ from .sentence_reps import pooling_weights
 from .stats import mean_ci
 
 OUTPUTS = ["neurons.csv", "neuron_counts.csv", "deactivation.csv", "neuron_stats.npz", "summary.json",
-           "report.html", "config.json"]
+           "report.html"]
 NeuronSet = dict[int, np.ndarray]  # layer -> hidden-unit indices
 
 
@@ -211,8 +212,13 @@ class NeuronsResult:
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
              extra: Callable[[Path], object] | None = None) -> Path:
-        """Write :data:`OUTPUTS` into ``out`` at once (``extra(tmp_dir)`` may add ``run_config.yaml``)."""
+        """Write :data:`OUTPUTS` and ``run_config.yaml`` (the config) into ``out`` at once.
+
+        ``extra(tmp_dir)`` (the CLI's) may replace ``run_config.yaml`` with every option of the run.
+        """
         with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:
+            # the settings, which `dftlens neurons --config` reads; the CLI's extra replaces them with every option
+            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "neurons")
             if extra is not None:
                 extra(tmp)
             np.savez_compressed(tmp / "neuron_stats.npz", active=self.stats.active, tokens=self.stats.tokens,
@@ -222,7 +228,6 @@ class NeuronsResult:
             if self.deactivation is not None:
                 write_csv(tmp / "deactivation.csv", self.deactivation)
             write_json(tmp / "summary.json", self.summary)
-            write_json(tmp / "config.json", asdict(self.config))
             if report:
                 from ..viz.neuron_figures import write_neurons_report
 

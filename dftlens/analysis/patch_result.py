@@ -8,10 +8,11 @@ from typing import Callable
 
 import pandas as pd
 
-from ..io import output_dir, write_csv, write_json
+from ..config_files import RUN_CONFIG, write_run_config
+from ..io import output_dir, write_csv
 from .patch_config import PatchConfig
 
-OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "config.json", "figures"]
+OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "figures"]
 
 
 @dataclass
@@ -33,13 +34,16 @@ class PatchResult:
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
              extra: Callable[[Path], object] | None = None, figure_formats: list[str] | str | None = None) -> Path:
-        """Write the outputs into ``out`` at once; ``extra(tmp_dir)`` may add ``run_config.yaml``; with
+        """Write the outputs into ``out`` at once; ``run_config.yaml`` holds the config
+        (``extra(tmp_dir)``, the CLI's, may replace it with every option); with
         ``figure_formats`` (png/svg/pdf) also ``out/figures/patch-<model>-<experiment>-<src>-into-<tgt>.<fmt>``."""
         from ..viz.export import parse_formats, save_figures
         from ..viz.patch_figures import patch_figures
 
         formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
         with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
+            # the settings, which `dftlens patch --config` reads; the CLI's extra replaces them with every option
+            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "patch")
             if extra is not None:  # e.g. the CLI's run_config.yaml
                 extra(tmp)
             write_csv(tmp / "patching_items.csv", self.items)
@@ -50,6 +54,5 @@ class PatchResult:
                                    title=f"dftlens patch: {self.model}", model=self.model)
             if formats:
                 save_figures(patch_figures(self.table, self.model), tmp / "figures", formats)
-            write_json(tmp / "config.json", asdict(self.config))
             write_csv(tmp / "patching.csv", self.table)  # last: its presence means the run completed
         return Path(out).expanduser()

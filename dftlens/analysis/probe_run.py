@@ -19,11 +19,11 @@ from typing import Callable
 
 import pandas as pd
 
-from ..config_files import check_fields, setting
+from ..config_files import RUN_CONFIG, check_fields, setting, write_run_config
 from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
-from ..io import output_dir, write_csv, write_json
+from ..io import output_dir, write_csv
 from ..layers import LayerChoice, check_order
 from ..models import LensModel
 from ..models.name_resolution import check_top_k
@@ -35,7 +35,7 @@ from .stats import summarise
 from .token_sets import OVERLAP_KINDS, OVERLAP_POLICIES, TokenSets
 
 DEFAULT_TASKS = ("translation", "repetition")
-OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html", "config.json", "figures"]
+OUTPUTS = ["layers.json", "lens.csv", "lens_items.csv", "probes.csv", "report.html", "figures"]
 PROBE_LANGUAGES = ["en", "zh", "fr", "de", "ru", "ja", "es", "vi", "ar"]
 
 
@@ -171,13 +171,15 @@ class ProbeResult:
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
              figure_formats: list[str] | str | None = None, extra: Callable[[Path], object] | None = None) -> Path:
-        """Write layers.json, lens.csv, lens_items.csv, probes.csv, config.json and report.html
+        """Write layers.json, lens.csv, lens_items.csv, probes.csv, run_config.yaml (the settings) and report.html
         to ``out``; with ``figure_formats`` (``"png,svg"``, any of png/svg/pdf) also every report
         figure as ``out/figures/<key>.<format>`` (needs kaleido and Chromium)."""
         from ..viz.export import parse_formats
 
         formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
         with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
+            # the settings, which `dftlens probe --config` reads; the CLI's extra replaces them with every option
+            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "probe")
             if extra is not None:  # e.g. the CLI's run_config.yaml
                 extra(tmp)
             write_csv(tmp / "lens.csv", self.lens)
@@ -195,7 +197,6 @@ class ProbeResult:
                     from ..viz.export import save_figures
 
                     save_figures({key: fig for key, _, fig in figs}, tmp / "figures", formats)
-            write_json(tmp / "config.json", asdict(self.config))
             self.choice.save(tmp / "layers.json")  # last: its presence means the run completed
         return Path(out).expanduser()
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config_files import RUN_CONFIG, write_run_config
 from ..data.parallel import load_sentences, load_words
 from ..data.prompts import translation_items
 from ..errors import DataError, LayerError
@@ -42,7 +43,7 @@ from .neuron_config import NeuronsConfig, SteerConfig
 from .stats import summarise
 from .token_sets import TokenSets
 
-OUTPUTS = ["steering.csv", "steering_items.csv", "report.html", "summary.json", "config.json"]
+OUTPUTS = ["steering.csv", "steering_items.csv", "report.html", "summary.json"]
 METRICS = ["switched", "kept", "p_new", "p_old", "p_concept"]
 N_DEMOS = 5  # as dftlens patch
 
@@ -191,13 +192,17 @@ class SteerResult:
 
     def save(self, out: str | Path, overwrite: bool = False, report: bool = True,
              extra: Callable[[Path], object] | None = None) -> Path:
-        """Write :data:`OUTPUTS` into ``out`` at once (``extra(tmp_dir)`` may add ``run_config.yaml``)."""
+        """Write :data:`OUTPUTS` and ``run_config.yaml`` (the config) into ``out`` at once.
+
+        ``extra(tmp_dir)`` (the CLI's) may replace ``run_config.yaml`` with every option of the run.
+        """
         with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:
+            # the settings, which `dftlens steer --config` reads; the CLI's extra replaces them with every option
+            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "steer")
             if extra is not None:
                 extra(tmp)
             write_csv(tmp / "steering_items.csv", self.items)
             write_json(tmp / "summary.json", self.summary)
-            write_json(tmp / "config.json", asdict(self.config))
             if report:
                 from ..viz.neuron_figures import write_steering_report
 

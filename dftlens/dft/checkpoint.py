@@ -7,14 +7,15 @@ Layout of a resumable ``<out>/checkpoint-000010/``::
         adapter_model.safetensors instead, for peft / transformers to apply
         on the base model)
     tokenizer files
-    run_config.json                   the TrainConfig of the run
+    run_config.json                   the TrainConfig of the run, the hooks trained and
+                                      the sha256 of its input files (checked on resume)
     trainer_state/state.json          step
     trainer_state/optimizer.pt        AdamW state, RNG states
     trainer_state/trainable.safetensors   the LoRA weights exactly (LoRA runs)
 
 ``<out>/final/`` holds only what ``from_pretrained`` needs: the weights in the
 training dtype (bf16 after bf16 mixed precision, else float32; safetensors
-shards of at most 5 GB), the tokenizer, and ``run_config.json`` (with
+shards of at most 5 GB), the tokenizer, and ``run_config.json`` (as in a checkpoint, with
 ``completed_steps``); no optimizer, scheduler or RNG state. A LoRA adapter's
 ``base_model_name_or_path`` is the base model's Hugging Face id where one is
 known (an alias or an id), else its local directory. Files are 0644.
@@ -182,18 +183,21 @@ def _model_bytes(lm) -> int:
 
 
 def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=None, base_path=None,
-                    state: dict | None = None, optimizer_shards: list[Path] | None = None) -> Path:
+                    state: dict | None = None, optimizer_shards: list[Path] | None = None,
+                    record: dict | None = None) -> Path:
     """Write a resumable checkpoint to ``directory`` atomically (temporary sibling, then rename).
 
     ``state``: gathered weights (FSDP); ``optimizer_shards``: each process's optimizer
     and RNG file (:func:`save_optimizer_shard`), moved in instead of one optimizer.pt.
+    ``record``: what the run records next to its settings in ``run_config.json`` (``lc_hook``,
+    ``et_hook``, ``inputs``: the checksums a resume checks).
     """
     from safetensors.torch import save_file
 
     with _atomic_dir(directory, 3 * _model_bytes(lm)) as tmp:
         (tmp / STATE).mkdir()
         save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path, state=state)
-        write_json(tmp / "run_config.json", cfg.to_dict())
+        write_json(tmp / "run_config.json", {**cfg.to_dict(), **(record or {})})
         write_json(tmp / STATE / "state.json", {"step": step, "steps": cfg.steps,
                                                 "optimizer_shards": len(optimizer_shards or [])})
         if optimizer_shards:
@@ -207,12 +211,15 @@ def save_checkpoint(lm, cfg, step: int, optimizer, directory: Path, lora_config=
 
 
 def save_final(lm, cfg, step: int, directory: Path, lora_config=None, base_path=None,
-               dtype: torch.dtype | None = None, state: dict | None = None) -> Path:
-    """Write ``final/``: weights in ``dtype``, tokenizer, run config; nothing only resuming needs."""
+               dtype: torch.dtype | None = None, state: dict | None = None, record: dict | None = None) -> Path:
+    """Write ``final/``: weights in ``dtype``, tokenizer, run config; nothing only resuming needs.
+
+    ``record``: as for :func:`save_checkpoint`, added to ``run_config.json`` with ``completed_steps``.
+    """
     with _atomic_dir(directory, _model_bytes(lm)) as tmp:
         save_model_dir(lm, tmp, adapter=cfg.save_adapter, lora_config=lora_config, base_path=base_path, dtype=dtype,
                        state=state)
-        write_json(tmp / "run_config.json", {**cfg.to_dict(), "completed_steps": step})
+        write_json(tmp / "run_config.json", {**cfg.to_dict(), **(record or {}), "completed_steps": step})
     return Path(directory)
 
 

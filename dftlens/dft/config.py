@@ -21,7 +21,7 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 @dataclass
 class TrainConfig(LoadSettings):
-    """Everything that decides a run's loss curve (saved as run_config.json and run_config.yaml).
+    """Everything that decides a run's loss curve (saved as the run's ``run_config.yaml``).
 
     How the model loads (``device``, ``dtype``, ``trust_remote_code``) are the fields of
     :class:`~dftlens.models.load_settings.LoadSettings`, as for every verb; ``dtype`` defaults to
@@ -260,7 +260,7 @@ class TrainConfig(LoadSettings):
         return self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5)
 
     def to_dict(self) -> dict:
-        """Every field as a plain dict (``run_config.json``)."""
+        """Every field as a plain dict (``run_config.yaml``; a checkpoint's ``run_config.json``)."""
         return asdict(self)
 
     @classmethod

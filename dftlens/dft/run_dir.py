@@ -36,14 +36,23 @@ def prepare_run(cfg: TrainConfig, resume: Path | None, overwrite: bool, main: bo
         if found.resolve() != (out / FINAL).resolve() and final_step is not None and not overwrite:
             raise OutputExists(f"{out} already finished ({FINAL}/ at step {final_step}); resuming from {found.name} "
                                f"would replace {FINAL}/ and {LOG}, so pass --overwrite to do that.")
-        try:
-            recorded = json.loads((out / "run_config.json").read_text(encoding="utf-8")).get("inputs", {})
-        except (OSError, ValueError, AttributeError):
-            recorded = {}
-        cfg.check_inputs(recorded)
+        cfg.check_inputs(_recorded_inputs(found, out))
         return out, found
     check_run_out(out, overwrite)
     return out, None
+
+
+def _recorded_inputs(checkpoint: Path, out: Path) -> dict:
+    """The input checksums a run recorded: in the checkpoint's ``run_config.json``, or, for runs written
+    before checkpoints held them, in ``<out>/run_config.json``; {} when neither has them."""
+    for path in (checkpoint / "run_config.json", out / "run_config.json"):
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("inputs")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if recorded:
+            return recorded
+    return {}
 
 
 def _run_file(name: str) -> bool:
@@ -74,7 +83,7 @@ def start_run_dir(out: Path, overwrite: bool, world_size: int = 1) -> None:
     Called after every check passed, so a run that fails early leaves the earlier one intact.
     Only paths in the earlier run's manifest (and leftovers of dead dftlens processes) are deleted
     (:func:`dftlens.ownership.remove_owned`). The new manifest lists the files the run writes
-    (``log.jsonl``, the run configs, the optimizer shards of ``world_size`` processes); each
+    (``log.jsonl``, ``run_config.yaml``, the optimizer shards of ``world_size`` processes); each
     checkpoint is added when saved (:func:`record_saved`).
     """
     if out.exists() and overwrite:
@@ -82,7 +91,7 @@ def start_run_dir(out: Path, overwrite: bool, world_size: int = 1) -> None:
     elif out.exists():
         ownership.remove_leftovers(out)  # only leftovers of dead runs were there (check_run_out)
     out.mkdir(parents=True, exist_ok=True)
-    ownership.write_manifest(out, [LOG, "run_config.json", RUN_CONFIG,
+    ownership.write_manifest(out, [LOG, RUN_CONFIG,
                                    *(ckpt.optimizer_shard_path(out, r).name for r in range(world_size))], "train")
 
 

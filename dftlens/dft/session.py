@@ -9,7 +9,7 @@ choice, builds AdamW and the DFT loss, and writes the run directory's settings;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +17,6 @@ import torch
 from ..config_files import RUN_CONFIG, write_run_config
 from ..data.languages import split_list
 from ..errors import DftlensError
-from ..io import write_json
 from ..models.interface import LensModel
 from . import checkpoint as ckpt
 from .batches import collate
@@ -58,7 +57,8 @@ class TrainSession:
     (the checkpoint resumed, or None); ``lm``; ``examples`` (the encoded training pairs); ``params``
     (the trainable parameters); ``optimizer``; ``loss_fn``; ``lora_config``/``base_path`` (what
     checkpoints record about the base model); ``save_dtype`` (``final/``'s dtype, None: as trained);
-    ``log`` (the step records so far).
+    ``log`` (the step records so far); ``record`` (``lc_hook``, ``et_hook``, ``inputs``: what each
+    checkpoint's ``run_config.json`` holds besides the settings, set by :meth:`write_start`).
     """
 
     cfg: TrainConfig
@@ -75,6 +75,7 @@ class TrainSession:
     base_path: Path
     save_dtype: torch.dtype | None
     log: list[dict]
+    record: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, cfg: TrainConfig, given: LensModel | None, resume: Path | str | None,
@@ -108,16 +109,22 @@ class TrainSession:
                    base_path, save_dtype, log)
 
     def write_start(self, overwrite: bool) -> None:
-        """Replace an earlier run (or clear a killed run's leftovers), write the settings and the log so far."""
+        """Replace an earlier run (or clear a killed run's leftovers), write the settings and the log so far.
+
+        Also fixes what checkpoints record next to the settings (:attr:`record`): the hooks trained and the
+        sha256 of the input files as they are now (on resume: as checked against the checkpoint's).
+        """
         cfg, out = self.cfg, self.out
+        self.record = {"lc_hook": self.loss_fn.lc_hook, "et_hook": self.loss_fn.et_hook,
+                       "inputs": cfg.input_checksums()}
         if self.dist.is_main:
             if self.resume_from is None:
                 start_run_dir(out, overwrite, self.dist.world_size)  # only now is an earlier run replaced
             else:
                 remove_leftovers(out)  # a checkpoint half-written when a killed run stopped
-            write_json(out / "run_config.json", {**cfg.to_dict(), "lc_hook": self.loss_fn.lc_hook,
-                                                 "et_hook": self.loss_fn.et_hook, "inputs": cfg.input_checksums()})
-            write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")  # `dftlens train --config` reruns it
+            # the run's one settings file (`dftlens train --config` reruns it); the hooks and input checksums
+            # go into each checkpoint's run_config.json (see save)
+            write_run_config(out / RUN_CONFIG, cfg.to_dict(), "train")
             write_log(out, self.log)
         self.dist.init_trackers(Path(cfg.out).name or "dftlens", cfg.to_dict())
 
@@ -138,10 +145,10 @@ class TrainSession:
         if dist.is_main:
             if name == FINAL:  # weights (training dtype), tokenizer, run config: what from_pretrained needs
                 ckpt.save_final(self.lm, self.cfg, step, path, self.lora_config, self.base_path, self.save_dtype,
-                                state)
+                                state, self.record)
             else:  # resumable: full-precision weights, AdamW and RNG state
                 ckpt.save_checkpoint(self.lm, self.cfg, step, self.optimizer, path, self.lora_config,
-                                     self.base_path, state, shards)
+                                     self.base_path, state, shards, self.record)
                 ckpt.prune(self.out, self.cfg.keep_checkpoints)
             record_saved(self.out, name)
         dist.barrier()
