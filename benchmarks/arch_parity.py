@@ -24,7 +24,7 @@ from conftest import ALL_FAMILIES, build_tiny_model_dir  # noqa: E402
 
 from dftlens import load_model  # noqa: E402
 from dftlens.models import hook_name  # noqa: E402
-from dftlens.models.capture import last_token_index  # noqa: E402
+from dftlens.models.engine_protocol import last_token_index  # noqa: E402
 
 TEXTS = ['Français: "eau" - English: "water"', "the cat", "水"]
 

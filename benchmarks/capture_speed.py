@@ -15,7 +15,7 @@ import torch
 
 from dftlens import load_model
 from dftlens.analysis.lens import translation_prompt
-from dftlens.models.hooks import SITES
+from dftlens.models.hook_points import SITES
 
 from timing import interleaved_medians, print_ratios
 

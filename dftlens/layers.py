@@ -36,7 +36,7 @@ from typing import Sequence
 
 from .errors import DataError, LayerError
 from .layer_evidence import Evidence
-from .models.hooks import SITES, hook_name, parse_hook_name
+from .models.hook_points import SITES, hook_name, parse_hook_name
 
 FILENAME = "layers.json"
 SIGNALS = ("lc", "et")

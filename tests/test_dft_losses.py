@@ -350,7 +350,7 @@ def test_continuation_rows_start_after_their_own_prefix():
     from dftlens.data.instructions import Segmented
     from dftlens.dft.batches import IGNORE, pack
     from dftlens.dft.prefix_reuse import continuation
-    from dftlens.models.capture import position_ids_from_mask
+    from dftlens.models.engine_protocol import position_ids_from_mask
 
     other = pack([Segmented([2, 5, 6, 7, 8], 3), Segmented([2, 5, 9], 2)], pad_id=0, bos_id=2)
     new, targets = continuation(other, torch.tensor([3, 1]))

@@ -7,7 +7,7 @@ import torch
 
 from dftlens.analysis.lens import lens_table, translation_prompt
 from dftlens.models import hook_name
-from dftlens.models.capture import last_token_index, position_ids_from_mask
+from dftlens.models.engine_protocol import last_token_index, position_ids_from_mask
 
 pytestmark = pytest.mark.embedded
 

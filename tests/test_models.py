@@ -8,7 +8,7 @@ import torch
 from dftlens import load_model
 from dftlens.errors import LayerError, ModelNotAvailable
 from dftlens.models import hook_name, parse_hook_name
-from dftlens.models.capture import last_token_index
+from dftlens.models.engine_protocol import last_token_index
 
 from conftest import ALL_FAMILIES, FAMILIES
 

@@ -66,7 +66,7 @@ def stats_in_trace(lm, chunk, token_sets, top_k: int = 10,
     """
     from ..errors import DftlensError
     from ..models import lens_kernel
-    from ..models.capture import last_token_index
+    from ..models.engine_protocol import last_token_index
     from .lens_rows import item_set_tensors
 
     model, remote = lm.trace_target()

@@ -31,7 +31,7 @@ from ..data.parallel import load_sentences
 from ..errors import DataError, DftlensError
 from ..io import output_dir, read_csv, write_csv, write_json
 from ..models import Edit, LensModel
-from ..models.hooks import hook_name
+from ..models.hook_points import hook_name
 from ..models.mlp_layout import d_mlp
 from .lape import ActivationStats, Selection, activation_stats, neuron_sets, select_neurons
 from .neuron_config import NeuronsConfig

@@ -38,7 +38,7 @@ from ..data.prompts import translation_items
 from ..errors import DataError, LayerError
 from ..io import output_dir, write_csv, write_json
 from ..models import Edit, LensModel
-from ..models.hooks import hook_name
+from ..models.hook_points import hook_name
 from .neuron_config import NeuronsConfig, SteerConfig
 from .stats import summarise
 from .token_sets import TokenSets

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .engines import BACKENDS, make_engine
-from .hooks import SITES, hook_name, parse_hook_name
-from .capture import Capture, last_token_index
+from .hook_points import SITES, hook_name, parse_hook_name
+from .engine_protocol import Capture, last_token_index
 from .interface import LensModel
 from .interventions import Edit
 from .load_settings import DTYPE_CHOICES

@@ -1,7 +1,7 @@
 """Where each model family keeps its blocks, final norm and per-site modules.
 
 Like nnterp, one small table per family maps the family's own module names onto
-the TransformerLens vocabulary in ``hooks.py``; nothing outside this file and the
+the TransformerLens vocabulary in ``hook_points.py``; nothing outside this file and the
 engines needs to know them. The TransformerLens engine reads the bridge's own
 hooks (TransformerLens 4 knows every family listed here); the tables below are
 what the nnsight engine, the logit lens (final norm) and the checks use, and the
@@ -147,7 +147,7 @@ class Architecture:
     @property
     def available(self) -> tuple[str, ...]:
         """Every site this model has, in execution order."""
-        from .hooks import SITES
+        from .hook_points import SITES
 
         return tuple(s for s in SITES if s in self.sites or s in self.derived)
 

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DftlensError
 from .architecture import describe
-from .hooks import execution_order, parse_hook_name
+from .hook_points import execution_order, parse_hook_name
 
 BACKENDS = ("transformer_lens", "nnsight")
 

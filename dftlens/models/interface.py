@@ -6,7 +6,7 @@ engines (TransformerLens ``TransformerBridge`` or nnsight). Everything above thi
 module speaks hook names only and never needs to know which engine runs.
 
 Its parts: the capture contract (``Capture``, ``Engine``, ``Positions``) is
-:mod:`.capture`, the logit lens (:meth:`LensModel.decode` and its helpers)
+:mod:`.engine_protocol`, the logit lens (:meth:`LensModel.decode` and its helpers)
 :mod:`.decoding`, tokenizing :mod:`.tokenizing`, prefix reuse :mod:`.kv_prefix`.
 """
 
@@ -20,9 +20,9 @@ import torch
 from ..errors import LayerError
 from ..numerics import check_activations
 from .architecture import Architecture, describe
-from .capture import Capture, Engine, Positions, gather_positions, last_token_index, position_ids_from_mask
+from .engine_protocol import Capture, Engine, Positions, gather_positions, last_token_index, position_ids_from_mask
 from .decoding import LogitLens
-from .hooks import execution_order, hook_name, parse_hook_name
+from .hook_points import execution_order, hook_name, parse_hook_name
 from .kv_prefix import KVPrefix
 from .tokenizing import Tokenizing
 
@@ -35,7 +35,7 @@ class LensModel(LogitLens, Tokenizing):
     """A loaded model behind one interface for analysis and training, with TransformerLens hook names.
 
     Activations are named ``blocks.{layer}.hook_{site}`` (``layer``: 0-based block index;
-    ``site`` one of :data:`~dftlens.models.hooks.SITES`) whichever engine runs the model
+    ``site`` one of :data:`~dftlens.models.hook_points.SITES`) whichever engine runs the model
     (TransformerLens 4 ``TransformerBridge`` or nnsight 0.8). Shapes: ``b`` batch rows, ``t``
     tokens, ``d`` = :attr:`d_model`, ``V`` = :attr:`vocab_size`, ``L`` = :attr:`n_layers`.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
-from .capture import position_ids_from_mask
+from .engine_protocol import position_ids_from_mask
 
 
 class Tokenizing:

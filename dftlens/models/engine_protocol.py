@@ -1,4 +1,4 @@
-"""The capture contract: what an engine does and what :meth:`LensModel.capture` returns.
+"""The engine protocol and the capture contract: what an engine does and what ``LensModel.capture`` returns.
 
 :class:`Engine` is the protocol both engines (TransformerLens ``TransformerBridge``,
 nnsight) implement; :class:`Capture` the activations read at hook names, reduced to
