@@ -100,7 +100,7 @@ def user_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from dftlens.io import command_scope
+        from dftlens.output_dirs import command_scope
         from dftlens.signals import exit_code, stop_raises
 
         try:

@@ -40,7 +40,7 @@ def compare(
     from dftlens.analysis.compare import OUTPUTS, compare_models, model_labels
     from dftlens.config_files import RUN_CONFIG
     from dftlens.errors import DftlensError
-    from dftlens.io import prepare_output_dir
+    from dftlens.output_dirs import prepare_output_dir
     from dftlens.viz.export import parse_formats
 
     from dftlens.data.languages import split_list

@@ -47,7 +47,7 @@ def evaluate(
 
     from dftlens.evaluation.outputs import OUTPUTS, plain_table, write_outputs
     from dftlens.evaluation.runner import evaluate_models
-    from dftlens.io import prepare_output_dir
+    from dftlens.output_dirs import prepare_output_dir
 
     first = Path(cfg.models[0]).name if cfg.models else "model"
     out = out or Path("runs") / f"eval-{first}-{datetime.now():%Y%m%d-%H%M%S}"

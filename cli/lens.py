@@ -32,7 +32,8 @@ def lens(
     """
     from dftlens import load_model
     from dftlens.analysis.lens import lens_table
-    from dftlens.io import check_output_file, write_owned_csv
+    from dftlens.io import write_owned_csv
+    from dftlens.output_dirs import check_output_file
 
     if csv is not None:
         check_output_file(csv, overwrite)  # before the model loads

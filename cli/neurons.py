@@ -39,7 +39,7 @@ def neurons(
     from dftlens import load_model
     from dftlens.analysis.neurons import OUTPUTS, load_split, run_neurons
     from dftlens.config_files import RUN_CONFIG
-    from dftlens.io import prepare_output_dir
+    from dftlens.output_dirs import prepare_output_dir
 
     options = load.load_kwargs()
     load_split(cfg)  # bad settings or a language the sentences lack fail before the model loads
@@ -80,7 +80,7 @@ def steer(
     from dftlens import load_model
     from dftlens.analysis.steering import OUTPUTS, run_steering
     from dftlens.config_files import RUN_CONFIG
-    from dftlens.io import prepare_output_dir
+    from dftlens.output_dirs import prepare_output_dir
     from dftlens.layers import model_n_layers
 
     options = load.load_kwargs()

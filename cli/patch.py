@@ -60,7 +60,7 @@ def patch(
     from dftlens.analysis.patch_result import OUTPUTS
     from dftlens.analysis.patching import run_patching
     from dftlens.config_files import RUN_CONFIG
-    from dftlens.io import prepare_output_dir
+    from dftlens.output_dirs import prepare_output_dir
     from dftlens.layers import model_n_layers
     from dftlens.viz.export import parse_formats
 

@@ -40,7 +40,7 @@ def probe(
     from dftlens import load_model
     from dftlens.analysis.probe_run import OUTPUTS, run_probe
     from dftlens.config_files import RUN_CONFIG
-    from dftlens.io import prepare_output_dir
+    from dftlens.output_dirs import prepare_output_dir
     from dftlens.viz.export import parse_formats
 
     if causal and "causal_pairs" not in settings.given:

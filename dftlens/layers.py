@@ -29,12 +29,12 @@ the one place that rule is checked).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from .errors import DataError, LayerError
+from .io import read_json, write_json
 from .layer_evidence import Evidence
 from .models.hook_points import SITES, hook_name, parse_hook_name
 
@@ -157,8 +157,6 @@ class LayerChoice:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (or ``path/layers.json`` for a directory) atomically."""
-        from .io import write_json
-
         if self.lc_layer is None or self.et_layer is None:
             raise LayerError("A layers.json needs both an LC and an ET layer.")
         path = Path(path)
@@ -229,22 +227,18 @@ class LayerChoice:
 
     @classmethod
     def load(cls, path: str | Path) -> "LayerChoice":
-        """Read and validate ``path`` (a ``layers.json`` or a probe directory holding one)."""
+        """Read and validate ``path`` (a ``layers.json`` or a probe directory holding one).
+
+        Raises DataError (one sentence naming the file): it does not exist, cannot be read, is
+        damaged (not UTF-8, not valid JSON: :func:`dftlens.io.read_json`'s wording) or does not
+        hold a valid layer choice (:meth:`from_dict`).
+        """
         path = Path(path).expanduser()
         if path.is_dir():
             path = path / FILENAME
         if not path.is_file():
             raise DataError(f"{path} does not exist; run `dftlens probe` first or pass --lc-layer/--et-layer.")
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise DataError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
-        except OSError as exc:
-            raise DataError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+        data = read_json(path)  # one sentence for a file that cannot be read or is not JSON
         return cls.from_dict(data, str(path))
 
 

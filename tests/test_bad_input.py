@@ -205,7 +205,7 @@ def test_layers_file_kinds(files, tmp_path):
         user_error([*verb, "--layers", files["layers_hooks_string"]], "'hooks' must be an object", out)
         user_error([*verb, "--layers", tmp_path / "none.json"], "does not exist; run `dftlens probe` first", out)
         user_error([*verb, "--layers", files["layers_order"]], "must come before the ET layer", out)
-        user_error([*verb, "--layers", files["a_file"]], "is not valid JSON", out)
+        user_error([*verb, "--layers", files["a_file"]], "is damaged: not valid JSON", out)
     user_error([*t, "--layers", files["layers_18"]], "was written for a model with 18 layers", out)
     user_error([*t, "--layers", files["layers"], "--lc-layer", "3"],
                "the LC layer (blocks.3.hook_resid_post) must come before the ET layer (blocks.2.hook_resid_post)", out)
@@ -294,7 +294,7 @@ def test_out_kinds_refused_before_any_work(files, tmp_path, monkeypatch):
 
 
 def _hold_lock(out, ready, release):
-    from dftlens.io import output_lock
+    from dftlens.output_dirs import output_lock
 
     with output_lock(out):
         ready.set()

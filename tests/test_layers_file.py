@@ -55,13 +55,13 @@ def test_bad_fields_are_one_sentence(tmp_path, change, phrase):
 def test_bad_files(tmp_path):
     with pytest.raises(DataError, match="does not exist; run `dftlens probe` first"):
         LayerChoice.load(tmp_path / "none.json")
-    with pytest.raises(DataError, match=r"not valid JSON \(Expecting .* line 1, column 2\)"):
+    with pytest.raises(DataError, match=r"layers.json is damaged: not valid JSON \(Expecting .* line 1, column 2\)"):
         LayerChoice.load(write(tmp_path, "{oops"))
     with pytest.raises(DataError, match="must hold a JSON object, not a list"):
         LayerChoice.load(write(tmp_path, [1]))
     bad = tmp_path / "cp1252.json"
     bad.write_bytes(json.dumps({**GOOD, "model": "caf\u00e9"}, ensure_ascii=False).encode("cp1252"))
-    with pytest.raises(DataError, match="not UTF-8 text; save it as UTF-8"):
+    with pytest.raises(DataError, match="cp1252.json is damaged: not UTF-8 text; save it as UTF-8"):
         LayerChoice.load(bad)
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode())

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from dftlens import io, ownership
+from dftlens import output_dirs, ownership
 from dftlens.errors import OutputExists
 
 OUTPUTS = ["a.csv", "figures"]
@@ -71,7 +71,7 @@ def plant(base: Path, entries, outside: Path) -> None:
 
 
 def write_output_dir(out: Path, overwrite: bool) -> None:
-    with io.output_dir(out, OUTPUTS, overwrite) as tmp:
+    with output_dirs.output_dir(out, OUTPUTS, overwrite) as tmp:
         (tmp / "a.csv").write_text("new")
         (tmp / "figures").mkdir()
         (tmp / "figures" / "f.png").write_bytes(b"png")
@@ -81,7 +81,7 @@ def write_train_dir(out: Path, overwrite: bool) -> None:
     from dftlens.dft.run_dir import check_run_out, record_saved, start_run_dir
 
     check_run_out(out, overwrite)
-    with io.claim_output(out, check=False) as real:
+    with output_dirs.claim_output(out, check=False) as real:
         start_run_dir(real, overwrite)
         (real / "log.jsonl").write_text("{}\n")
         (real / "final").mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ import pytest
 from dft_data import instruction_rows, write_jsonl
 from typer.testing import CliRunner
 
-from dftlens import io, ownership
+from dftlens import output_dirs, ownership
 from dftlens_cli.app import app
 
 runner = CliRunner()
@@ -142,7 +142,7 @@ def test_symlink_out_writes_into_the_target_and_shares_its_lock(files, tmp_path)
     assert (tmp_path / "link").is_symlink() and os.readlink(tmp_path / "link") == str(target)
     assert (target / "layers.json").is_file()
     assert sorted(os.listdir(tmp_path)) == ["link", "target"]  # no .link.tmp-*, no lock left
-    assert io.lock_path(tmp_path / "link") == io.lock_path(target)
+    assert output_dirs.lock_path(tmp_path / "link") == output_dirs.lock_path(target)
 
 
 def test_leftovers_of_dead_runs_are_removed_and_nothing_else(files, tmp_path):
@@ -346,7 +346,7 @@ def test_a_listed_folder_replaced_by_a_link_is_never_deleted_through(tmp_path):
     outputs = ["a.csv", "figures"]
 
     def write(overwrite):
-        with io.output_dir(out, outputs, overwrite) as tmp:
+        with output_dirs.output_dir(out, outputs, overwrite) as tmp:
             (tmp / "a.csv").write_text("x")
             (tmp / "figures").mkdir()
             (tmp / "figures" / "f.png").write_bytes(b"png")
@@ -361,7 +361,7 @@ def test_a_listed_folder_replaced_by_a_link_is_never_deleted_through(tmp_path):
 
 
 def _hold(out, ready, release):
-    with io.output_lock(out):
+    with output_dirs.output_lock(out):
         ready.set()
         release.wait(120)
 

@@ -17,7 +17,8 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import DataError
-from ..io import output_dir, write_csv
+from ..io import write_csv
+from ..output_dirs import output_dir
 from ..layers import LayerChoice
 from ..models import load_model
 from .probe_run import ProbeConfig, ProbeResult, run_probe

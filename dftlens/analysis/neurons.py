@@ -29,7 +29,8 @@ import torch
 from ..config_files import RUN_CONFIG, write_run_config
 from ..data.parallel import load_sentences
 from ..errors import DataError, DftlensError
-from ..io import output_dir, read_csv, write_csv, write_json
+from ..io import read_csv, write_csv, write_json
+from ..output_dirs import output_dir
 from ..models import Edit, LensModel
 from ..models.hook_points import hook_name
 from ..models.mlp_layout import d_mlp

@@ -9,7 +9,8 @@ from typing import Callable
 import pandas as pd
 
 from ..config_files import RUN_CONFIG, write_run_config
-from ..io import output_dir, write_csv
+from ..io import write_csv
+from ..output_dirs import output_dir
 from .patch_config import PatchConfig
 
 OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "figures"]

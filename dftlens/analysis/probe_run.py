@@ -23,7 +23,8 @@ from ..config_files import RUN_CONFIG, check_fields, setting, write_run_config
 from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
-from ..io import output_dir, write_csv
+from ..io import write_csv
+from ..output_dirs import output_dir
 from ..layers import LayerChoice, check_order
 from ..models import LensModel
 from ..models.name_resolution import check_top_k

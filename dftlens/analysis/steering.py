@@ -36,7 +36,8 @@ from ..config_files import RUN_CONFIG, write_run_config
 from ..data.parallel import load_sentences, load_words
 from ..data.prompts import translation_items
 from ..errors import DataError, LayerError
-from ..io import output_dir, write_csv, write_json
+from ..io import write_csv, write_json
+from ..output_dirs import output_dir
 from ..models import Edit, LensModel
 from ..models.hook_points import hook_name
 from .neuron_config import NeuronsConfig, SteerConfig

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .. import ownership
 from ..data.instructions import EncodedPair, Segmented
-from ..io import atomic_path, prepare_output_dir
+from ..io import atomic_path
+from ..output_dirs import prepare_output_dir
 
 EXAMPLES = "examples.jsonl"
 

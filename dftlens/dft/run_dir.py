@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import ownership
 from ..config_files import RUN_CONFIG
 from ..errors import DataError, OutputExists
-from ..io import atomic_path, check_owned, check_writable, ensure_disk_space, nearest_existing
+from ..io import atomic_path, ensure_disk_space
+from ..output_dirs import check_owned, check_writable, nearest_existing
 from . import checkpoint as ckpt
 from .config import TrainConfig
 
@@ -63,7 +64,7 @@ def _run_file(name: str) -> bool:
 
 def check_run_out(out: Path, overwrite: bool) -> None:
     """A new run's ``--out``: not a file; empty, or (with ``overwrite``) holding only what a dftlens run
-    recorded as its own (:func:`dftlens.io.check_owned`); writable; with free space. Symlinks resolved."""
+    recorded as its own (:func:`dftlens.output_dirs.check_owned`); writable; with free space. Symlinks resolved."""
     out = ownership.resolve_out(out)
     if out.exists() and not out.is_dir():
         raise OutputExists(f"--out {out} is a file, not a directory; choose a directory (new or empty).")

@@ -41,7 +41,7 @@ from typing import Callable
 import torch
 
 from ..errors import DftlensError, NonFiniteError
-from ..io import claim_output
+from ..output_dirs import claim_output
 from ..models.interface import LensModel
 from ..numerics import check_step, stopped_at
 from ..signals import stop_flag

@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 from typing import Callable
 
-from ..io import output_dir, write_csv, write_json, write_text
+from ..io import write_csv, write_json, write_text
+from ..output_dirs import output_dir
 from .skips import summarize_skips
 from .runner import EvalRun, differences
 

@@ -1,4 +1,4 @@
-"""dftlens.io: output directories swap in whole, one writer at a time, checked before any work."""
+"""dftlens.output_dirs: output directories swap in whole, one writer at a time, checked before any work."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from dftlens import io
+from dftlens import output_dirs
 from dftlens.errors import DftlensError, OutputBusy, OutputExists
 from dftlens.ownership import MANIFEST
 
@@ -17,7 +17,7 @@ OUTPUTS = ["a.csv", "b.json"]
 
 
 def write_run(out, text, overwrite=False, fail=False):
-    with io.output_dir(out, OUTPUTS, overwrite) as tmp:
+    with output_dirs.output_dir(out, OUTPUTS, overwrite) as tmp:
         (tmp / "a.csv").write_text(text)
         if fail:
             raise KeyboardInterrupt  # Ctrl-C while saving
@@ -47,24 +47,24 @@ def test_failed_run_leaves_no_out_and_no_empty_parents(tmp_path):
 def test_bad_out_refused_before_work(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputExists, match="is a file, not a directory"):
-        io.check_output_dir(tmp_path / "file", OUTPUTS)
+        output_dirs.check_output_dir(tmp_path / "file", OUTPUTS)
     with pytest.raises(OutputExists, match="is a file, not a directory"):
-        io.check_output_dir(tmp_path / "file" / "run", OUTPUTS)
+        output_dirs.check_output_dir(tmp_path / "file" / "run", OUTPUTS)
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "notes.txt").write_text("mine")
     with pytest.raises(OutputExists, match=r"mixed holds notes.txt, which no dftlens run recorded as its own"):
-        io.check_output_dir(tmp_path / "mixed", OUTPUTS, overwrite=True)
+        output_dirs.check_output_dir(tmp_path / "mixed", OUTPUTS, overwrite=True)
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     with pytest.raises(DftlensError, match=r"Cannot write to .* \(read-only file system\); choose another --out"):
-        io.check_output_dir(tmp_path / "new", OUTPUTS)
+        output_dirs.check_output_dir(tmp_path / "new", OUTPUTS)
 
 
 def _hold(out, ready, release):
-    with io.output_lock(out):
+    with output_dirs.output_lock(out):
         ready.set()
         release.wait(30)
 
@@ -84,7 +84,7 @@ def test_second_writer_is_refused_with_one_sentence(tmp_path):
         release.set()
         holder.join(30)
     write_run(out, "three")  # free again
-    with io.output_lock(out), io.output_lock(out):  # re-entrant within one process
+    with output_dirs.output_lock(out), output_dirs.output_lock(out):  # re-entrant within one process
         pass
 
 
@@ -92,7 +92,7 @@ def test_full_disk_while_saving_leaves_the_earlier_run(tmp_path):
     out = tmp_path / "run"
     write_run(out, "one")
     with pytest.raises(DftlensError, match="filled up while saving; .*run was left as it was"):
-        with io.output_dir(out, OUTPUTS, overwrite=True) as tmp:
+        with output_dirs.output_dir(out, OUTPUTS, overwrite=True) as tmp:
             (tmp / "a.csv").write_text("two")
             raise OSError(errno.ENOSPC, "No space left on device")
     assert (out / "a.csv").read_text() == "one" and sorted(os.listdir(tmp_path)) == ["run"]
