@@ -10,11 +10,11 @@ import os
 import pytest
 
 from dftlens.evaluation import offline
-from dftlens.evaluation.benchmarks import BENCHMARKS, SHIPPED_LANGS, TASKS_DIR
 from dftlens.evaluation.planning import plan
 from dftlens.evaluation.skips import summarize_skips
-from dftlens.evaluation.task_configs import xquad_task_config
+from dftlens.evaluation.task_configs import load_task_yaml, shipped_dataset, xquad_task_config
 from dftlens.evaluation.task_loading import load_tasks, task_manager_for
+from dftlens.evaluation.task_table import BENCHMARKS, SHIPPED_LANGS, TASKS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +163,29 @@ def test_task_files_work_with_plain_lm_eval_from_any_directory(tmp_path, monkeyp
     assert out["n-samples"]["dftlens_mcqa_zh"] == {"original": 85, "effective": 2}
     assert out["n-samples"]["dftlens_qa_en"] == {"original": 62, "effective": 2}
     assert set(out["results"]["dftlens_qa_en"]) >= {"f1,none", "exact_match,none"}
+
+
+def test_task_yaml_reads_as_lm_eval_does(tmp_path, shipped_manager):
+    from pathlib import Path
+
+    import lm_eval
+
+    # a shipped file: !function resolved to the importable function
+    cfg = load_task_yaml(TASKS_DIR / "dftlens_mcqa_ar.yaml", resolve_functions=True)
+    assert cfg["custom_dataset"] is shipped_dataset and cfg["task"] == "dftlens_mcqa_ar"
+    assert cfg["dataset_kwargs"]["data_files"] == {"test": "data/mini_mcqa_ar.jsonl"}
+    # lm-eval's own XQuAD file: its include merged under the file's keys, !function kept as a path
+    xquad = Path(lm_eval.__file__).parent / "tasks" / "xquad" / "xquad_ar.yaml"
+    cfg = load_task_yaml(xquad, resolve_functions=False)
+    assert cfg["task"] == "xquad_ar" and cfg["dataset_name"] == "xquad.ar" and cfg["dataset_path"] == "google/xquad"
+    assert cfg["process_results"] == str(xquad.parent / "utils.process_results_qa") and "include" not in cfg
+    # a local utils.py next to the file wins over an importable module; an include cycle is refused
+    (tmp_path / "utils.py").write_text("def pick(doc):\n    return 'local'\n")
+    (tmp_path / "base.yaml").write_text("task_list: [x]\nmetric: acc\nf: !function utils.pick\n")
+    (tmp_path / "t.yaml").write_text("include: base.yaml\ntask: t\nmetric: f1\n")
+    cfg = load_task_yaml(tmp_path / "t.yaml", resolve_functions=True)
+    assert cfg["f"]({}) == "local" and cfg["metric"] == "f1" and cfg["task"] == "t" and "task_list" not in cfg
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
+    with pytest.raises(ValueError, match="Include cycle"):
+        load_task_yaml(tmp_path / "a.yaml", resolve_functions=False)

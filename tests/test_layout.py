@@ -77,7 +77,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_graph_sees_imports():
     graph = import_graph()
     assert "dftlens_cli.common" in graph["dftlens_cli.app"] and "dftlens_cli.probe" in graph["dftlens_cli.app"]
-    assert "dftlens.evaluation.benchmarks" in graph["dftlens.evaluation.planning"]
+    assert "dftlens.evaluation.task_table" in graph["dftlens.evaluation.planning"]
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 _EXPORTS = {
     "evaluate_models": "runner", "EvalConfig": "config", "EvalRun": "runner", "differences": "runner",
-    "BENCHMARKS": "benchmarks", "SUITES": "benchmarks", "DEFAULT_LANGS": "benchmarks", "plan": "planning",
+    "BENCHMARKS": "task_table", "SUITES": "task_table", "DEFAULT_LANGS": "task_table", "plan": "planning",
     "load_tasks": "task_loading", "summarize_skips": "skips",
     "write_outputs": "outputs", "plain_table": "outputs", "results_table": "outputs",
 }

@@ -13,7 +13,7 @@ from ..config_files import setting
 from ..errors import DftlensError
 from ..models.aliases import EMBEDDED
 from ..models.load_settings import LoadSettings
-from .benchmarks import DEFAULT_LANGS
+from .task_table import DEFAULT_LANGS
 
 TASKS_HELP = (
     "Suites (shipped, paper, paper-qa, paper-understanding, all), benchmarks (dftlens_mcqa, dftlens_qa, "

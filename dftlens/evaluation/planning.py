@@ -1,7 +1,7 @@
 """Planning an evaluation: suite, benchmark and task names plus languages -> lm-eval tasks.
 
-:func:`plan` expands suites (:data:`~.benchmarks.SUITES`), maps each (benchmark,
-language) to an lm-eval task through :data:`~.benchmarks.BENCHMARKS`, and returns
+:func:`plan` expands suites (:data:`~.task_table.SUITES`), maps each (benchmark,
+language) to an lm-eval task through :data:`~.task_table.BENCHMARKS`, and returns
 the :class:`PlannedTask` list plus a :class:`Skipped` note for every cell the
 benchmark does not cover. Nothing is loaded here (that is :mod:`.task_loading`).
 """
@@ -16,7 +16,7 @@ from typing import Iterable
 
 from ..data.languages import split_list
 from ..errors import DftlensError
-from .benchmarks import ALIASES, BENCHMARKS, SUITES
+from .task_table import ALIASES, BENCHMARKS, SUITES
 from .task_configs import shipped_task_config
 
 MKQA_FILE_ENV = "DFTLENS_MKQA_FILE"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .benchmarks import BENCHMARKS
+from .task_table import BENCHMARKS
 from .planning import MKQA_FILE_ENV, Skipped
 
 

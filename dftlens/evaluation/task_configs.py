@@ -10,13 +10,62 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .benchmarks import TASKS_DIR
+from .task_table import TASKS_DIR
 
 
-def _load_yaml(path: Path, resolve_functions: bool) -> dict:
-    from lm_eval.tasks._yaml_loader import load_yaml
+def load_task_yaml(path: str | Path, resolve_functions: bool, _seen: frozenset = frozenset()) -> dict:
+    """An lm-eval task file as a dict, read as lm-eval 0.4.13 reads it (plain PyYAML; lm-eval has no public loader).
 
-    return dict(load_yaml(path, resolve_func=resolve_functions))
+    ``!function module.name`` becomes the function (``resolve_functions``: a ``module.py`` next
+    to the file first, else an importable module), or without ``resolve_functions`` the text
+    ``<file's folder>/module.name``; ``include:`` files (relative to the file) are read first and
+    the file's own keys win, ``task_list`` not inherited. Raises ValueError for an include cycle
+    or a file that is not a mapping.
+    """
+    import yaml
+
+    path = Path(path).expanduser().resolve()
+    if path in _seen:
+        raise ValueError(f"Include cycle at {path}")
+
+    class TaskLoader(yaml.SafeLoader):
+        """PyYAML's safe loader plus lm-eval's ``!function`` tag."""
+
+    def function(loader: yaml.SafeLoader, node: yaml.Node):
+        spec = loader.construct_scalar(node)
+        return _import_function(spec, path.parent) if resolve_functions else str(path.parent / spec)
+
+    TaskLoader.add_constructor("!function", function)
+    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=TaskLoader)  # noqa: S506 (a safe loader)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"Expected YAML dict from {path}, got {type(cfg).__name__}")
+    if "include" not in cfg:
+        return cfg
+    includes = cfg.pop("include")
+    merged: dict = {}
+    for include in includes if isinstance(includes, list) else [includes]:
+        included = load_task_yaml(path.parent / include, resolve_functions, _seen | {path})
+        included.pop("task_list", None)  # it lists the tasks of the included file only
+        merged.update(included)
+    return {**merged, **cfg}
+
+
+def _import_function(spec: str, folder: Path):
+    """The function ``spec`` (``module.name``) names: from ``folder/module.py`` if there, else imported."""
+    import importlib
+    import importlib.util
+
+    module_name, _, name = spec.rpartition(".")
+    if not module_name:
+        raise ValueError(f"Invalid function reference {spec!r}: no module path (from YAML in {folder})")
+    local = (folder / f"{module_name.replace('.', '/')}.py").resolve()
+    if local.is_file():
+        loader_spec = importlib.util.spec_from_file_location(str(local.with_suffix("")), local)
+        module = importlib.util.module_from_spec(loader_spec)
+        loader_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    return getattr(module, name)
 
 
 def shipped_dataset(data_files: dict[str, str] | None = None, **_metadata):
@@ -49,7 +98,7 @@ def shipped_task_config(task_name: str, mkqa_file: str | Path | None = None) -> 
     path = TASKS_DIR / f"{task_name}.yaml"
     if not path.is_file():
         raise DataError(f"dftlens has no task file {path.name} (looked in {TASKS_DIR}).")
-    cfg = _load_yaml(path, resolve_functions=True)
+    cfg = load_task_yaml(path, resolve_functions=True)
     kwargs = dict(cfg.get("dataset_kwargs") or {})
     if "data_files" in kwargs:  # absolute, so the dict reads the same data wherever it is used
         kwargs["data_files"] = {
@@ -76,6 +125,6 @@ def xquad_task_config(task_manager, task_name: str, lang: str) -> dict:
     from .metrics import make_qa_process_results
 
     entry = task_manager.task_index[task_name]
-    cfg = _load_yaml(Path(entry.yaml_path), resolve_functions=False)
+    cfg = load_task_yaml(entry.yaml_path, resolve_functions=False)
     cfg["process_results"] = make_qa_process_results(lang)
     return cfg

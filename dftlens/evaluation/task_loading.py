@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from .benchmarks import BENCHMARKS, TASKS_DIR
+from .task_table import BENCHMARKS, TASKS_DIR
 from .offline import datasets_offline, is_missing_data, quiet_lm_eval
 from .planning import PlannedTask, Skipped
 from .skips import how_to_get
