@@ -28,7 +28,8 @@ import statistics
 import pandas as pd
 import torch
 
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.dft.batches import collate
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.feature_signal import FEATURE_NORMS

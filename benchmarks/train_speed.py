@@ -52,7 +52,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.dft.batches import IGNORE, collate
 from dftlens.dft.chunked_ce import linear_cross_entropy
 from dftlens.dft.losses import DFTLoss

@@ -17,7 +17,8 @@ dist.init_process_group("gloo")
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 
 from dftlens import load_model  # noqa: E402
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions  # noqa: E402
+from dftlens.data.instruction_files import load_instructions  # noqa: E402
+from dftlens.data.instructions import PromptFormat, encode_pairs  # noqa: E402
 from dftlens.dft.batches import collate  # noqa: E402
 from dftlens.dft.loss_terms import step_norm  # noqa: E402
 from dftlens.dft.losses import DFTLoss  # noqa: E402

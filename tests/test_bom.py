@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dftlens.data.instructions import load_instructions
+from dftlens.data.instruction_files import load_instructions
 from dftlens.data.parallel import bundled_path, load_parallel
 
 BOM = "\ufeff"

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from dft_data import instruction_rows, write_jsonl
 
 from dftlens import load_model
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.dft.batches import collate
 from dftlens.dft.config import TrainConfig
 from dftlens.dft.contrastive_signal import info_nce

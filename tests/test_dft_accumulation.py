@@ -13,7 +13,8 @@ import torch
 from dft_data import instruction_rows, write_jsonl
 
 from dftlens import load_model
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.dft.batches import collate
 from dftlens.dft.loss_terms import step_norm
 from dftlens.dft.losses import DFTLoss

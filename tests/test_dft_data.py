@@ -8,9 +8,8 @@ import pytest
 import torch
 from dft_data import instruction_rows, write_jsonl
 
-from dftlens.data.instructions import (
-    BUNDLED_HELDOUT, BUNDLED_TRAIN, PromptFormat, encode_pairs, load_instructions,
-)
+from dftlens.data.instruction_files import BUNDLED_HELDOUT, BUNDLED_TRAIN, load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.dft.batches import IGNORE, collate
 from dftlens.errors import DataError
 

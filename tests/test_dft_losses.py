@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from dft_data import instruction_rows, write_jsonl
 
 from dftlens import load_model
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.dft.batches import collate
 from dftlens.dft.chunked_ce import linear_cross_entropy
 from dftlens.dft.losses import DFTLoss

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from dftlens.data.instructions import PromptFormat, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pairs
 from dftlens.data.parallel import bundled_path
 from dftlens.evaluation.heldout import heldout_nll
 

@@ -14,7 +14,8 @@ import pytest
 from conftest import TOKENIZER_KINDS, make_tokenizer
 from dft_data import instruction_rows, write_jsonl
 
-from dftlens.data.instructions import PromptFormat, encode_pair, encode_pairs, load_instructions
+from dftlens.data.instruction_files import load_instructions
+from dftlens.data.instructions import PromptFormat, encode_pair, encode_pairs
 from dftlens.dft.batches import IGNORE, collate
 
 

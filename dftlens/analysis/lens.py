@@ -30,7 +30,7 @@ from ..errors import DataError
 from ..models import LensModel
 from ..models.name_resolution import check_top_k
 from ..models.lens_kernel import reduce_logits
-from .lens_rows import SHARES, batch_rows, item_set_tensors, lens_row, pad_sets  # noqa: F401 (lens_row: docs)
+from .lens_rows import SHARES, batch_rows, item_set_tensors, pad_sets
 from .token_sets import OVERLAP_POLICIES, TokenSets
 
 PROB_COLUMNS = ["p_en", "p_target", "p_input"] + [f"share_{c}" for c in SHARES]
@@ -51,7 +51,7 @@ def entropy_bits(logp: torch.Tensor) -> torch.Tensor:
 def measure(lm: LensModel, items: list[PromptItem], token_sets: TokenSets, batch_size: int = 16,
             top_k: int = 10, show_tokens: int = 3, progress: bool = True, desc: str = "logit lens",
             policy: str = "exclusive") -> pd.DataFrame:
-    """One row per item and layer (see ITEM_COLUMNS and :func:`lens_row`), plus ``correct``:
+    """One row per item and layer (see ITEM_COLUMNS and :func:`~dftlens.analysis.lens_rows.lens_row`), plus ``correct``:
     whether the item's top-1 lens token at the LAST layer is in its target-language token set
     (the model starts the right word), repeated on every layer's row of that item.
 

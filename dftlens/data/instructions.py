@@ -1,8 +1,8 @@
-"""Parallel instruction data for DFT: format and tokenise (loading and validation re-exported).
+"""Parallel instruction data for DFT: format and tokenise.
 
 Each example is one instruction in English and in a target language; the
-accepted file layouts and their reading are :mod:`dftlens.data.instruction_files`
-(whose names are importable from here too).
+accepted file layouts and their reading (``load_instructions``, the bundled files) are
+:mod:`dftlens.data.instruction_files`.
 
 Prompt formatting (:class:`PromptFormat`). The default ``plain`` template is the
 stanford_alpaca layout without its preamble sentence, with English headers for
@@ -41,8 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import DataError
-from .instruction_files import (BUNDLED_HELDOUT, BUNDLED_TRAIN, InstructionData, InstructionPair,  # noqa: F401
-                                Turn, load_instructions)
+from .instruction_files import InstructionData, InstructionPair, Turn
 
 TEMPLATES = ("plain", "chat")
 

@@ -228,7 +228,7 @@ class TrainConfig(LoadSettings):
 
     def input_files(self) -> dict[str, Path]:
         """The files whose content decides the run (``--data``, ``--layers``), by option name."""
-        from ..data.instructions import BUNDLED_TRAIN
+        from ..data.instruction_files import BUNDLED_TRAIN
 
         files = {"--data": Path(self.data).expanduser() if self.data else BUNDLED_TRAIN}
         if self.train_neurons:

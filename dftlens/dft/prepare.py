@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.instructions import EncodedPair, PromptFormat, encode_pairs, load_instructions
+from ..data.instruction_files import load_instructions
+from ..data.instructions import EncodedPair, PromptFormat, encode_pairs
 from ..data.languages import split_list
 from ..errors import DftlensError
 from ..models import load_model, resolve

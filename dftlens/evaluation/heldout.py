@@ -13,7 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..data.instructions import PromptFormat, encode_pairs, load_instructions
+from ..data.instruction_files import load_instructions
+from ..data.instructions import PromptFormat, encode_pairs
 from ..data.packing import IGNORE, pack
 from ..models import LensModel
 
