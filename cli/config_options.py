@@ -23,18 +23,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
-from dftlens.config_files import RUN_CONFIG, field_types, read_run_config, renamed_settings, shown, write_run_config
+from dftlens.config_files import RUN_CONFIG, field_types, read_run_config, renamed_settings, write_run_config
 from dftlens.errors import DftlensError
 
+from .field_options import FieldOption, coerce_value, optional_type
+
 _EXPLICIT = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
-_SCALARS = (bool, int, float, str)
 CONFIG_HELP = "YAML file of option values (e.g. a run's run_config.yaml); flags given here override it."
 
 
@@ -51,167 +51,6 @@ class RunSettings:
         return write_run_config(Path(out_dir) / RUN_CONFIG, self.values, self.verb)
 
 
-def _optional(tp: Any) -> tuple[Any, bool]:
-    """``T | None`` -> (T, True); anything else -> (tp, False)."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
-
-
-def _pairs_text(pairs) -> str:
-    return ",".join(f"{a}:{b}" for a, b in pairs)
-
-
-def _list_kind(tp: Any) -> str | None:
-    if typing.get_origin(tp) is not list:
-        return None
-    (item,) = typing.get_args(tp) or (Any,)
-    if item is str:
-        return "list"
-    if typing.get_origin(item) is tuple and typing.get_args(item) == (str, str):
-        return "pairs"
-    return None
-
-
-@dataclasses.dataclass
-class FieldOption:
-    """How one dataclass field appears on the command line and in config files."""
-
-    name: str
-    type: Any  # the field's resolved type
-    cli_type: Any  # the annotation typer sees
-    default: Any  # the command-line default (typer's), in command-line form
-    decls: tuple[str, ...]
-    help: str
-    parse: Callable[[Any], Any] | None = None  # command-line or YAML value -> field value
-    choices: tuple | None = None
-    none_as: Any = None
-    optional: bool = False
-
-    @classmethod
-    def from_field(cls, field: dataclasses.Field, tp: Any, default: Any, help: str | None = None
-                   ) -> "FieldOption":
-        """The option for one config dataclass field, from its ``setting(...)`` metadata.
-
-        ``tp`` is the field's resolved type, ``default`` its default value and ``help`` overrides the
-        metadata's help text. Lists of languages and of language pairs become comma-separated
-        text options (or repeatable ones with ``repeat=True``); ``none_as`` and ``show`` decide the
-        default shown on the command line.
-
-        Raises:
-            TypeError: a field type the command line cannot express without
-                ``cli_type``/``parse``/``show`` metadata.
-        """
-        meta = dict(field.metadata)
-        if help is not None:
-            meta["help"] = help
-        base, optional = _optional(tp)
-        none_as = meta.get("none_as")
-        parse, show = meta.get("parse"), meta.get("show")
-        kind = _list_kind(base)
-        if "cli_type" in meta:
-            cli_type = meta["cli_type"]
-        elif kind is not None:
-            from dftlens.data.languages import parse_pairs, split_list
-
-            cli_type = typing.List[str] if meta.get("repeat") else str
-            if kind == "pairs":
-                parse, show = parse or (lambda v: parse_pairs(v, what="--" + field.name.replace("_", "-") + " entry")), \
-                    show or _pairs_text
-            else:
-                parse, show = parse or (lambda v: split_list(v) or (None if optional else [])), show or ",".join
-        elif base in _SCALARS or base is Path:
-            cli_type = base
-        else:
-            raise TypeError(f"{field.name}: give its command-line form with cli_type/parse/show metadata ({tp}).")
-        if none_as is not None:
-            shown = none_as if default is None else (show(default) if show else default)
-        elif default is None:
-            shown = None
-        elif meta.get("repeat"):  # a repeatable option (--model a --model b), commas also work
-            shown = [show(default)] if show else list(default)
-        else:
-            shown = show(default) if show else default
-        if shown is None and cli_type is not bool:
-            cli_type = Optional[cli_type]
-        flag = meta.get("flag")
-        name = "--" + field.name.replace("_", "-")
-        if flag is not None:
-            decls = (flag,) if isinstance(flag, str) else tuple(flag)
-        else:
-            decls = (f"{name}/--no-{name[2:]}",) if cli_type is bool else (name,)
-        decls += tuple(meta.get("short", ()))
-        help_text = meta.get("help", "")
-        choices = tuple(meta["choices"]) if meta.get("choices") else None
-        if choices:
-            help_text = f"{help_text} One of: {', '.join(map(str, choices))}.".strip()
-        return cls(field.name, tp, cli_type, shown, decls, help_text, parse, choices, none_as, optional)
-
-    def expected(self) -> str:
-        """What a value of this option looks like, for messages: "language pairs such as fr:zh" ..."""
-        kind = _list_kind(_optional(self.type)[0])
-        if kind == "pairs":
-            return "language pairs such as fr:zh (text, or a list of [input, target] pairs)"
-        if kind == "list":
-            return "a list of names (or comma-separated text)"
-        return f"text as on the command line (see `{self.decls[0].split('/')[0]} --help`)"
-
-    def parameter(self) -> inspect.Parameter:
-        """A keyword-only ``inspect.Parameter`` holding the ``typer.Option``, for a generated signature."""
-        option = typer.Option(self.default, *self.decls, help=self.help)
-        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=self.cli_type)
-
-    def value(self, raw: Any, where: str) -> Any:
-        """The field value for a command-line or config-file value (checked, converted).
-
-        ``where`` names the value in messages: ``--max-items`` or ``Config file x.yaml: max_items``.
-        """
-        if raw is None or (self.none_as is not None and raw == self.none_as):
-            if not self.optional:
-                raise DftlensError(f"{where} needs a value.")
-            return None
-        if self.parse:
-            try:
-                value = self.parse(raw)
-            except (TypeError, ValueError, AttributeError, IndexError):  # a YAML value of the wrong shape
-                raise DftlensError(f"{where} must be {self.expected()}, not {shown(raw)}.") from None
-        else:
-            value = _coerce(raw, _optional(self.type)[0], where)
-        if self.choices and value not in self.choices:
-            raise DftlensError(f"{where} must be one of {', '.join(map(str, self.choices))}, not {shown(value)}.")
-        return value
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """A config-file value as the option's type (ints for floats, strings for paths)."""
-    if tp is Path:
-        if isinstance(value, str) and value:
-            return Path(value)
-        raise DftlensError(f"{where} must be a path (text), not {shown(value)}.")
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-5 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if typing.get_origin(tp) is list and isinstance(value, str):
-        return [value]
-    if tp in _SCALARS and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
-        raise DftlensError(f"{where} must be {_NAMES[tp]}, not {shown(value)}.")
-    if typing.get_origin(tp) is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        if not isinstance(value, list) or (item in _SCALARS and not all(isinstance(v, item) for v in value)):
-            raise DftlensError(f"{where} must be a list of {_NAMES.get(item, 'values')}, not {shown(value)}.")
-    return value
-
-
-
-_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
-
-
 def _own_options(func: Callable, n_configs: int) -> tuple[list[str], list[inspect.Parameter], dict[str, Any]]:
     """The command function's config parameter names, its own options, and their resolved types."""
     sig = inspect.signature(func)
@@ -221,6 +60,107 @@ def _own_options(func: Callable, n_configs: int) -> tuple[list[str], list[inspec
     own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
            for p in rest if p.name != "settings"]
     return config_names, own, {p.name: hints.get(p.name, Any) for p in rest}
+
+
+@dataclasses.dataclass
+class OptionTable:
+    """The fields of a verb's config classes and the command-line option generated for each.
+
+    ``fields``/``owner``/``types``: every field by name, the index of its class in ``classes`` and its
+    resolved type; ``options``: the fields that are options (not excluded, not ``cli=False``);
+    ``defaults``: the verb's own defaults (field values).
+    """
+
+    classes: tuple[type, ...]
+    fields: dict[str, dataclasses.Field]
+    owner: dict[str, int]
+    types: dict[str, Any]
+    options: dict[str, FieldOption]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def build(cls, classes: tuple[type, ...], exclude: tuple[str, ...], defaults: dict[str, Any],
+              helps: dict[str, str]) -> "OptionTable":
+        """The table of ``classes`` (see :func:`config_options`); TypeError when two classes share a field."""
+        types_: dict[str, Any] = {}
+        fields: dict[str, dataclasses.Field] = {}
+        owner: dict[str, int] = {}
+        for i, config_cls in enumerate(classes):
+            for field in dataclasses.fields(config_cls):
+                if field.name in fields:
+                    raise TypeError(f"{field.name} is a field of {config_cls.__name__} and of "
+                                    f"{classes[owner[field.name]].__name__}")
+                fields[field.name], owner[field.name] = field, i
+            types_.update(field_types(config_cls))
+        options: dict[str, FieldOption] = {}
+        for name, field in fields.items():
+            if name in exclude or field.metadata.get("cli") is False:
+                continue
+            if name in defaults:
+                default = defaults[name]
+            elif field.default is not dataclasses.MISSING:
+                default = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory()
+            else:
+                default = None
+            options[name] = FieldOption.from_field(field, types_[name], default, helps.get(name))
+        return cls(tuple(classes), fields, owner, types_, options, defaults)
+
+    def read_file(self, path: Path | None, verb: str | None, own: set[str]) -> dict[str, Any]:
+        """The ``--config`` file's mapping, old option names renamed (``formerly``); {} without a file.
+
+        Raises DftlensError for an option neither a field nor one of the verb's ``own`` options.
+        """
+        given = read_run_config(path) if path is not None else {}
+        for config_cls in self.classes:  # old option names in saved configs (``formerly``)
+            given = renamed_settings(config_cls, given)
+        unknown = sorted(set(given) - set(self.fields) - own)
+        if unknown:
+            raise DftlensError(f"Config file {path}: unknown option(s) {', '.join(unknown)} for dftlens {verb}.")
+        return given
+
+    def values(self, kwargs: dict[str, Any], given: dict[str, Any], explicit: Callable[[str], bool],
+               where_file: str) -> dict[str, Any]:
+        """Each field's value: a flag given wins over the file, the file over the verb's own default.
+
+        Fields left out are absent (their dataclass default applies); fields that are not options take
+        the file's value. Every value is checked and converted (:meth:`FieldOption.value`).
+        """
+        values: dict[str, Any] = {}
+        for name, option in self.options.items():
+            flag = option.decls[0].split("/")[0]
+            if explicit(name):
+                values[name] = option.value(kwargs[name], flag)
+            elif name in given:
+                values[name] = option.value(given[name], f"{where_file}: {name}")
+            elif name in self.defaults:
+                values[name] = self.defaults[name]
+        for name in set(given) & (set(self.fields) - set(self.options)):  # settings only files set
+            tp, optional = optional_type(self.types[name])
+            values[name] = None if given[name] is None and optional else coerce_value(given[name], tp,
+                                                                                 f"{where_file}: {name}")
+        return values
+
+    def builders(self, values: dict[str, Any]) -> list[Callable[..., Any]]:
+        """One ``build(**overrides)`` per class: the config from ``values`` (its own fields) and ``overrides``."""
+        def build(i: int, cls: type) -> Callable[..., Any]:
+            return lambda **overrides: cls(**{**{k: v for k, v in values.items() if self.owner[k] == i}, **overrides})
+
+        return [build(i, cls) for i, cls in enumerate(self.classes)]
+
+
+def _own_values(own: list[inspect.Parameter], own_types: dict[str, Any], kwargs: dict[str, Any],
+                given: dict[str, Any], explicit: Callable[[str], bool], where_file: str) -> dict[str, Any]:
+    """The verb's own options: the command line's value unless only the ``--config`` file sets it."""
+    values = {}
+    for p in own:
+        if not explicit(p.name) and p.name in given:
+            tp, _ = optional_type(own_types[p.name])
+            values[p.name] = None if given[p.name] is None else coerce_value(given[p.name], tp, f"{where_file}: {p.name}")
+        else:
+            values[p.name] = kwargs[p.name]
+    return values
 
 
 def config_options(*config_classes: type, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
@@ -241,90 +181,39 @@ def config_options(*config_classes: type, exclude: tuple[str, ...] = (), default
     values given, not the defaults. ``not_saved``: own options left out of run_config.yaml (they
     say how to run, not what).
     """
-    defaults, helps = dict(defaults or {}), dict(helps or {})
-    types_: dict[str, Any] = {}
-    fields: dict[str, dataclasses.Field] = {}
-    owner: dict[str, int] = {}  # field name -> index of its config class
-    for i, config_cls in enumerate(config_classes):
-        for field in dataclasses.fields(config_cls):
-            if field.name in fields:
-                raise TypeError(f"{field.name} is a field of {config_cls.__name__} and of "
-                                f"{config_classes[owner[field.name]].__name__}")
-            fields[field.name], owner[field.name] = field, i
-        types_.update(field_types(config_cls))
-    options: dict[str, FieldOption] = {}
-    for name, field in fields.items():
-        if name in exclude or field.metadata.get("cli") is False:
-            continue
-        if name in defaults:
-            default = defaults[name]
-        elif field.default is not dataclasses.MISSING:
-            default = field.default
-        elif field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        else:
-            default = None
-        options[name] = FieldOption.from_field(field, types_[name], default, helps.get(name))
+    table = OptionTable.build(config_classes, exclude, dict(defaults or {}), dict(helps or {}))
 
     def decorate(func: Callable) -> Callable:
         config_names, own, own_types = _own_options(func, len(config_classes))
         wants_settings = "settings" in inspect.signature(func).parameters
-        clash = {p.name for p in own} & set(fields)
+        clash = {p.name for p in own} & set(table.fields)
         if clash:
             raise TypeError(f"{func.__name__}: {', '.join(sorted(clash))} are config fields too")
         config_param = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                                          default=typer.Option(None, "--config", help=CONFIG_HELP))
         ctx_param = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-        params = [ctx_param, *(o.parameter() for o in options.values()), *own, config_param]
+        params = [ctx_param, *(o.parameter() for o in table.options.values()), *own, config_param]
 
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
             ctx: typer.Context = kwargs.pop("ctx")
             path = kwargs.pop("config")
-            given = read_run_config(path) if path is not None else {}
-            for config_cls in config_classes:  # old option names in saved configs (``formerly``)
-                given = renamed_settings(config_cls, given)
+            given = table.read_file(path, ctx.info_name, {p.name for p in own})
             where_file = f"Config file {path}"
-            unknown = sorted(set(given) - set(fields) - {p.name for p in own})
-            if unknown:
-                raise DftlensError(f"{where_file}: unknown option(s) {', '.join(unknown)} for dftlens "
-                                   f"{ctx.info_name}.")
 
             def explicit(name: str) -> bool:
                 source = ctx.get_parameter_source(name)
                 return source is not None and source.name in _EXPLICIT
 
-            values: dict[str, Any] = {}
-            for name, option in options.items():
-                flag = option.decls[0].split("/")[0]
-                if explicit(name):
-                    values[name] = option.value(kwargs[name], flag)
-                elif name in given:
-                    values[name] = option.value(given[name], f"{where_file}: {name}")
-                elif name in defaults:
-                    values[name] = defaults[name]
-            for name in set(given) & (set(fields) - set(options)):  # settings only files set
-                tp, optional = _optional(types_[name])
-                values[name] = None if given[name] is None and optional else _coerce(given[name], tp,
-                                                                                     f"{where_file}: {name}")
-            own_values = {}
-            for p in own:
-                if not explicit(p.name) and p.name in given:
-                    tp, _ = _optional(own_types[p.name])
-                    own_values[p.name] = None if given[p.name] is None else _coerce(given[p.name], tp,
-                                                                                    f"{where_file}: {p.name}")
-                else:
-                    own_values[p.name] = kwargs[p.name]
-            def build(i: int, cls: type) -> Callable[..., Any]:
-                return lambda **overrides: cls(**{**{k: v for k, v in values.items() if owner[k] == i}, **overrides})
-
-            builders = [build(i, cls) for i, cls in enumerate(config_classes)]
+            values = table.values(kwargs, given, explicit, where_file)
+            own_values = _own_values(own, own_types, kwargs, given, explicit, where_file)
+            builders = table.builders(values)
             configs = builders if lazy else [make() for make in builders]
             extra = {}
             if wants_settings:
-                saved = dict(values) if lazy else {f: getattr(configs[owner[f]], f) for f in fields}
+                saved = dict(values) if lazy else {f: getattr(configs[table.owner[f]], f) for f in table.fields}
                 saved.update({k: v for k, v in own_values.items() if k not in not_saved})
-                explicit_names = {n for n in [*options, *(p.name for p in own)] if explicit(n)}
+                explicit_names = {n for n in [*table.options, *(p.name for p in own)] if explicit(n)}
                 extra["settings"] = RunSettings(ctx.info_name or func.__name__, saved,
                                                 explicit_names | (set(given) & set(saved)))
             return func(**dict(zip(config_names, configs)), **own_values, **extra)
