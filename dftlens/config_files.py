@@ -128,8 +128,11 @@ def write_run_config(path: str | Path, values: Mapping[str, Any], verb: str | No
         def ignore_aliases(self, data):
             return True
 
+    # one option per line (a mapping of scalars alone would otherwise become one {a: 1, b: 2} line), lists inline
+    NoAliases.add_representer(list, lambda dumper, items: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", items, flow_style=True))
     body = yaml.dump(plain(dict(values)), Dumper=NoAliases, sort_keys=False, allow_unicode=True,
-                     default_flow_style=None)
+                     default_flow_style=False)
     write_text(path, head + body)
     return path
 

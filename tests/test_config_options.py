@@ -148,6 +148,12 @@ def test_bad_flag_values(tmp_path):
 def test_write_run_config_types(tmp_path):
     path = write_run_config(tmp_path / "r.yaml", {"p": Path("/x"), "t": (1, 2), "n": None, "s": "中文"}, "probe")
     assert read_run_config(path) == {"p": "/x", "t": [1, 2], "n": None, "s": "中文"}
+    # one option per line, as users edit it (not one {p: /x, ...} line), lists inline; "off" stays text
+    scalars = write_run_config(tmp_path / "s.yaml", {"steps": 3, "lc_signal": "off", "lr": 2e-5}, "train")
+    assert scalars.read_text(encoding="utf-8").splitlines()[1:] == ["steps: 3", "lc_signal: 'off'", "lr: 2.0e-05"]
+    pairs = write_run_config(tmp_path / "p.yaml", {"pairs": [("fr", "zh"), ("de", "ja")]}, "probe")
+    assert pairs.read_text(encoding="utf-8").splitlines()[1:] == ["pairs: [[fr, zh], [de, ja]]"]
+    assert read_run_config(scalars) == {"steps": 3, "lc_signal": "off", "lr": 2e-5}
     with pytest.raises(DftlensError, match="does not exist"):
         read_run_config(tmp_path / "nope.yaml")
 
