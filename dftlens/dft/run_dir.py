@@ -1,8 +1,9 @@
 """The run directory of ``dftlens train``: checking ``--out``, starting or resuming a run, the step log.
 
-Split out of :mod:`dftlens.dft.trainer` (which re-exports these names).
-``log.jsonl`` holds one JSON object per optimizer step; ``final/`` is the
-``from_pretrained`` directory, ``checkpoint-NNNNNN/`` the resumable ones.
+``run_config.yaml`` holds the run's settings (its one settings file; ``--config`` reruns it);
+``log.jsonl`` one JSON object per optimizer step; ``final/`` is the ``from_pretrained``
+directory, ``checkpoint-NNNNNN/`` the resumable ones (each with a ``run_config.json``: the
+settings, the hooks trained and the input checksums a resume checks).
 """
 
 from __future__ import annotations

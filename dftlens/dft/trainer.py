@@ -111,8 +111,8 @@ def train(cfg: TrainConfig, lm: LensModel | None = None, resume: Path | str | No
 
     Everything checkable without the model is checked first (values, layers file,
     layer order, --out). The run directory is locked while training (a second
-    process writing it is refused), data and layers paths are saved absolute with
-    their sha256, and a resume whose inputs changed is refused, naming the file. A
+    process writing it is refused), data and layers paths are saved absolute (``run_config.yaml``),
+    each checkpoint records their sha256, and a resume whose inputs changed is refused, naming the file. A
     provisional ``layers.json`` (``LayerChoice.warning``) is used, with a warning: passed to
     ``on_warning`` (a ``str -> None`` callable), or a :class:`~dftlens.layers.ProvisionalLayers`
     warning when None.
