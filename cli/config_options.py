@@ -86,7 +86,7 @@ class OptionTable:
         fields: dict[str, dataclasses.Field] = {}
         owner: dict[str, int] = {}
         for i, config_cls in enumerate(classes):
-            for field in dataclasses.fields(config_cls):
+            for field in _own_fields_first(config_cls):
                 if field.name in fields:
                     raise TypeError(f"{field.name} is a field of {config_cls.__name__} and of "
                                     f"{classes[owner[field.name]].__name__}")
@@ -148,6 +148,17 @@ class OptionTable:
             return lambda **overrides: cls(**{**{k: v for k, v in values.items() if self.owner[k] == i}, **overrides})
 
         return [build(i, cls) for i, cls in enumerate(self.classes)]
+
+
+def _own_fields_first(config_cls: type) -> list[dataclasses.Field]:
+    """The fields of ``config_cls``: its own (in its order; a field it redefines among them) before inherited ones.
+
+    So ``TrainConfig(LoadSettings)`` lists ``--out``, ``--model`` ... before ``--device``, as the verbs that
+    take ``LoadSettings`` as a second class do.
+    """
+    own = list(config_cls.__dict__.get("__annotations__", {}))
+    fields = dataclasses.fields(config_cls)
+    return sorted(fields, key=lambda f: (0, own.index(f.name)) if f.name in own else (1, 0))
 
 
 def _own_values(own: list[inspect.Parameter], own_types: dict[str, Any], kwargs: dict[str, Any],
