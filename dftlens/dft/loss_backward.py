@@ -4,7 +4,7 @@
 that class's passes: ``main_pass``, ``logits_pass``, ``total``); it runs each pass's
 backward before the next pass's forward, so that one pass's graph is alive at a time,
 with the same gradients as ``components(batch)["loss"].backward()``
-(tests/test_dft_losses.py). Prefix reuse: :mod:`.prefix_reuse`.
+(tests/dft/test_dft_losses.py). Prefix reuse: :mod:`.prefix_reuse`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class StagedBackward:
         once, freeing their graphs; last, one backward through the prefix carries
         the copies' summed gradients. Peak memory: the prefix's graph plus one
         remainder's, instead of the whole main pass's graph plus a logits pass's.
-        Same losses and gradients (tests/test_dft_losses.py). None: nothing shared.
+        Same losses and gradients (tests/dft/test_dft_losses.py). None: nothing shared.
         """
         jobs = self._logits_jobs(batch)
         lengths = reusable(self.lm, batch.main, [batch.main] + [packed for _, packed, _, _ in jobs])

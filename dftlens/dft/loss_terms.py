@@ -2,7 +2,7 @@
 
 :func:`units`/:func:`step_norm` give each component's denominator (loss tokens for
 the NLL losses, examples for the pooled-state losses), so that gradient accumulation
-and data parallelism reproduce one big batch's means (tests/test_dft_accumulation.py).
+and data parallelism reproduce one big batch's means (tests/dft/test_dft_accumulation.py).
 :func:`lm_loss` is the logit-lens NLL every cross-entropy of :class:`~dftlens.dft.losses.DFTLoss`
 goes through (:mod:`.chunked_ce`). The method: docs/method/dft-losses.md.
 """

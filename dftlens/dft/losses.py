@@ -44,7 +44,7 @@ main pass's backward (so the main graph is traversed once). With logits signals
 only, :meth:`DFTLoss.backward` also splits the main pass at that prefix, so that
 only one remainder's graph is alive at a time (peak memory close to TFT's).
 Losses and gradients equal the full passes to float rounding
-(tests/test_dft_losses.py).
+(tests/dft/test_dft_losses.py).
 
 Feature normalisation (``feature_norm``: none, center, standardize, rms) is
 :mod:`.feature_signal`; the denominators and the lens NLL :mod:`.loss_terms`; the

@@ -15,7 +15,7 @@ and only the continuations run after it (a continuation of one token needs no
 further pass at all). Left padding keeps the distance between real tokens equal to
 their position difference, so sliding-window layers see what they would see
 unpadded. The scores are the same numbers as lm-eval's own path up to float
-rounding (tests/test_eval_harness.py checks this on Llama, Gemma-2 and Gemma-3
+rounding (tests/evaluation/test_eval_harness.py checks this on Llama, Gemma-2 and Gemma-3
 shapes); if a model's cache cannot be used this way, scoring falls back to
 per-request passes with a warning.
 

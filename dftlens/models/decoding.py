@@ -85,7 +85,7 @@ class LogitLens:
         with weight 0); ``top_k``: how many top tokens. Returns a
         :class:`~dftlens.models.lens_kernel.LensReduction` (on the head's device). Equal to
         ``log_softmax(decode(resid))`` reduced directly, to float32 rounding
-        (tests/test_lens_kernel.py). Raises NonFiniteError when a row's logits hold NaN or inf.
+        (tests/models/test_lens_kernel.py). Raises NonFiniteError when a row's logits hold NaN or inf.
         """
         weight, bias = self.head_params(frozen=True)
         parts = []

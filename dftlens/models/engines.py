@@ -247,7 +247,7 @@ class NNsightEngine:
 
 # nnsight 0.8 has no public accessor for the torch module an envoy wraps; its ``Envoy`` documents the
 # attribute ``_module`` ("The wrapped torch.nn.Module"). This is the one place dftlens reads it:
-# pyproject.toml pins nnsight>=0.8,<0.9 and tests/test_lens_in_trace.py fails if it disappears.
+# pyproject.toml pins nnsight>=0.8,<0.9 and tests/analysis/test_lens_in_trace.py fails if it disappears.
 NNSIGHT_MODULE_ATTRIBUTE = "_module"
 
 

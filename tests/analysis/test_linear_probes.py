@@ -26,7 +26,7 @@ from dftlens.analysis.linear_probes import (
 from dftlens.data.languages import parse_pairs
 from dftlens.errors import DataError
 
-BUNDLED = Path(__file__).resolve().parents[1] / "dftlens" / "data" / "bundled"
+BUNDLED = Path(__file__).resolve().parents[2] / "dftlens" / "data" / "bundled"
 
 
 def _bundled(n: int, langs=("en", "fr", "de", "zh")):

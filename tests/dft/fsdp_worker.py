@@ -1,4 +1,4 @@
-"""Run by tests/test_fsdp_cpu.py under torch.distributed.run (not a test module).
+"""Run by tests/dft/test_fsdp_cpu.py under torch.distributed.run (not a test module).
 
 FSDP2 (``fully_shard`` on every decoder layer, found by dftlens's family table) on CPU/gloo: the DFT losses go
 through dftlens's engine hooks on the sharded model; prints one JSON line per

@@ -3,7 +3,7 @@
 The short version (DFTLENS_NB_QUICK=1) probes the embedded model, trains TFT and
 DFT-logits for two LoRA steps each, compares the three models on the same prompts and
 scores them on a few held-out instructions, all in a temporary directory it removes.
-The kernel is this test process's own interpreter, as in tests/test_notebooks.py.
+The kernel is this test process's own interpreter, as in tests/project/test_notebooks.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dftlens.layer_evidence import Evidence
 from dftlens.layers import LayerChoice
 from notebook_runner import _MARK, PLOTLY_MIME, execute, outputs  # noqa: F401
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "dft_before_after.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "dft_before_after.ipynb"
 
 
 def test_before_after_committed_without_outputs():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "check_doc_claims.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "check_doc_claims.py"
 
 
 def _script():

@@ -12,7 +12,7 @@ from dftlens.data.field_formats import word_file_format
 from dftlens.data.parallel import load_words
 from dftlens.errors import DataError
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_formats_are_detected():

@@ -200,7 +200,7 @@ def test_fsdp2_on_cpu_matches_one_process_and_resumes_bit_for_bit(tmp_path, tiny
     import sys
     from pathlib import Path
 
-    config_file = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp2_cpu_2proc.yaml"
+    config_file = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp2_cpu_2proc.yaml"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), "-m",
               "dftlens_cli", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from dft_data import instruction_rows, write_jsonl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import replicate_runs  # noqa: E402
 import replicate_small  # noqa: E402
 

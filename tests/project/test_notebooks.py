@@ -17,7 +17,7 @@ import pytest
 
 from notebook_runner import _MARK, PLOTLY_MIME, execute, outputs  # noqa: F401
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 LATENT = NOTEBOOKS / "latent_language.ipynb"
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_committed_without_outputs(path):
