@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from . import ownership
+from .config_files import RUN_CONFIG, write_run_config
 from .errors import DftlensError, OutputBusy, OutputExists
 from .io import ensure_disk_space
 
@@ -327,3 +328,24 @@ def output_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False)
         finally:
             if not swapped:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def results_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False, config=None,
+                verb: str | None = None, extra: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """:func:`output_dir` for a verb's results, with its settings file written first.
+
+    Writes ``run_config.yaml`` from the config dataclass ``config`` (the file ``dftlens
+    <verb> --config`` reads back; none when ``config`` is None), then calls ``extra(tmp)``
+    (the CLI's, which replaces it with every option of the run), then yields the staging
+    folder for the results. ``outputs``: the result files' names (``run_config.yaml`` is
+    added). Raises what :func:`output_dir` raises.
+    """
+    import dataclasses
+
+    with output_dir(out, [*outputs, RUN_CONFIG], overwrite) as tmp:  # every file at once, or none
+        if config is not None:
+            write_run_config(tmp / RUN_CONFIG, dataclasses.asdict(config), verb)
+        if extra is not None:
+            extra(tmp)
+        yield tmp

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..io import write_csv
-from ..output_dirs import output_dir
+from ..output_dirs import results_dir
 from ..layers import LayerChoice
 from ..models import load_model
 from .probe_run import ProbeConfig, ProbeResult, run_probe
@@ -101,9 +101,7 @@ class CompareResult:
         from ..viz.report import write_report
 
         formats = parse_formats(figure_formats)
-        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
-            if extra is not None:  # e.g. the CLI's run_config.yaml
-                extra(tmp)
+        with results_dir(out, OUTPUTS, overwrite, extra=extra) as tmp:  # every file at once, or none
             write_csv(tmp / "compare_lens.csv", self.lens)
             write_csv(tmp / "compare_probes.csv", self.probes)
             choice = (self.choice or next(iter(self.results.values())).choice).to_dict()

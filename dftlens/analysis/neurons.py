@@ -18,7 +18,7 @@ RUCAIBox/Language-Specific-Neurons). :func:`run_neurons`:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config_files import RUN_CONFIG, write_run_config
 from ..data.parallel import load_sentences
 from ..errors import DataError, DftlensError
 from ..io import read_csv, write_csv, write_json
-from ..output_dirs import output_dir
+from ..output_dirs import results_dir
 from ..models import Edit, LensModel
 from ..models.hook_points import hook_name
 from ..models.mlp_layout import d_mlp
@@ -217,11 +216,7 @@ class NeuronsResult:
 
         ``extra(tmp_dir)`` (the CLI's) may replace ``run_config.yaml`` with every option of the run.
         """
-        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:
-            # the settings, which `dftlens neurons --config` reads; the CLI's extra replaces them with every option
-            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "neurons")
-            if extra is not None:
-                extra(tmp)
+        with results_dir(out, OUTPUTS, overwrite, self.config, "neurons", extra) as tmp:  # run_config.yaml, then the results
             np.savez_compressed(tmp / "neuron_stats.npz", active=self.stats.active, tokens=self.stats.tokens,
                                 post_sum=self.stats.post_sum, langs=np.array(self.stats.langs),
                                 entropy=self.selection.entropy)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from ..config_files import RUN_CONFIG, write_run_config
 from ..io import write_csv
-from ..output_dirs import output_dir
+from ..output_dirs import results_dir
 from .patch_config import PatchConfig
 
 OUTPUTS = ["patching.csv", "patching_items.csv", "report.html", "figures"]
@@ -42,11 +41,7 @@ class PatchResult:
         from ..viz.patch_figures import patch_figures
 
         formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
-        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
-            # the settings, which `dftlens patch --config` reads; the CLI's extra replaces them with every option
-            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "patch")
-            if extra is not None:  # e.g. the CLI's run_config.yaml
-                extra(tmp)
+        with results_dir(out, OUTPUTS, overwrite, self.config, "patch", extra) as tmp:  # run_config.yaml, then the results
             write_csv(tmp / "patching_items.csv", self.items)
             if report:
                 from ..viz.patch_figures import write_patch_report

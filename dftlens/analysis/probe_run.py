@@ -13,18 +13,18 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from ..config_files import RUN_CONFIG, check_fields, setting, write_run_config
+from ..config_files import check_fields, setting
 from ..data.parallel import ParallelData, load_sentences, load_words
 from ..data.prompts import TASKS, PromptItem, build_items
 from ..errors import DataError
 from ..io import write_csv
-from ..output_dirs import output_dir
+from ..output_dirs import results_dir
 from ..layers import LayerChoice, check_order
 from ..models import LensModel
 from ..models.name_resolution import check_top_k
@@ -178,11 +178,7 @@ class ProbeResult:
         from ..viz.export import parse_formats
 
         formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
-        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:  # every file at once, or none
-            # the settings, which `dftlens probe --config` reads; the CLI's extra replaces them with every option
-            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "probe")
-            if extra is not None:  # e.g. the CLI's run_config.yaml
-                extra(tmp)
+        with results_dir(out, OUTPUTS, overwrite, self.config, "probe", extra) as tmp:  # run_config.yaml, then the results
             write_csv(tmp / "lens.csv", self.lens)
             write_csv(tmp / "lens_items.csv", self.lens_items)
             write_csv(tmp / "probes.csv", self.probes)

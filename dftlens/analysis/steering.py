@@ -24,7 +24,7 @@ unsteered prompts are the row ``layer = -1, strength = 0``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,12 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config_files import RUN_CONFIG, write_run_config
 from ..data.parallel import load_sentences, load_words
 from ..data.prompts import translation_items
 from ..errors import DataError, LayerError
 from ..io import write_csv, write_json
-from ..output_dirs import output_dir
+from ..output_dirs import results_dir
 from ..models import Edit, LensModel
 from ..models.hook_points import hook_name
 from .neuron_config import NeuronsConfig, SteerConfig
@@ -197,11 +196,7 @@ class SteerResult:
 
         ``extra(tmp_dir)`` (the CLI's) may replace ``run_config.yaml`` with every option of the run.
         """
-        with output_dir(out, [*OUTPUTS, "run_config.yaml"], overwrite) as tmp:
-            # the settings, which `dftlens steer --config` reads; the CLI's extra replaces them with every option
-            write_run_config(tmp / RUN_CONFIG, asdict(self.config), "steer")
-            if extra is not None:
-                extra(tmp)
+        with results_dir(out, OUTPUTS, overwrite, self.config, "steer", extra) as tmp:  # run_config.yaml, then the results
             write_csv(tmp / "steering_items.csv", self.items)
             write_json(tmp / "summary.json", self.summary)
             if report:

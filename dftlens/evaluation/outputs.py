@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..io import write_csv, write_json, write_text
-from ..output_dirs import output_dir
+from ..output_dirs import results_dir
 from .skips import summarize_skips
 from .runner import EvalRun, differences
 
 FIGURES = "figures"  # --figure-format: figures/<key>.<format>
 OUTPUTS = ("results.csv", "report.html", "eval.json", FIGURES)
-RUN_CONFIG = "run_config.yaml"  # written by the CLI through ``extra``
 
 
 def _versions() -> dict:
@@ -45,9 +44,7 @@ def write_outputs(run: EvalRun, out: str | Path, overwrite: bool = False,
 
     formats = parse_formats(figure_formats)  # refuse a bad format before writing anything
     paths = {name: Path(out).expanduser() / name for name in OUTPUTS if name != FIGURES}
-    with output_dir(out, [*OUTPUTS, RUN_CONFIG], overwrite) as tmp:  # all files appear at once, or none
-        if extra is not None:
-            extra(tmp)
+    with results_dir(out, OUTPUTS, overwrite, extra=extra) as tmp:  # every file at once, or none
         at = {name: tmp / name for name in OUTPUTS}
         skipped = summarize_skips(run.skipped)
         write_csv(at["results.csv"], run.frame)
