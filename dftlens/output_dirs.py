@@ -335,11 +335,9 @@ def results_dir(out: Path | str, outputs: Iterable[str], overwrite: bool = False
                 verb: str | None = None, extra: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """:func:`output_dir` for a verb's results, with its settings file written first.
 
-    Writes ``run_config.yaml`` from the config dataclass ``config`` (the file ``dftlens
-    <verb> --config`` reads back; none when ``config`` is None), then calls ``extra(tmp)``
-    (the CLI's, which replaces it with every option of the run), then yields the staging
-    folder for the results. ``outputs``: the result files' names (``run_config.yaml`` is
-    added). Raises what :func:`output_dir` raises.
+    Writes ``run_config.yaml`` from the config dataclass ``config`` (what ``dftlens <verb>
+    --config`` reads back; none when None), calls ``extra(tmp)`` (the CLI's: every option of
+    the run), then yields the staging folder; ``outputs``: the results' file names.
     """
     import dataclasses
 
